@@ -1,0 +1,30 @@
+"""`panicgw`: the gateway's command line (technicians run it on the Pi)."""
+
+import typer
+
+from panicgw import __version__
+from panicgw.cmd_decode import decode
+
+app = typer.Typer(
+    help="Panic-button gateway: receive, verify, store and forward alarms; diagnose the Pi.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"panicgw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Panic-button gateway tools."""
+
+
+app.command("decode")(decode)

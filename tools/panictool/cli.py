@@ -1,0 +1,30 @@
+"""`panictool`: the installer's command line (flash, provision, verify, simulate)."""
+
+import typer
+
+from panictool import __version__
+from panictool.cmd_airtime import airtime
+
+app = typer.Typer(
+    help="Panic-button installer tools: plan the radio link, flash and provision buttons.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"panictool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Panic-button installer tools."""
+
+
+app.command("airtime")(airtime)
