@@ -1,0 +1,1 @@
+"""LoRa bridge device logic: radio <-> USB serial link (no hardware imports)."""

@@ -1,0 +1,1 @@
+"""Button device logic: press classifier, counter, retry policy, transports (no hardware imports)."""
