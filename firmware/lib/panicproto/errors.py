@@ -26,6 +26,6 @@ class ProtocolError(ValueError):
     """Raised for any input the protocol rejects; ``reason`` is one of REASONS."""
 
     def __init__(self, reason, detail=""):
-        ValueError.__init__(self, reason + (": " + detail if detail else ""))
+        super().__init__(reason + (": " + detail if detail else ""))
         self.reason = reason
         self.detail = detail

@@ -1,0 +1,11 @@
+"""Shared pytest configuration."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# CI runs more examples; local runs stay quick.
+settings.register_profile("ci", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
