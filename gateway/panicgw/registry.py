@@ -1,0 +1,248 @@
+"""Device and site registry records, the export file format, and registration into the DB.
+
+The export file (``panic-button-registry/1``) is how an installer's laptop hands devices to a
+gateway: ``panictool provision`` writes it, ``panicgw devices import`` reads it. It holds
+device keys, so it is written with file mode 0600 and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "panic-button-registry/1"
+SITE_KINDS = ("shop", "home")
+PATHS = ("lora", "wifi")
+KEY_LEN = 16
+MAX_U32 = 0xFFFFFFFF
+MIN_SUPERVISION_S = 60
+
+
+class RegistryError(ValueError):
+    """Bad registry input; the message names the device and the field."""
+
+
+@dataclass
+class SiteRecord:
+    """Where a button is installed: what dispatch needs to send a patrol."""
+
+    name: str
+    kind: str  # "shop" | "home"
+    address: str
+    lat: float
+    lon: float
+    contact: str = ""
+    phone: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "address": self.address,
+            "lat": self.lat,
+            "lon": self.lon,
+            "contact": self.contact,
+            "phone": self.phone,
+        }
+
+
+@dataclass
+class DeviceRecord:
+    """A provisioned button. ``key`` is the 16-byte secret shared with the button only."""
+
+    device_id: int
+    key: bytes
+    site: SiteRecord
+    label: str = ""
+    paths: list[str] = field(default_factory=lambda: ["lora"])
+    supervision_s: int = 3600
+    firmware: str | None = None
+
+    def to_dict(self, with_key: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"device_id": self.device_id}
+        if with_key:
+            d["key"] = self.key.hex()
+        d.update(
+            {
+                "label": self.label,
+                "paths": list(self.paths),
+                "supervision_s": self.supervision_s,
+                "firmware": self.firmware,
+                "site": self.site.to_dict(),
+            }
+        )
+        return d
+
+    def __repr__(self) -> str:  # never show the key in logs or tracebacks
+        return (
+            f"DeviceRecord(device_id=0x{self.device_id:08X}, label={self.label!r}, "
+            f"site={self.site.name!r}, paths={self.paths!r})"
+        )
+
+
+def _who(device_id: Any, index: int | None) -> str:
+    if isinstance(device_id, int) and not isinstance(device_id, bool):
+        return f"device 0x{device_id:08X}"
+    return f"device #{index}" if index is not None else "device"
+
+
+def validate(rec: DeviceRecord, index: int | None = None) -> DeviceRecord:
+    """Check every field; raise RegistryError naming the device and the field."""
+    who = _who(rec.device_id, index)
+    if (
+        not isinstance(rec.device_id, int)
+        or isinstance(rec.device_id, bool)
+        or not 0 <= rec.device_id <= MAX_U32
+    ):
+        raise RegistryError(f"{who}: field 'device_id' must be an integer 0..{MAX_U32}")
+    if not isinstance(rec.key, bytes | bytearray) or len(rec.key) != KEY_LEN:
+        raise RegistryError(f"{who}: field 'key' must be {KEY_LEN} bytes")
+    if not isinstance(rec.label, str):
+        raise RegistryError(f"{who}: field 'label' must be a string")
+    if (
+        not isinstance(rec.paths, list)
+        or not rec.paths
+        or any(p not in PATHS for p in rec.paths)
+        or len(set(rec.paths)) != len(rec.paths)
+    ):
+        raise RegistryError(f"{who}: field 'paths' must be a non-empty list of {PATHS}")
+    if (
+        not isinstance(rec.supervision_s, int)
+        or isinstance(rec.supervision_s, bool)
+        or rec.supervision_s < MIN_SUPERVISION_S
+    ):
+        raise RegistryError(
+            f"{who}: field 'supervision_s' must be an integer >= {MIN_SUPERVISION_S}"
+        )
+    if rec.firmware is not None and not isinstance(rec.firmware, str):
+        raise RegistryError(f"{who}: field 'firmware' must be a string or null")
+    s = rec.site
+    if not isinstance(s, SiteRecord):
+        raise RegistryError(f"{who}: field 'site' must be a site object")
+    if not isinstance(s.name, str) or not s.name.strip():
+        raise RegistryError(f"{who}: field 'site.name' must be a non-empty string")
+    if s.kind not in SITE_KINDS:
+        raise RegistryError(f"{who}: field 'site.kind' must be one of {SITE_KINDS}")
+    if not isinstance(s.address, str):
+        raise RegistryError(f"{who}: field 'site.address' must be a string")
+    for name, lo, hi in (("lat", -90.0, 90.0), ("lon", -180.0, 180.0)):
+        v = getattr(s, name)
+        if (
+            not isinstance(v, int | float)
+            or isinstance(v, bool)
+            or not math.isfinite(v)
+            or not lo <= v <= hi
+        ):
+            raise RegistryError(f"{who}: field 'site.{name}' must be a number {lo}..{hi}")
+    for name in ("contact", "phone"):
+        if not isinstance(getattr(s, name), str):
+            raise RegistryError(f"{who}: field 'site.{name}' must be a string")
+    rec.key = bytes(rec.key)
+    return rec
+
+
+def _site_from(obj: Any, who: str) -> SiteRecord:
+    if not isinstance(obj, dict):
+        raise RegistryError(f"{who}: field 'site' must be an object")
+    for req in ("name", "kind", "address", "lat", "lon"):
+        if req not in obj:
+            raise RegistryError(f"{who}: field 'site.{req}' is missing")
+    return SiteRecord(
+        name=obj["name"],
+        kind=obj["kind"],
+        address=obj["address"],
+        lat=obj["lat"],
+        lon=obj["lon"],
+        contact=obj.get("contact", ""),
+        phone=obj.get("phone", ""),
+    )
+
+
+def record_from_dict(obj: Any, index: int | None = None) -> DeviceRecord:
+    """One device of an export file; raises RegistryError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise RegistryError(f"device #{index}: must be an object")
+    who = _who(obj.get("device_id"), index)
+    for req in ("device_id", "key", "site"):
+        if req not in obj:
+            raise RegistryError(f"{who}: field '{req}' is missing")
+    key_hex = obj["key"]
+    try:
+        if not isinstance(key_hex, str):
+            raise ValueError
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise RegistryError(f"{who}: field 'key' must be {2 * KEY_LEN} hex digits") from None
+    rec = DeviceRecord(
+        device_id=obj["device_id"],
+        key=key,
+        site=_site_from(obj["site"], who),
+        label=obj.get("label", ""),
+        paths=obj.get("paths", ["lora"]),
+        supervision_s=obj.get("supervision_s", 3600),
+        firmware=obj.get("firmware"),
+    )
+    return validate(rec, index)
+
+
+def write_export(path: str | os.PathLike[str], records: list[DeviceRecord]) -> None:
+    """Write the export file atomically with mode 0600 (it holds keys)."""
+    for i, r in enumerate(records):
+        validate(r, i)
+    doc = {"format": FORMAT, "devices": [r.to_dict() for r in records]}
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_export(path: str | os.PathLike[str]) -> list[DeviceRecord]:
+    """Parse and validate an export file; duplicate device ids are an error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RegistryError(f"{path}: not JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise RegistryError(f"{path}: field 'format' must be {FORMAT!r}")
+    devices = doc.get("devices")
+    if not isinstance(devices, list):
+        raise RegistryError(f"{path}: field 'devices' must be a list")
+    out: list[DeviceRecord] = []
+    seen: set[int] = set()
+    for i, obj in enumerate(devices):
+        rec = record_from_dict(obj, i)
+        if rec.device_id in seen:
+            raise RegistryError(f"{_who(rec.device_id, i)}: field 'device_id' appears twice")
+        seen.add(rec.device_id)
+        out.append(rec)
+    return out
+
+
+def register(db_path: str | os.PathLike[str], record: DeviceRecord) -> None:
+    """Open (or create, with migrations) the gateway DB and upsert the site and the device."""
+    from panicgw.store import Store
+
+    validate(record)
+    store = Store(db_path)
+    try:
+        store.upsert_device(record)
+    finally:
+        store.close()

@@ -1,0 +1,628 @@
+"""The gateway's SQLite store: registry, replay state, events, incidents, outbox, dead letters.
+
+Durability rules (docs/gateway.md explains them):
+- WAL with ``synchronous=FULL``: a commit has reached the disk before we ACK STORED.
+- An event, its outbox row and the device's replay-window state are written in ONE
+  transaction, so a crash either keeps all three or none (and the button's retry is then
+  a new frame to us, never a lost or doubled alarm).
+- Heartbeat history is pruned by age; nothing with an undelivered outbox row is ever pruned.
+- The DB file (and so its -wal/-shm, which SQLite creates with the same mode) is 0600:
+  it holds device keys.
+
+Outbox priorities: a smaller number is more urgent (``PRIO_ALARM`` = 0 first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from panicgw.registry import DeviceRecord, SiteRecord, validate
+
+PRIO_ALARM = 0
+PRIO_EVENT = 1  # tamper, cancel, test
+PRIO_TROUBLE = 2  # supervision lost/restore, low battery, bridge trouble
+PRIO_OTHER = 3  # periodic check-in, heartbeats and everything else
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a shipped
+# entry: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE sites (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('shop', 'home')),
+        address TEXT NOT NULL,
+        lat REAL NOT NULL,
+        lon REAL NOT NULL,
+        contact TEXT NOT NULL DEFAULT '',
+        phone TEXT NOT NULL DEFAULT '',
+        UNIQUE (name, address)
+    );
+    CREATE TABLE devices (
+        device_id INTEGER PRIMARY KEY,
+        key BLOB NOT NULL CHECK (length(key) = 16),
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        label TEXT NOT NULL DEFAULT '',
+        paths TEXT NOT NULL,
+        supervision_s INTEGER NOT NULL,
+        firmware TEXT,
+        registered_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE device_state (
+        device_id INTEGER PRIMARY KEY,
+        replay_highest INTEGER NOT NULL DEFAULT -1,
+        replay_bitmap TEXT NOT NULL DEFAULT '0',
+        last_heard REAL,
+        last_path TEXT,
+        last_rssi REAL,
+        last_snr REAL,
+        battery_mv INTEGER,
+        low_battery INTEGER NOT NULL DEFAULT 0,
+        supervision TEXT NOT NULL DEFAULT 'ok',
+        battery_alarm INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE incidents (
+        incident_id TEXT PRIMARY KEY,
+        device_id INTEGER,
+        kind TEXT NOT NULL,
+        first_heard REAL NOT NULL,
+        last_heard REAL NOT NULL,
+        press_count INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX incidents_by_device ON incidents (device_id, kind, last_heard);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        counter INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        incident_id TEXT,
+        received_at REAL NOT NULL,
+        attempt INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        battery_mv INTEGER NOT NULL,
+        frame BLOB NOT NULL,
+        UNIQUE (device_id, counter)
+    );
+    CREATE INDEX events_by_kind_time ON events (kind, received_at);
+    CREATE TABLE receptions (
+        id INTEGER PRIMARY KEY,
+        event_id INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        rssi REAL,
+        snr REAL,
+        at REAL NOT NULL,
+        duplicate INTEGER NOT NULL
+    );
+    CREATE INDEX receptions_by_event ON receptions (event_id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        event_id INTEGER,
+        priority INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'delivered', 'dead')),
+        delivered_at REAL,
+        http_status INTEGER,
+        response TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (priority, next_at, created_at) WHERE state = 'pending';
+    CREATE INDEX outbox_by_incident ON outbox (incident_id);
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        incident_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE rejections (
+        reason TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        last_at REAL NOT NULL
+    );
+    """,
+]
+
+
+class OutboxItem(NamedTuple):
+    """One dispatch message waiting (the shape of forwarder.OutboxStore's items)."""
+
+    id: int
+    incident_id: str
+    priority: int
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+
+
+class DeviceState(NamedTuple):
+    device_id: int
+    replay_highest: int
+    replay_bitmap: int
+    last_heard: float | None
+    last_path: str | None
+    last_rssi: float | None
+    last_snr: float | None
+    battery_mv: int | None
+    low_battery: bool
+    supervision: str
+    battery_alarm: bool
+
+
+class StoreError(RuntimeError):
+    """The DB cannot be opened or is from a newer gateway version."""
+
+
+def _secure_create(path: Path) -> None:
+    """Create the DB file 0600 before SQLite touches it (its -wal/-shm inherit the mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+class Store:
+    """One connection, used from one thread (the daemon's store thread, or a CLI)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, check_same_thread: bool = True) -> None:
+        self.path = Path(path)
+        _secure_create(self.path)
+        try:
+            self.db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=check_same_thread,
+                timeout=10.0,
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
+        self._in_tx = False
+
+    # -- schema -------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply every migration newer than the DB, each in its own transaction."""
+        have = self.schema_version
+        if have > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema v{have}, this panicgw knows up to v{len(MIGRATIONS)}:"
+                " upgrade panicgw"
+            )
+        for version in range(have + 1, len(MIGRATIONS) + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in MIGRATIONS[version - 1].split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version={version}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (durable on return); ROLLBACK on any exception."""
+        if self._in_tx:
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield self.db
+        except BaseException:
+            self._in_tx = False
+            self.db.execute("ROLLBACK")
+            raise
+        self._in_tx = False
+        self.db.execute("COMMIT")
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def registry_generation(self) -> int:
+        """Bumped by every registry change, so a running daemon knows to reload."""
+        return int(self.get_meta("registry_generation", "0") or 0)
+
+    def _bump_generation(self) -> None:
+        self.set_meta("registry_generation", str(self.registry_generation() + 1))
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def _upsert_site(self, s: SiteRecord) -> int:
+        self.db.execute(
+            "INSERT INTO sites (name, kind, address, lat, lon, contact, phone) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, address) DO UPDATE SET "
+            "kind = excluded.kind, lat = excluded.lat, lon = excluded.lon, "
+            "contact = excluded.contact, phone = excluded.phone",
+            (s.name, s.kind, s.address, float(s.lat), float(s.lon), s.contact, s.phone),
+        )
+        row = self.db.execute(
+            "SELECT id FROM sites WHERE name = ? AND address = ?", (s.name, s.address)
+        ).fetchone()
+        return int(row[0])
+
+    def upsert_device(self, rec: DeviceRecord, now: float | None = None) -> None:
+        """Register or update a device and its site (replay state is kept on update)."""
+        validate(rec)
+        now = time.time() if now is None else now
+        with self.transaction():
+            site_id = self._upsert_site(rec.site)
+            self.db.execute(
+                "INSERT INTO devices (device_id, key, site_id, label, paths, supervision_s, "
+                "firmware, registered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET key = excluded.key, "
+                "site_id = excluded.site_id, label = excluded.label, paths = excluded.paths, "
+                "supervision_s = excluded.supervision_s, firmware = excluded.firmware, "
+                "updated_at = excluded.updated_at",
+                (rec.device_id, bytes(rec.key), site_id, rec.label, json.dumps(rec.paths),
+                 rec.supervision_s, rec.firmware, now, now),
+            )
+            self.db.execute(
+                "INSERT OR IGNORE INTO device_state (device_id) VALUES (?)", (rec.device_id,)
+            )
+            self._bump_generation()
+
+    def upsert_devices(self, recs: list[DeviceRecord]) -> None:
+        with self.transaction():
+            for r in recs:
+                self.upsert_device(r)
+
+    _DEVICE_SELECT = (
+        "SELECT d.device_id, d.key, d.label, d.paths, d.supervision_s, d.firmware, "
+        "s.name, s.kind, s.address, s.lat, s.lon, s.contact, s.phone "
+        "FROM devices d JOIN sites s ON s.id = d.site_id"
+    )
+
+    @staticmethod
+    def _device_from_row(row: tuple[Any, ...]) -> DeviceRecord:
+        return DeviceRecord(
+            device_id=int(row[0]),
+            key=bytes(row[1]),
+            label=row[2],
+            paths=json.loads(row[3]),
+            supervision_s=int(row[4]),
+            firmware=row[5],
+            site=SiteRecord(row[6], row[7], row[8], row[9], row[10], row[11], row[12]),
+        )
+
+    def get_device(self, device_id: int) -> DeviceRecord | None:
+        row = self.db.execute(
+            self._DEVICE_SELECT + " WHERE d.device_id = ?", (device_id,)
+        ).fetchone()
+        return self._device_from_row(row) if row else None
+
+    def list_devices(self) -> list[DeviceRecord]:
+        rows = self.db.execute(self._DEVICE_SELECT + " ORDER BY d.device_id").fetchall()
+        return [self._device_from_row(r) for r in rows]
+
+    def remove_device(self, device_id: int) -> bool:
+        """Unregister (its frames are rejected from now on); its events and outbox stay."""
+        with self.transaction():
+            cur = self.db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+            self.db.execute("DELETE FROM device_state WHERE device_id = ?", (device_id,))
+            self.db.execute(
+                "DELETE FROM sites WHERE id NOT IN (SELECT site_id FROM devices)"
+            )
+            if cur.rowcount:
+                self._bump_generation()
+        return cur.rowcount > 0
+
+    def rekey(self, device_id: int, key: bytes, reset_counter: bool = False) -> bool:
+        """Replace a device's key; ``reset_counter`` also forgets its replay window."""
+        if len(key) != 16:
+            raise ValueError("key must be 16 bytes")
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE devices SET key = ?, updated_at = ? WHERE device_id = ?",
+                (bytes(key), time.time(), device_id),
+            )
+            if cur.rowcount and reset_counter:
+                self.db.execute(
+                    "UPDATE device_state SET replay_highest = -1, replay_bitmap = '0' "
+                    "WHERE device_id = ?",
+                    (device_id,),
+                )
+            if cur.rowcount:
+                self._bump_generation()
+        return cur.rowcount > 0
+
+    # -- device runtime state ------------------------------------------------------------------
+
+    def device_states(self) -> dict[int, DeviceState]:
+        rows = self.db.execute(
+            "SELECT device_id, replay_highest, replay_bitmap, last_heard, last_path, last_rssi, "
+            "last_snr, battery_mv, low_battery, supervision, battery_alarm FROM device_state"
+        ).fetchall()
+        return {
+            int(r[0]): DeviceState(int(r[0]), int(r[1]), int(r[2], 16), r[3], r[4], r[5], r[6],
+                                   r[7], bool(r[8]), r[9], bool(r[10]))
+            for r in rows
+        }
+
+    def device_state(self, device_id: int) -> DeviceState | None:
+        return self.device_states_for([device_id]).get(device_id)
+
+    def device_states_for(self, ids: list[int]) -> dict[int, DeviceState]:
+        out: dict[int, DeviceState] = {}
+        for i in ids:
+            r = self.db.execute(
+                "SELECT device_id, replay_highest, replay_bitmap, last_heard, last_path, "
+                "last_rssi, last_snr, battery_mv, low_battery, supervision, battery_alarm "
+                "FROM device_state WHERE device_id = ?",
+                (i,),
+            ).fetchone()
+            if r:
+                out[i] = DeviceState(int(r[0]), int(r[1]), int(r[2], 16), r[3], r[4], r[5],
+                                     r[6], r[7], bool(r[8]), r[9], bool(r[10]))
+        return out
+
+    def save_replay(self, device_id: int, highest: int, bitmap: int) -> None:
+        self.db.execute(
+            "INSERT INTO device_state (device_id, replay_highest, replay_bitmap) VALUES (?, ?, ?)"
+            " ON CONFLICT (device_id) DO UPDATE SET replay_highest = excluded.replay_highest, "
+            "replay_bitmap = excluded.replay_bitmap",
+            (device_id, highest, format(bitmap, "x")),
+        )
+
+    def heard(self, device_id: int, at: float, path: str, rssi: float | None,
+              snr: float | None, battery_mv: int, low_battery: bool) -> None:
+        self.db.execute(
+            "UPDATE device_state SET last_heard = ?, last_path = ?, last_rssi = ?, "
+            "last_snr = ?, battery_mv = ?, low_battery = ? WHERE device_id = ?",
+            (at, path, rssi, snr, battery_mv, int(low_battery), device_id),
+        )
+
+    def set_supervision(self, device_id: int, supervision: str | None = None,
+                        battery_alarm: bool | None = None) -> None:
+        if supervision is not None:
+            self.db.execute(
+                "UPDATE device_state SET supervision = ? WHERE device_id = ?",
+                (supervision, device_id),
+            )
+        if battery_alarm is not None:
+            self.db.execute(
+                "UPDATE device_state SET battery_alarm = ? WHERE device_id = ?",
+                (int(battery_alarm), device_id),
+            )
+
+    # -- events, incidents ------------------------------------------------------------------------
+
+    def insert_event(self, device_id: int, counter: int, kind: str, incident_id: str | None,
+                     at: float, attempt: int, flags: int, battery_mv: int, frame: bytes) -> int:
+        cur = self.db.execute(
+            "INSERT INTO events (device_id, counter, kind, incident_id, received_at, attempt, "
+            "flags, battery_mv, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, counter, kind, incident_id, at, attempt, flags, battery_mv, frame),
+        )
+        return int(cur.lastrowid or 0)
+
+    def find_event(self, device_id: int, counter: int) -> tuple[int, str | None] | None:
+        row = self.db.execute(
+            "SELECT id, incident_id FROM events WHERE device_id = ? AND counter = ?",
+            (device_id, counter),
+        ).fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    def add_reception(self, event_id: int, path: str, rssi: float | None, snr: float | None,
+                      at: float, duplicate: bool) -> None:
+        self.db.execute(
+            "INSERT INTO receptions (event_id, path, rssi, snr, at, duplicate) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, path, rssi, snr, at, int(duplicate)),
+        )
+
+    def receptions(self, event_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT path, rssi, snr, at, duplicate FROM receptions WHERE event_id = ? "
+            "ORDER BY id",
+            (event_id,),
+        ).fetchall()
+        return [{"path": r[0], "rssi": r[1], "snr": r[2], "at": r[3], "duplicate": bool(r[4])}
+                for r in rows]
+
+    def open_incident(
+        self, device_id: int, kind: str, since: float
+    ) -> tuple[str, float, int] | None:
+        """The device's latest incident of ``kind`` heard at or after ``since``."""
+        row = self.db.execute(
+            "SELECT incident_id, first_heard, press_count FROM incidents "
+            "WHERE device_id = ? AND kind = ? AND last_heard >= ? "
+            "ORDER BY last_heard DESC LIMIT 1",
+            (device_id, kind, since),
+        ).fetchone()
+        return (row[0], float(row[1]), int(row[2])) if row else None
+
+    def create_incident(self, incident_id: str, device_id: int | None, kind: str,
+                        at: float) -> None:
+        self.db.execute(
+            "INSERT INTO incidents (incident_id, device_id, kind, first_heard, last_heard, "
+            "press_count) VALUES (?, ?, ?, ?, ?, 1)",
+            (incident_id, device_id, kind, at, at),
+        )
+
+    def touch_incident(self, incident_id: str, at: float) -> int:
+        """Count one more press; returns the new press count."""
+        self.db.execute(
+            "UPDATE incidents SET last_heard = ?, press_count = press_count + 1 "
+            "WHERE incident_id = ?",
+            (at, incident_id),
+        )
+        row = self.db.execute(
+            "SELECT press_count FROM incidents WHERE incident_id = ?", (incident_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT incident_id, device_id, kind, first_heard, last_heard, press_count "
+            "FROM incidents WHERE incident_id = ?",
+            (incident_id,),
+        ).fetchone()
+        if not row:
+            return None
+        keys = ("incident_id", "device_id", "kind", "first_heard", "last_heard", "press_count")
+        return dict(zip(keys, row, strict=True))
+
+    def recent_events(self, limit: int = 50, device_id: int | None = None) -> list[dict[str, Any]]:
+        q = ("SELECT id, device_id, counter, kind, incident_id, received_at, battery_mv "
+             "FROM events")
+        args: tuple[Any, ...] = ()
+        if device_id is not None:
+            q += " WHERE device_id = ?"
+            args = (device_id,)
+        rows = self.db.execute(q + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        keys = ("id", "device_id", "counter", "kind", "incident_id", "received_at", "battery_mv")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def prune_heartbeats(self, older_than: float) -> int:
+        """Drop heartbeat history older than ``older_than``; never anything with an outbox row
+        that is still pending."""
+        with self.transaction():
+            cur = self.db.execute(
+                "DELETE FROM events WHERE kind = 'heartbeat' AND received_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM outbox o WHERE o.event_id = events.id AND o.state = 'pending')",
+                (older_than,),
+            )
+        return cur.rowcount
+
+    # -- outbox (implements forwarder.OutboxStore) ------------------------------------------------
+
+    def enqueue(self, incident_id: str, priority: int, payload: dict[str, Any], at: float,
+                event_id: int | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO outbox (incident_id, event_id, priority, payload, created_at, next_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (incident_id, event_id, priority, json.dumps(payload, separators=(",", ":")), at,
+             at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def due(self, now: float, limit: int) -> list[OutboxItem]:
+        """Pending items whose retry time has come: most urgent priority first, then oldest."""
+        rows = self.db.execute(
+            "SELECT id, incident_id, priority, payload, attempts, created_at FROM outbox "
+            "WHERE state = 'pending' AND next_at <= ? "
+            "ORDER BY priority, created_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [OutboxItem(int(r[0]), r[1], int(r[2]), json.loads(r[3]), int(r[4]), float(r[5]))
+                for r in rows]
+
+    def next_due_at(self) -> float | None:
+        row = self.db.execute(
+            "SELECT min(next_at) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def delivered(self, item_id: int, at: float, status: int, body: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?, http_status = ?, "
+                "response = ?, attempts = attempts + 1 WHERE id = ?",
+                (at, status, body[:4000], item_id),
+            )
+
+    def reschedule(self, item_id: int, at: float, error: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE outbox SET next_at = ?, last_error = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND state = 'pending'",
+                (at, error[:1000], item_id),
+            )
+
+    def dead_letter(self, item_id: int, at: float, reason: str) -> None:
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT incident_id, payload FROM outbox WHERE id = ?", (item_id,)
+            ).fetchone()
+            if row is None:
+                return
+            self.db.execute(
+                "UPDATE outbox SET state = 'dead', last_error = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (reason[:1000], item_id),
+            )
+            self.db.execute(
+                "INSERT INTO dead_letters (outbox_id, incident_id, payload, reason, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (item_id, row[0], row[1], reason[:1000], at),
+            )
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT outbox_id, incident_id, reason, at FROM dead_letters ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [{"outbox_id": r[0], "incident_id": r[1], "reason": r[2], "at": r[3]}
+                for r in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "delivered": 0, "dead": 0, "pending_alarms": 0}
+        for state, n in self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
+            counts[state] = int(n)
+        row = self.db.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'pending' AND priority = ?", (PRIO_ALARM,)
+        ).fetchone()
+        counts["pending_alarms"] = int(row[0])
+        return counts
+
+    def outbox_rows(self, state: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT id, incident_id, event_id, priority, payload, attempts, state FROM outbox"
+        args: tuple[Any, ...] = ()
+        if state:
+            q += " WHERE state = ?"
+            args = (state,)
+        rows = self.db.execute(q + " ORDER BY id", args).fetchall()
+        return [{"id": r[0], "incident_id": r[1], "event_id": r[2], "priority": r[3],
+                 "payload": json.loads(r[4]), "attempts": r[5], "state": r[6]} for r in rows]
+
+    # -- rejection counters --------------------------------------------------------------
+
+    def add_rejections(self, counts: dict[str, int], at: float) -> None:
+        for reason, n in counts.items():
+            if n:
+                self.db.execute(
+                    "INSERT INTO rejections (reason, count, last_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count, "
+                    "last_at = excluded.last_at",
+                    (reason, n, at),
+                )
+
+    def rejections(self) -> dict[str, int]:
+        return {r: int(n) for r, n in self.db.execute(
+            "SELECT reason, count FROM rejections ORDER BY reason")}
