@@ -3,6 +3,7 @@
 import json
 
 import typer
+
 from panicproto import frames
 from panicproto.errors import ProtocolError
 

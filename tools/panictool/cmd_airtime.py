@@ -3,10 +3,11 @@
 import json
 
 import typer
-from panicproto import airtime as at
-from panicproto import frames
 from rich.console import Console
 from rich.table import Table
+
+from panicproto import airtime as at
+from panicproto import frames
 
 
 def airtime(
