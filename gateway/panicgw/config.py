@@ -1,0 +1,255 @@
+"""Gateway configuration: TOML (tomllib) over embedded defaults, validated key by key.
+
+Every key has a type, a default and a check; an error names the section and key
+(``[http] port: ...``) and unknown keys are errors too (a typo must not silently fall back
+to a default on a device that guards shops). Defaults need nothing installed: SQLite in
+``./panicgw-data``, HTTP ingest on port 8080, no broker, no dispatch endpoint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from panicproto import airtime
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file, section and key."""
+
+
+Check = Callable[[Any], str | None]  # returns an error text, or None when fine
+
+
+def _int(lo: int, hi: int) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            return f"must be an integer {lo}..{hi}"
+        return None
+    return check
+
+
+def _num(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if (not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
+                or not lo <= v <= hi):
+            return f"must be a number {lo}..{hi}"
+        return None
+    return check
+
+
+def _str(empty_ok: bool = True) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or (not empty_ok and not v.strip()):
+            return "must be a non-empty string" if not empty_ok else "must be a string"
+        return None
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(choices)}"
+    return check
+
+
+def _region(v: Any) -> str | None:
+    if not isinstance(v, str) or v.upper() not in airtime.REGIONS:
+        return f"must be one of {', '.join(sorted(airtime.REGIONS))}"
+    return None
+
+
+def _url(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string"
+    if v and not v.startswith(("https://", "http://")):
+        return "must be an http:// or https:// URL (or empty to disable forwarding)"
+    return None
+
+
+# section -> key -> (default, check). Keep docs/gateway.md and deploy/gateway.toml.example
+# in step with this table.
+SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
+    "gateway": {
+        "id": ("gw-1", _str(empty_ok=False)),
+        "data_dir": ("panicgw-data", _str(empty_ok=False)),
+        "log_level": ("info", _one_of("debug", "info", "warning", "error")),
+        "log_format": ("json", _one_of("json", "text")),
+    },
+    "pipeline": {
+        "replay_window": (64, _int(8, 1024)),
+        "incident_window_s": (300, _int(0, 86400)),
+        "batch_max": (256, _int(1, 10000)),
+        "heartbeat_retention_days": (30, _int(1, 3650)),
+        "reject_log_per_min": (20, _int(0, 10000)),
+    },
+    "serial": {
+        "enabled": (True, _bool),
+        "port": ("auto", _str(empty_ok=False)),
+        "baudrate": (115200, _int(1200, 4000000)),
+        "usb_vid": (0x239A, _int(0, 0xFFFF)),
+        "region": ("AS923-2", _region),
+        "frequency_mhz": (921.4, _num(137.0, 1020.0)),
+        "spreading_factor": (10, _int(7, 12)),
+        "bandwidth_hz": (125000, _int(7800, 500000)),
+        "tx_power_dbm": (14, _int(5, 23)),
+        "ping_interval_s": (5.0, _num(0.2, 3600.0)),
+        "reconnect_max_s": (10.0, _num(0.1, 600.0)),
+        "missing_trouble_s": (300, _int(5, 86400)),
+    },
+    "http": {
+        "enabled": (True, _bool),
+        "host": ("0.0.0.0", _str(empty_ok=False)),
+        "port": (8080, _int(0, 65535)),
+        "tls_cert": ("", _str()),
+        "tls_key": ("", _str()),
+        "max_body": (64, _int(19, 65536)),
+        "rate_per_s": (5.0, _num(0.01, 100000.0)),
+        "rate_burst": (20, _int(1, 100000)),
+        "client_timeout_s": (10.0, _num(0.1, 600.0)),
+        "max_clients": (2000, _int(1, 1000000)),
+    },
+    "status": {
+        "enabled": (True, _bool),
+        "host": ("127.0.0.1", _str(empty_ok=False)),
+        "port": (8765, _int(0, 65535)),
+    },
+    "dispatch": {
+        "url": ("", _url),
+        "token": ("", _str()),
+        "secret": ("", _str()),
+        "ca_file": ("", _str()),
+        "client_cert": ("", _str()),
+        "client_key": ("", _str()),
+        "timeout_s": (10.0, _num(0.1, 300.0)),
+        "checkin_interval_s": (3600, _int(10, 7 * 86400)),
+    },
+    "mqtt": {
+        "enabled": (False, _bool),
+        "host": ("127.0.0.1", _str(empty_ok=False)),
+        "port": (1883, _int(1, 65535)),
+        "username": ("", _str()),
+        "password": ("", _str()),
+        "tls": (False, _bool),
+    },
+}
+
+
+@dataclass
+class Config:
+    """Validated settings: ``cfg.section("http")["port"]`` or ``cfg.http["port"]``."""
+
+    values: dict[str, dict[str, Any]]
+    source: str = "<defaults>"
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.values[name]
+
+    def __getattr__(self, name: str) -> dict[str, Any]:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values["gateway"]["data_dir"])
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gateway.db"
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """Values safe to print (tokens, passwords and secrets replaced)."""
+        out = {s: dict(v) for s, v in self.values.items()}
+        for sec, key in (("dispatch", "token"), ("dispatch", "secret"), ("mqtt", "password")):
+            if out[sec][key]:
+                out[sec][key] = "***"
+        return out
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document over the defaults; raises ConfigError."""
+    values = {s: {k: d for k, (d, _) in keys.items()} for s, keys in SCHEMA.items()}
+    for section, body in doc.items():
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]{_suggest(section, list(SCHEMA))}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in body.items():
+            spec = SCHEMA[section].get(key)
+            if spec is None:
+                raise ConfigError(
+                    f"{source}: [{section}] unknown key {key!r}"
+                    f"{_suggest(key, list(SCHEMA[section]))}"
+                )
+            default, check = spec
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(
+                value, bool
+            ):
+                value = float(value)
+            err = check(value)
+            if err:
+                raise ConfigError(f"{source}: [{section}] {key} {err}, got {value!r}")
+            values[section][key] = value
+    h = values["http"]
+    if bool(h["tls_cert"]) != bool(h["tls_key"]):
+        missing = "tls_key" if h["tls_cert"] else "tls_cert"
+        raise ConfigError(f"{source}: [http] {missing} must be set together with the other")
+    d = values["dispatch"]
+    if bool(d["client_cert"]) != bool(d["client_key"]):
+        missing = "client_key" if d["client_cert"] else "client_cert"
+        raise ConfigError(f"{source}: [dispatch] {missing} must be set together with the other")
+    s = values["serial"]
+    region = airtime.region(s["region"])
+    if not region.check_frequency(s["frequency_mhz"]):
+        raise ConfigError(
+            f"{source}: [serial] frequency_mhz {s['frequency_mhz']} is outside "
+            f"{region.name} ({region.f_min_mhz}-{region.f_max_mhz} MHz)"
+        )
+    if s["spreading_factor"] > region.slowest_sf(19, s["bandwidth_hz"]):
+        raise ConfigError(
+            f"{source}: [serial] spreading_factor {s['spreading_factor']} exceeds "
+            f"{region.name}'s dwell-time limit (max SF{region.slowest_sf(19)})"
+        )
+    if base_dir is not None:  # relative paths are relative to the config file
+        for sec, key in (("gateway", "data_dir"), ("http", "tls_cert"), ("http", "tls_key"),
+                         ("dispatch", "ca_file"), ("dispatch", "client_cert"),
+                         ("dispatch", "client_key")):
+            v = values[sec][key]
+            if v and not Path(v).is_absolute():
+                values[sec][key] = str(base_dir / v)
+    return Config(values, source)
+
+
+def load(path: str | Path | None) -> Config:
+    """Defaults when ``path`` is None; otherwise parse and validate the TOML file."""
+    if path is None:
+        return from_dict({}, "<defaults>")
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror})") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return from_dict(doc, str(p), p.resolve().parent)

@@ -1,0 +1,366 @@
+"""Frame pipeline: decode -> device lookup -> tag -> anti-replay -> dedupe -> incident -> store.
+
+``Pipeline.process_batch`` takes frames as they came off the bridge or the HTTP server and
+returns one ``Outcome`` each, with the downlink to send back. Frames accepted in one batch
+are written in ONE SQLite transaction (event, receptions, outbox row, replay-window state,
+rejection counters) and acknowledged only after that commit: group commit is how one core
+stores thousands of frames a second with ``synchronous=FULL`` while never acknowledging
+anything that is not on disk.
+
+Rules (docs/gateway.md):
+- The dedupe key is (device id, counter). A verified copy of a stored frame (a retry, or
+  the other path's copy) is re-acknowledged and its path/RSSI/SNR recorded, never forwarded.
+- A verified counter older than the replay window that we never stored gets a signed
+  RESYNC telling the button the next counter to use (the next epoch above the highest seen).
+- Repeat presses of one button within ``incident_window_s`` join one incident. Incident ids
+  derive from the first press's (device, counter), so a press retried across a gateway
+  crash, or heard by another gateway, always names the same incident.
+- Every rejection gets a reason, is counted, and is logged at a bounded rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from panicgw.registry import DeviceRecord
+from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, Store
+from panicproto import frames, replay
+from panicproto.errors import ProtocolError
+
+log = logging.getLogger("panicgw.pipeline")
+
+# Rejection reasons beyond the protocol's own (panicproto.errors.REASONS).
+UNKNOWN_DEVICE = "unknown_device"
+REPLAY = "replay"
+INTERNAL = "internal_error"
+
+# Dispatch event name, Contact ID code and outbox priority per uplink type.
+EVENT_KIND = {
+    frames.ALARM: ("panic", 122, PRIO_ALARM),  # silent panic: buttons are silent
+    frames.TAMPER: ("tamper", 137, PRIO_EVENT),
+    frames.CANCEL: ("cancel", 406, PRIO_EVENT),
+    frames.TEST: ("test", 601, PRIO_EVENT),
+}
+
+STORED = "stored"
+DUPLICATE = "duplicate"
+RESYNC = "resync"
+REJECTED = "rejected"
+
+
+@dataclass
+class Frame:
+    """One received copy of a radio frame, with where and how it was heard."""
+
+    data: bytes
+    path: str  # "lora" | "wifi"
+    rssi: float | None = None
+    snr: float | None = None
+    at: float | None = None  # wall-clock receive time; filled in by the pipeline if None
+    source: str = ""  # client address or serial port, for logs
+
+
+@dataclass
+class Outcome:
+    status: str  # STORED | DUPLICATE | RESYNC | REJECTED
+    reason: str | None = None
+    downlink: bytes | None = None
+    device_id: int | None = None
+    counter: int | None = None
+    kind: str | None = None
+    incident_id: str | None = None
+    priority: int = PRIO_OTHER
+    event: dict[str, Any] | None = None  # for MQTT, set when stored
+
+
+class Rejections:
+    """Per-reason counters, plus a log budget so a flood never floods the journal."""
+
+    def __init__(self, log_per_min: int = 20, clock: Callable[[], float] = time.monotonic):
+        self.counts: dict[str, int] = {}
+        self.unsaved: dict[str, int] = {}
+        self.suppressed = 0
+        self._per_min = log_per_min
+        self._tokens = float(log_per_min)
+        self._last = clock()
+        self._clock = clock
+
+    def count(self, reason: str, detail: str = "", **fields: Any) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.unsaved[reason] = self.unsaved.get(reason, 0) + 1
+        now = self._clock()
+        self._tokens = min(float(self._per_min),
+                           self._tokens + (now - self._last) * self._per_min / 60.0)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            extra = {"reason": reason, **fields}
+            if self.suppressed:
+                extra["suppressed"] = self.suppressed
+                self.suppressed = 0
+            log.warning("rejected %s%s", reason, f": {detail}" if detail else "",
+                        extra={"fields": extra})
+        else:
+            self.suppressed += 1
+
+    def take_unsaved(self) -> dict[str, int]:
+        out, self.unsaved = self.unsaved, {}
+        return out
+
+    def restore_unsaved(self, counts: dict[str, int]) -> None:
+        for r, n in counts.items():
+            self.unsaved[r] = self.unsaved.get(r, 0) + n
+
+
+PayloadBuilder = Callable[..., dict[str, Any]]
+
+
+def basic_payload(*, incident_id: str, event: str, contact_id: int, qualifier: int,
+                  site: dict[str, Any], device: dict[str, Any], paths: list[dict[str, Any]],
+                  first_heard: float, press_count: int, gateway_id: str,
+                  **_: Any) -> dict[str, Any]:
+    """The dispatch JSON fields the pipeline knows at store time (used when no builder from
+    panicgw.dispatch_payload is given; the forwarder adds the forwarding time)."""
+    return {
+        "incident_id": incident_id,
+        "event": event,
+        "contact_id": {"code": contact_id, "qualifier": qualifier},
+        "site": site,
+        "device": device,
+        "paths": paths,
+        "first_heard": first_heard,
+        "press_count": press_count,
+        "gateway_id": gateway_id,
+    }
+
+
+def default_builder() -> PayloadBuilder:
+    """panicgw.dispatch_payload.build_payload when present, else ``basic_payload``."""
+    try:
+        from panicgw.dispatch_payload import build_payload  # type: ignore[attr-defined]
+    except ImportError:
+        return basic_payload
+    return build_payload
+
+
+class _Dev:
+    """A registered device as the hot path needs it (key + replay window + metadata)."""
+
+    __slots__ = ("rec", "window")
+
+    def __init__(self, rec: DeviceRecord, window: replay.ReplayWindow):
+        self.rec = rec
+        self.window = window
+
+
+def incident_id_for(device_id: int, counter: int) -> str:
+    return f"pb-{device_id:08x}-{counter:08x}"
+
+
+def resync_counter(highest: int) -> int:
+    """First counter of the epoch after the highest one seen."""
+    epoch, _ = frames.split_counter(max(highest, 0))
+    return frames.make_counter((epoch + 1) & 0xFFFF, 0)
+
+
+class Pipeline:
+    def __init__(self, store: Store, gateway_id: str, *, replay_size: int = 64,
+                 incident_window_s: float = 300.0, rejections: Rejections | None = None,
+                 payload_builder: PayloadBuilder | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.gateway_id = gateway_id
+        self.replay_size = replay_size
+        self.incident_window_s = incident_window_s
+        self.rejections = rejections or Rejections()
+        self.build_payload = payload_builder or default_builder()
+        self.clock = clock
+        self.devices: dict[int, _Dev] = {}
+        self.generation = -1
+        self.stats = {"stored": 0, "duplicate": 0, "resync": 0, "rejected": 0}
+        self.reload_devices()
+
+    # -- registry cache -------------------------------------------------------------------
+
+    def reload_devices(self) -> None:
+        """(Re)load keys and replay windows from the DB (at start, and after CLI changes)."""
+        self.generation = self.store.registry_generation()
+        states = self.store.device_states()
+        devices: dict[int, _Dev] = {}
+        for rec in self.store.list_devices():
+            st = states.get(rec.device_id)
+            win = replay.ReplayWindow(self.replay_size)
+            if st is not None and st.replay_highest >= 0:
+                win = replay.ReplayWindow(self.replay_size, st.replay_highest,
+                                          st.replay_bitmap & ((1 << self.replay_size) - 1))
+            devices[rec.device_id] = _Dev(rec, win)
+        self.devices = devices
+
+    def maybe_reload(self) -> bool:
+        if self.store.registry_generation() != self.generation:
+            self.reload_devices()
+            return True
+        return False
+
+    # -- processing -------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> Outcome:
+        return self.process_batch([frame])[0]
+
+    def _reject(self, f: Frame, reason: str, detail: str = "",
+                device_id: int | None = None) -> Outcome:
+        self.rejections.count(reason, detail, path=f.path, source=f.source,
+                              device_id=device_id)
+        self.stats["rejected"] += 1
+        return Outcome(REJECTED, reason, device_id=device_id)
+
+    def _verify(self, f: Frame) -> tuple[_Dev, frames.Uplink] | Outcome:
+        try:
+            up = frames.decode_uplink(f.data)
+        except ProtocolError as e:
+            return self._reject(f, e.reason, e.detail)
+        dev = self.devices.get(up.device_id)
+        if dev is None:
+            return self._reject(f, UNKNOWN_DEVICE, f"0x{up.device_id:08X}", up.device_id)
+        try:
+            frames.verify(dev.rec.key, frames.DIR_UP, f.data)
+        except ProtocolError as e:
+            return self._reject(f, e.reason, f"device 0x{up.device_id:08X}", up.device_id)
+        return dev, up
+
+    def process_batch(self, batch: list[Frame]) -> list[Outcome]:
+        """Process frames in arrival order; all stores share one durable transaction."""
+        now = self.clock()
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        touched: dict[int, tuple[int, int]] = {}  # device -> window state before the batch
+        acks: list[tuple[int, _Dev, frames.Uplink, Outcome]] = []
+        unsaved = self.rejections.take_unsaved()
+        try:
+            with self.store.transaction():
+                for i, f in enumerate(batch):
+                    if f.at is None:
+                        f.at = now
+                    checked = self._verify(f)
+                    if isinstance(checked, Outcome):
+                        outcomes[i] = checked
+                        continue
+                    dev, up = checked
+                    if up.device_id not in touched:
+                        touched[up.device_id] = dev.window.state()
+                    out = self._store_one(f, dev, up)
+                    outcomes[i] = out
+                    if out.status != REJECTED:
+                        acks.append((i, dev, up, out))
+                self.store.add_rejections(
+                    {r: unsaved.get(r, 0) + self.rejections.unsaved.get(r, 0)
+                     for r in set(unsaved) | set(self.rejections.unsaved)}, now)
+        except Exception:
+            # Nothing was committed: restore in-memory windows and do not acknowledge.
+            for dev_id, (highest, bitmap) in touched.items():
+                d = self.devices.get(dev_id)
+                if d is not None:
+                    d.window.highest, d.window.bitmap = highest, bitmap
+            self.rejections.restore_unsaved(unsaved)
+            log.exception("store transaction failed; %d frames not acknowledged", len(batch))
+            for _, _, _, out in acks:
+                out.status, out.reason, out.downlink = REJECTED, INTERNAL, None
+            for i, o in enumerate(outcomes):
+                if o is None:
+                    outcomes[i] = Outcome(REJECTED, INTERNAL)
+            return [o for o in outcomes if o is not None]
+        self.rejections.unsaved.clear()
+        # Committed: now, and only now, sign the downlinks.
+        for _, dev, up, out in acks:
+            if out.status == RESYNC:
+                down = frames.Downlink(frames.RESYNC, up.device_id, out.counter or 0, 0)
+            else:
+                down = frames.Downlink(frames.ACK, up.device_id, up.counter, frames.STORED)
+            out.downlink = frames.encode_downlink(dev.rec.key, down)
+            self.stats[out.status] += 1
+        return [o for o in outcomes if o is not None]
+
+    def _store_one(self, f: Frame, dev: _Dev, up: frames.Uplink) -> Outcome:
+        st = self.store
+        at = float(f.at or 0.0)
+        kind_name = frames.TYPE_NAMES[up.kind]
+        verdict = dev.window.check(up.counter)
+        existing = None
+        if verdict != replay.NEW:
+            existing = st.find_event(up.device_id, up.counter)
+        if existing is not None or verdict == replay.DUPLICATE:
+            # A copy of something stored: record the path, re-acknowledge, never forward.
+            if existing is not None:
+                st.add_reception(existing[0], f.path, f.rssi, f.snr, at, True)
+            st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
+            return Outcome(DUPLICATE, None, device_id=up.device_id, counter=up.counter,
+                           kind=kind_name, incident_id=existing[1] if existing else None)
+        if verdict == replay.STALE:
+            nxt = resync_counter(dev.window.highest)
+            self.rejections.count(REPLAY, f"device 0x{up.device_id:08X} counter "
+                                  f"0x{up.counter:08X} behind window; RESYNC to 0x{nxt:08X}",
+                                  path=f.path, source=f.source, device_id=up.device_id)
+            return Outcome(RESYNC, REPLAY, device_id=up.device_id, counter=nxt,
+                           kind=kind_name)
+        # New frame.
+        incident_id = None
+        prio = PRIO_OTHER
+        event_fields: dict[str, Any] | None = None
+        if up.kind in EVENT_KIND:
+            event, code, prio = EVENT_KIND[up.kind]
+            since = at - self.incident_window_s
+            found = st.open_incident(up.device_id, kind_name, since)
+            if found is not None and self.incident_window_s > 0:
+                incident_id, first_heard, _ = found
+                press_count = st.touch_incident(incident_id, at)
+            else:
+                incident_id = incident_id_for(up.device_id, up.counter)
+                first_heard, press_count = at, 1
+                st.create_incident(incident_id, up.device_id, kind_name, at)
+            event_fields = {"incident_id": incident_id, "event": event, "contact_id": code,
+                            "press_count": press_count}
+        event_id = st.insert_event(up.device_id, up.counter, kind_name, incident_id, at,
+                                   up.attempt, up.flags, up.battery_mv, f.data)
+        st.add_reception(event_id, f.path, f.rssi, f.snr, at, False)
+        dev.window.accept(up.counter)
+        highest, bitmap = dev.window.state()
+        st.save_replay(up.device_id, highest, bitmap)
+        st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
+        if incident_id is not None and event_fields is not None:
+            rec = dev.rec
+            payload = self.build_payload(
+                incident_id=incident_id,
+                event=event_fields["event"],
+                contact_id=event_fields["contact_id"],
+                qualifier=1,
+                site=rec.site.to_dict(),
+                device={"id": rec.device_id, "label": rec.label,
+                        "battery_mv": up.battery_mv, "firmware": rec.firmware},
+                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
+                first_heard=first_heard,
+                press_count=event_fields["press_count"],
+                gateway_id=self.gateway_id,
+            )
+            st.enqueue(incident_id, prio, payload, at, event_id)
+        return Outcome(STORED, None, device_id=up.device_id, counter=up.counter, kind=kind_name,
+                       incident_id=incident_id, priority=prio,
+                       event={"device_id": up.device_id, "counter": up.counter,
+                              "type": kind_name, "path": f.path, "rssi": f.rssi,
+                              "snr": f.snr, "battery_mv": up.battery_mv, "at": at,
+                              "incident_id": incident_id})
+
+
+def frame_priority(data: bytes) -> int:
+    """Processing priority read from the (unverified) type nibble: alarms jump the queue.
+    A forged type gains nothing: it is verified like any other frame."""
+    if not data:
+        return PRIO_OTHER + 1
+    kind = data[0] & 0x0F
+    if kind == frames.ALARM:
+        return PRIO_ALARM
+    if kind in EVENT_KIND:
+        return PRIO_EVENT
+    return PRIO_OTHER

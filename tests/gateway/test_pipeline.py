@@ -1,0 +1,165 @@
+"""Pipeline: every rejection is a counted reason, good frames still pass, dedupe, RESYNC,
+incident grouping, and ACKs only for what is durably stored."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DEV, KEY, make_record, uplink
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from panicgw import pipeline as pl
+from panicgw.store import PRIO_ALARM
+from panicproto import frames
+
+
+class Clock:
+    def __init__(self, t: float = 1_700_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _pipe(store, clock=None, **kw) -> pl.Pipeline:
+    return pl.Pipeline(store, "gw-test", clock=clock or Clock(), **kw)
+
+
+def _ack(out: pl.Outcome, key: bytes = KEY) -> frames.Downlink:
+    assert out.downlink is not None
+    return frames.decode_downlink(out.downlink, key)
+
+
+def test_alarm_stored_acked_and_in_outbox(store):
+    p = _pipe(store)
+    out = p.process(pl.Frame(uplink(counter=0x00010001), "lora", -97, 7.5))
+    assert out.status == pl.STORED
+    down = _ack(out)
+    assert (down.kind, down.counter, down.status) == (frames.ACK, 0x00010001, frames.STORED)
+    rows = store.outbox_rows()
+    assert len(rows) == 1 and rows[0]["priority"] == PRIO_ALARM
+    body = rows[0]["payload"]
+    assert body["incident_id"] == out.incident_id == "pb-0000beef-00010001"
+    assert body["site"]["lat"] == pytest.approx(-6.9217)
+    assert body["paths"][0]["rssi"] == -97
+
+
+def test_each_rejection_is_counted_and_good_frames_pass(store):
+    p = _pipe(store)
+    good = uplink(counter=5)
+    bad_tag = bytearray(uplink(counter=6))
+    bad_tag[-1] ^= 1
+    unknown = uplink(counter=7, device_id=0xDEAD)
+    wrong_key = uplink(counter=8, key=bytes(16))
+    batch = [
+        pl.Frame(b"\x11\x00", "wifi"),                # short
+        pl.Frame(good + b"\x00", "wifi"),             # long
+        pl.Frame(b"\x21" + good[1:], "lora"),         # bad version
+        pl.Frame(b"\x1f" + good[1:], "lora"),         # bad type
+        pl.Frame(bytes(bad_tag), "lora"),             # bad tag
+        pl.Frame(wrong_key, "lora"),                  # bad tag (wrong key)
+        pl.Frame(unknown, "lora"),                    # unknown device
+        pl.Frame(good, "lora"),                       # good, in the middle of the garbage
+    ]
+    outs = p.process_batch(batch)
+    assert [o.reason for o in outs] == ["short", "long", "bad_version", "bad_type", "bad_tag",
+                                        "bad_tag", "unknown_device", None]
+    assert outs[-1].status == pl.STORED and outs[-1].downlink
+    assert all(o.downlink is None for o in outs[:-1])
+    assert p.rejections.counts == {"short": 1, "long": 1, "bad_version": 1, "bad_type": 1,
+                                   "bad_tag": 2, "unknown_device": 1}
+    assert store.rejections() == p.rejections.counts  # persisted with the batch
+
+
+def test_duplicates_reacked_path_recorded_never_forwarded_twice(store):
+    p = _pipe(store)
+    a = p.process(pl.Frame(uplink(counter=10, attempt=0), "lora", -110, -3.0))
+    b = p.process(pl.Frame(uplink(counter=10, attempt=1, wifi=True), "wifi"))
+    c = p.process(pl.Frame(uplink(counter=10, attempt=2), "lora", -100, 2.0))
+    assert [o.status for o in (a, b, c)] == [pl.STORED, pl.DUPLICATE, pl.DUPLICATE]
+    assert _ack(b).counter == 10 and _ack(c).status == frames.STORED
+    assert b.incident_id == a.incident_id
+    assert len(store.outbox_rows()) == 1
+    ev = store.find_event(DEV, 10)
+    paths = store.receptions(ev[0])
+    assert [(r["path"], r["rssi"], r["duplicate"]) for r in paths] == [
+        ("lora", -110, False), ("wifi", None, True), ("lora", -100, True)]
+
+
+def test_out_of_order_within_window_accepted(store):
+    p = _pipe(store, incident_window_s=0)
+    statuses = [p.process(pl.Frame(uplink(kind=frames.TEST, counter=c), "lora")).status
+                for c in (20, 18, 19, 18)]
+    assert statuses == [pl.STORED, pl.STORED, pl.STORED, pl.DUPLICATE]
+
+
+def test_stale_counter_gets_signed_resync(store):
+    p = _pipe(store)
+    p.process(pl.Frame(uplink(kind=frames.HEARTBEAT, counter=0x00050100), "lora"))
+    out = p.process(pl.Frame(uplink(counter=0x00020003), "lora"))  # re-flashed: old epoch
+    assert out.status == pl.RESYNC and out.reason == "replay"
+    down = _ack(out)
+    assert down.kind == frames.RESYNC and down.counter == 0x00060000
+    assert p.rejections.counts["replay"] == 1
+    # The button resends with the new counter: stored.
+    assert p.process(pl.Frame(uplink(counter=0x00060000), "lora")).status == pl.STORED
+
+
+def test_replay_state_survives_restart(store):
+    p = _pipe(store)
+    frame = uplink(counter=0x00030001)
+    assert p.process(pl.Frame(frame, "lora")).status == pl.STORED
+    p2 = _pipe(store)  # a restarted gateway
+    again = p2.process(pl.Frame(frame, "lora"))
+    assert again.status == pl.DUPLICATE and _ack(again).counter == 0x00030001
+    assert len(store.outbox_rows()) == 1
+
+
+def test_repeat_presses_within_window_update_one_incident(store):
+    clock = Clock()
+    p = _pipe(store, clock, incident_window_s=300)
+    first = p.process(pl.Frame(uplink(counter=1), "lora"))
+    clock.t += 60
+    second = p.process(pl.Frame(uplink(counter=2), "lora"))
+    clock.t += 1000
+    third = p.process(pl.Frame(uplink(counter=3), "lora"))
+    assert first.incident_id == second.incident_id != third.incident_id
+    rows = store.outbox_rows()
+    assert [r["payload"]["press_count"] for r in rows] == [1, 2, 1]
+    assert store.incident(first.incident_id)["press_count"] == 2
+    # A heartbeat between presses is no incident and no dispatch message.
+    hb = p.process(pl.Frame(uplink(kind=frames.HEARTBEAT, counter=4), "lora"))
+    assert hb.status == pl.STORED and hb.incident_id is None and len(store.outbox_rows()) == 3
+
+
+def test_failed_commit_acks_nothing_and_rolls_back_window(store, monkeypatch):
+    p = _pipe(store)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "enqueue", boom)
+    out = p.process(pl.Frame(uplink(counter=50), "lora"))
+    assert out.status == pl.REJECTED and out.downlink is None
+    monkeypatch.undo()
+    out = p.process(pl.Frame(uplink(counter=50), "lora"))
+    assert out.status == pl.STORED and len(store.outbox_rows()) == 1
+
+
+def test_registry_change_reloaded(store, tmp_path):
+    p = _pipe(store)
+    other = make_record(0x77, bytes(range(1, 17)))
+    assert p.process(pl.Frame(uplink(counter=1, device_id=0x77, key=other.key), "lora")
+                     ).reason == "unknown_device"
+    store.upsert_device(other)
+    assert p.maybe_reload()
+    assert p.process(pl.Frame(uplink(counter=1, device_id=0x77, key=other.key), "lora")
+                     ).status == pl.STORED
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=40))
+def test_random_bytes_never_crash_never_acked(store, data):
+    p = _pipe(store)
+    out = p.process(pl.Frame(data, "wifi"))
+    assert out.status == pl.REJECTED and out.downlink is None and out.reason
