@@ -86,3 +86,12 @@ def test_encode_rejects_bad_type_and_oversize() -> None:
         link.encode(99, 0, b"")
     with pytest.raises(ProtocolError):
         link.encode(link.LOG, 0, bytes(link.MAX_PAYLOAD + 1))
+
+
+@given(st.binary(max_size=700))
+def test_single_frame_and_rx_decoders_only_raise_protocol_error(data: bytes) -> None:
+    for fn in (link.decode, link.parse_rx):
+        try:
+            fn(data)
+        except ProtocolError as e:
+            assert e.reason
