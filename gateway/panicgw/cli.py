@@ -4,6 +4,7 @@ import typer
 
 from panicgw import __version__
 from panicgw.cmd_decode import decode
+from panicgw.cmd_run import run
 
 app = typer.Typer(
     help="Panic-button gateway: receive, verify, store and forward alarms; diagnose the Pi.",
@@ -28,3 +29,4 @@ def main(
 
 
 app.command("decode")(decode)
+app.command("run")(run)

@@ -20,9 +20,12 @@ Rules (docs/gateway.md):
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,20 +122,24 @@ class Rejections:
 PayloadBuilder = Callable[..., dict[str, Any]]
 
 
-def basic_payload(*, incident_id: str, event: str, contact_id: int, qualifier: int,
-                  site: dict[str, Any], device: dict[str, Any], paths: list[dict[str, Any]],
-                  first_heard: float, press_count: int, gateway_id: str,
+def basic_payload(*, incident_id: str, event: str, gateway_id: str, first_heard: float,
+                  site: dict[str, Any] | None = None, device: dict[str, Any] | None = None,
+                  paths: list[dict[str, Any]] | tuple[()] = (), press_count: int = 1,
+                  counter: int | None = None, last_heard: float | None = None,
                   **_: Any) -> dict[str, Any]:
-    """The dispatch JSON fields the pipeline knows at store time (used when no builder from
-    panicgw.dispatch_payload is given; the forwarder adds the forwarding time)."""
+    """Dispatch fields known at store time, used only where panicgw.dispatch_payload (the
+    schema-checked builder) is not installed; same arguments as its ``build_payload``."""
+    code = {"panic": 122, "tamper": 137, "cancel": 406, "test": 601}.get(event)
     return {
         "incident_id": incident_id,
         "event": event,
-        "contact_id": {"code": contact_id, "qualifier": qualifier},
+        "contact_id": {"code": code, "qualifier": 1},
         "site": site,
         "device": device,
-        "paths": paths,
+        "paths": list(paths),
         "first_heard": first_heard,
+        "last_heard": last_heard if last_heard is not None else first_heard,
+        "counter": counter,
         "press_count": press_count,
         "gateway_id": gateway_id,
     }
@@ -157,8 +164,10 @@ class _Dev:
         self.window = window
 
 
-def incident_id_for(device_id: int, counter: int) -> str:
-    return f"pb-{device_id:08x}-{counter:08x}"
+def incident_id_for(device_id: int, counter: int, event: str) -> str:
+    """Same on every gateway that heard the incident's first frame (dispatch_payload's rule:
+    device, first counter, event kind)."""
+    return f"{device_id:08X}-{counter:08X}-{event}"
 
 
 def resync_counter(highest: int) -> int:
@@ -316,8 +325,10 @@ class Pipeline:
             if found is not None and self.incident_window_s > 0:
                 incident_id, first_heard, _ = found
                 press_count = st.touch_incident(incident_id, at)
+                first_counter = int(incident_id.split("-")[1], 16)
             else:
-                incident_id = incident_id_for(up.device_id, up.counter)
+                incident_id = incident_id_for(up.device_id, up.counter, event)
+                first_counter = up.counter
                 first_heard, press_count = at, 1
                 st.create_incident(incident_id, up.device_id, kind_name, at)
             event_fields = {"incident_id": incident_id, "event": event, "contact_id": code,
@@ -334,15 +345,15 @@ class Pipeline:
             payload = self.build_payload(
                 incident_id=incident_id,
                 event=event_fields["event"],
-                contact_id=event_fields["contact_id"],
-                qualifier=1,
-                site=rec.site.to_dict(),
-                device={"id": rec.device_id, "label": rec.label,
-                        "battery_mv": up.battery_mv, "firmware": rec.firmware},
-                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-                first_heard=first_heard,
-                press_count=event_fields["press_count"],
                 gateway_id=self.gateway_id,
+                first_heard=first_heard,
+                last_heard=at,
+                site=rec.site.to_dict(),
+                device={"id": rec.device_id, "label": rec.label, "battery_mv": up.battery_mv,
+                        "low_battery": up.low_battery, "firmware": rec.firmware},
+                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
+                press_count=event_fields["press_count"],
+                counter=first_counter,
             )
             st.enqueue(incident_id, prio, payload, at, event_id)
         return Outcome(STORED, None, device_id=up.device_id, counter=up.counter, kind=kind_name,
@@ -364,3 +375,83 @@ def frame_priority(data: bytes) -> int:
     if kind in EVENT_KIND:
         return PRIO_EVENT
     return PRIO_OTHER
+
+
+class Processor:
+    """Async front of the pipeline: a priority queue (alarms first) drained in batches on
+    one dedicated thread, so fsync never stalls the event loop serving HTTP and serial.
+
+    ``submit`` resolves once the frame's batch is committed (or rejected). ``on_commit`` is
+    called in the event loop with each batch's outcomes (forwarder wake-up, MQTT events).
+    """
+
+    def __init__(self, pipeline: Pipeline, batch_max: int = 256,
+                 on_commit: Callable[[list[Outcome]], None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.batch_max = batch_max
+        self.on_commit = on_commit
+        self.queue: asyncio.PriorityQueue[tuple[int, int, Frame, asyncio.Future[Outcome]]] = (
+            asyncio.PriorityQueue()
+        )
+        self._seq = itertools.count()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="pipeline")
+        self.in_flight = 0
+        self.batches = 0
+        self.largest_batch = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def run_sync(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn`` on the pipeline thread (the only thread touching its store)."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def submit_nowait(self, frame: Frame) -> asyncio.Future[Outcome]:
+        if frame.at is None:
+            frame.at = self.pipeline.clock()
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._idle.clear()
+        self.queue.put_nowait((frame_priority(frame.data), next(self._seq), frame, fut))
+        return fut
+
+    async def submit(self, frame: Frame) -> Outcome:
+        return await asyncio.shield(self.submit_nowait(frame))
+
+    @property
+    def depth(self) -> int:
+        return self.queue.qsize() + self.in_flight
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.batch_max and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            self.in_flight = len(batch)
+            try:
+                outs = await self.run_sync(self.pipeline.process_batch, [b[2] for b in batch])
+            except Exception:  # process_batch handles store errors; this is a bug guard
+                log.exception("pipeline batch failed")
+                outs = [Outcome(REJECTED, INTERNAL) for _ in batch]
+            self.batches += 1
+            self.largest_batch = max(self.largest_batch, len(batch))
+            for (_, _, _, fut), out in zip(batch, outs, strict=True):
+                if not fut.done():
+                    fut.set_result(out)
+            self.in_flight = 0
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(outs)
+                except Exception:
+                    log.exception("on_commit hook failed")
+            if self.queue.empty():
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything queued is processed; False if ``timeout`` ran out."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)

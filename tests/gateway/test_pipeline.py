@@ -39,7 +39,7 @@ def test_alarm_stored_acked_and_in_outbox(store):
     rows = store.outbox_rows()
     assert len(rows) == 1 and rows[0]["priority"] == PRIO_ALARM
     body = rows[0]["payload"]
-    assert body["incident_id"] == out.incident_id == "pb-0000beef-00010001"
+    assert body["incident_id"] == out.incident_id == "0000BEEF-00010001-panic"
     assert body["site"]["lat"] == pytest.approx(-6.9217)
     assert body["paths"][0]["rssi"] == -97
 
@@ -157,7 +157,8 @@ def test_registry_change_reloaded(store, tmp_path):
                      ).status == pl.STORED
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=40))
 def test_random_bytes_never_crash_never_acked(store, data):
     p = _pipe(store)

@@ -1,0 +1,314 @@
+"""The gateway daemon: asyncio wiring of ingest, pipeline, store, forwarders and status.
+
+Threads: the event loop (HTTP, serial, status API, timers) and one pipeline thread that owns
+the ingest SQLite connection (group commits with fsync never stall the loop). Other store
+users (forwarder, status, supervision) get their own connections; WAL lets them read while
+the pipeline writes.
+
+systemd: ``READY=1`` once every listener is up, ``WATCHDOG=1`` only while the pipeline
+thread answers (a wedged store gets the service restarted), ``STOPPING=1`` on SIGTERM, after
+which new frames get 503 / no ACK, in-flight frames are committed and acknowledged, and the
+forwarder gets a moment to finish what it is sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from panicgw import __version__
+from panicgw import pipeline as pl
+from panicgw.config import Config
+from panicgw.store import Store
+
+log = logging.getLogger("panicgw.daemon")
+
+
+# -- structured logs ---------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "t": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            doc.update({k: v for k, v in fields.items() if v is not None})
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            base += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+        return base
+
+
+def setup_logging(level: str = "info", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+# -- systemd notify (sd_notify protocol: one datagram to $NOTIFY_SOCKET) -----------------------
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (e.g. "READY=1") to systemd; False when not run under systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):  # abstract namespace
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec (from $WATCHDOG_USEC), or None when not enabled."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.1, int(usec) / 2e6)
+    except ValueError:
+        return None
+
+
+# -- the gateway -------------------------------------------------------------------------------
+
+
+class Gateway:
+    """Everything ``panicgw run`` runs. ``start()``, then ``serve_forever()`` or ``stop()``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.gateway_id: str = cfg.gateway["id"]
+        self.started_at = time.time()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.rejections = pl.Rejections(cfg.pipeline["reject_log_per_min"])
+        self.store = Store(cfg.db_path, check_same_thread=False)
+        self.pipeline = pl.Pipeline(
+            self.store, self.gateway_id,
+            replay_size=cfg.pipeline["replay_window"],
+            incident_window_s=cfg.pipeline["incident_window_s"],
+            rejections=self.rejections,
+        )
+        self.processor = pl.Processor(self.pipeline, cfg.pipeline["batch_max"],
+                                      on_commit=self._on_commit)
+        # Read-side connection for status and housekeeping from the event loop.
+        self.status_store = Store(cfg.db_path)
+        self.http: Any = None
+        self.serial: Any = None
+        self.forwarder: Any = None
+        self.mqtt: Any = None
+        self.commit_listeners: list[Any] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._status_runner: web.AppRunner | None = None
+        self.status_port: int | None = None
+        self._stopping = asyncio.Event()
+        self.stored_events: int = 0
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _on_commit(self, outs: list[pl.Outcome]) -> None:
+        stored = [o for o in outs if o.status == pl.STORED]
+        if not stored:
+            return
+        self.stored_events += len(stored)
+        if self.forwarder is not None and any(o.incident_id for o in stored):
+            self.forwarder.wake()
+        for listener in self.commit_listeners:
+            listener(stored)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        counts = self.status_store.outbox_counts()
+        return {
+            "gateway_id": self.gateway_id,
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "devices": len(self.pipeline.devices),
+            "ingest_queue": self.processor.depth,
+            "outbox": counts,
+            "frames": dict(self.pipeline.stats),
+            "batches": self.processor.batches,
+            "largest_batch": self.processor.largest_batch,
+            "rejections": dict(sorted(self.rejections.counts.items())),
+            "rejections_total": self.status_store.rejections(),
+            "bridge": self.serial.status() if self.serial is not None else {"state": "disabled"},
+            "http": ({"port": self.http.port, "connections": self.http.connections,
+                      "requests": self.http.requests} if self.http is not None
+                     else {"state": "disabled"}),
+            "broker": ({"state": "connected" if self.mqtt.connected else "disconnected"}
+                       if self.mqtt is not None else {"state": "disabled"}),
+            "dispatch": ({"state": "configured", "url": self.cfg.dispatch["url"]}
+                         if self.cfg.dispatch["url"] else {"state": "disabled"}),
+            "dead_letters": self.status_store.dead_letters(20),
+        }
+
+    async def _status_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def _start_status(self) -> None:
+        s = self.cfg.status
+        if not s["enabled"]:
+            return
+        app = web.Application()
+        app.router.add_get("/v1/status", self._status_handler)
+        self._status_runner = web.AppRunner(app, access_log=None)
+        await self._status_runner.setup()
+        site = web.TCPSite(self._status_runner, s["host"], s["port"])
+        await site.start()
+        self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._write_runtime()
+
+    def _write_runtime(self) -> None:
+        """Ports actually bound (port 0 = any free one), for the CLI and tests."""
+        info = {"pid": os.getpid(), "status_port": self.status_port,
+                "http_port": self.http.port if self.http is not None else None}
+        path = self.cfg.data_dir / "runtime.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, path)
+
+    # -- periodic work ---------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Registry reloads (CLI changes) every 2 s; heartbeat pruning hourly."""
+        last_prune = 0.0
+        keep_s = self.cfg.pipeline["heartbeat_retention_days"] * 86400
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                if await self.processor.run_sync(self.pipeline.maybe_reload):
+                    log.info("registry reloaded",
+                             extra={"fields": {"devices": len(self.pipeline.devices)}})
+                if time.time() - last_prune > 3600:
+                    last_prune = time.time()
+                    n = await self.processor.run_sync(self.store.prune_heartbeats,
+                                                      time.time() - keep_s)
+                    if n:
+                        log.info("pruned heartbeat history", extra={"fields": {"rows": n}})
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:  # the pipeline thread must answer, or systemd restarts us
+                await asyncio.wait_for(self.processor.run_sync(lambda: None), interval)
+                sd_notify("WATCHDOG=1")
+            except TimeoutError:
+                log.error("pipeline thread not answering; withholding watchdog ping")
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from panicgw.ingest_http import HttpIngest, server_ssl_context
+
+        self._tasks.append(asyncio.create_task(self.processor.run(), name="pipeline"))
+        h = self.cfg.http
+        if h["enabled"]:
+            ctx = server_ssl_context(h["tls_cert"], h["tls_key"]) if h["tls_cert"] else None
+            self.http = HttpIngest(
+                self.processor.submit, self.rejections, host=h["host"], port=h["port"],
+                max_body=h["max_body"], rate_per_s=h["rate_per_s"], rate_burst=h["rate_burst"],
+                client_timeout_s=h["client_timeout_s"], max_clients=h["max_clients"],
+                ssl_context=ctx, gateway_id=self.gateway_id,
+            )
+            await self.http.start()
+        if self.cfg.serial["enabled"]:
+            from panicgw.ingest_serial import SerialIngest
+
+            self.serial = SerialIngest(self.processor, self.rejections, self.cfg.serial)
+            self.serial.start()
+        await self._start_status()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        wd = watchdog_interval()
+        if wd:
+            self._tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
+        self._write_runtime()
+        sd_notify(f"READY=1\nSTATUS=gateway {self.gateway_id} running\nMAINPID={os.getpid()}")
+        log.info("gateway started", extra={"fields": {
+            "gateway_id": self.gateway_id, "version": __version__,
+            "devices": len(self.pipeline.devices), "db": str(self.cfg.db_path),
+            "http_port": self.http.port if self.http else None,
+            "status_port": self.status_port}})
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Graceful stop: refuse new frames, commit and ACK what is in flight, then close."""
+        sd_notify("STOPPING=1")
+        log.info("stopping: draining in-flight frames",
+                 extra={"fields": {"queued": self.processor.depth}})
+        if self.http is not None:
+            self.http.accepting = False
+        if self.serial is not None:
+            self.serial.pause_reading()
+        drained = await self.processor.drain(drain_s)
+        if self.serial is not None:
+            await self.serial.flush_downlinks(2.0)
+            await self.serial.stop()
+        if self.http is not None:
+            await self.http.stop()
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self._status_runner is not None:
+            await self._status_runner.cleanup()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.processor.close()
+        self.store.close()
+        self.status_store.close()
+        (self.cfg.data_dir / "runtime.json").unlink(missing_ok=True)
+        log.info("stopped", extra={"fields": {"drained": drained}})
+
+
+async def run(cfg: Config) -> int:
+    gw = Gateway(cfg)
+    await gw.start()
+    await gw.serve_forever()
+    return 0
