@@ -1,0 +1,432 @@
+"""Dispatch forwarder: drain the durable outbox to the dispatch HTTPS endpoint (contract 2).
+
+Why it is shaped this way:
+- The outbox (SQLite, written in the same transaction as the event) is the only queue: a
+  crash or restart loses nothing, it just resumes from ``due()``.
+- Strict priority tiers: nothing less urgent is started while something more urgent is in
+  flight, and one slot is always kept free for an alarm. When dispatch comes back after an
+  outage the forwarder sweeps everything pending (ignoring per-item backoff) in priority
+  order, so alarms reach dispatch first.
+- One global pause after a transport failure (connection refused, timeout, 5xx, 429): a down
+  dispatch gets one probe per backoff step, not one POST per queued item.
+- Alarms retry forever; a permanent 4xx (not 408/429) is a dead letter (shown by diagnostics,
+  logged at error level) because repeating the same request cannot succeed.
+- The body is signed (HMAC-SHA256 over ``<t>.<body>``) and carries an ``Idempotency-Key``
+  derived from the incident, equal on every gateway (see dispatch_payload.idempotency_key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import aiohttp
+
+from panicgw import __version__
+from panicgw.dispatch_payload import rfc3339
+from panicgw.store import PRIO_ALARM, PRIO_OTHER
+
+log = logging.getLogger("panicgw.forwarder")
+
+SIGNATURE_HEADER = "X-Panic-Signature"
+RETRYABLE_4XX = (408, 425, 429)
+ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered
+
+
+class OutboxItem(NamedTuple):
+    """One dispatch message waiting (store.OutboxItem has the same shape)."""
+
+    id: int
+    incident_id: str
+    priority: int
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+
+
+class OutboxStore(Protocol):
+    """What the forwarder needs from the durable store (A implements it on SQLite).
+
+    ``due`` returns pending items whose retry time is <= ``now``, most urgent priority first
+    (store.PRIO_ALARM = 0), then oldest. ``delivered``/``reschedule``/``dead_letter`` each
+    count one attempt and are durable when they return.
+    """
+
+    def due(self, now: float, limit: int) -> list[Any]: ...
+
+    def delivered(self, item_id: int, at: float, status: int, body: str) -> None: ...
+
+    def reschedule(self, item_id: int, at: float, error: str) -> None: ...
+
+    def dead_letter(self, item_id: int, at: float, reason: str) -> None: ...
+
+
+StoreCall = Callable[..., Awaitable[Any]]
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """``X-Panic-Signature`` value: ``t=<unix>,v1=<hex HMAC-SHA256(secret, b"<t>." + body)>``."""
+    mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: bytes, header: str, body: bytes, now: float,
+                     tolerance_s: float = 300.0) -> str | None:
+    """Check a signature header; None when valid, else the reason (for dispatch receivers)."""
+    fields: dict[str, str] = {}
+    for part in header.split(","):
+        k, sep, v = part.strip().partition("=")
+        if sep:
+            fields.setdefault(k, v)
+    try:
+        t = int(fields["t"])
+        given = fields["v1"]
+    except (KeyError, ValueError):
+        return "malformed signature header"
+    if abs(now - t) > tolerance_s:
+        return "signature timestamp outside tolerance"
+    want = hmac.new(secret, str(t).encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want.encode(), given.encode()):
+        return "bad signature"
+    return None
+
+
+def make_ssl_context(ca_file: str | None = None, client_cert: str | None = None,
+                     client_key: str | None = None) -> ssl.SSLContext:
+    """Verified TLS: the system CAs, or only ``ca_file`` when given; optional client cert."""
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_cert:
+        ctx.load_cert_chain(client_cert, client_key or None)
+    return ctx
+
+
+class Outcome(NamedTuple):
+    kind: str  # "delivered" | "retry" | "dead"
+    status: int | None
+    reason: str  # counter key: "http_500", "timeout", "connect", "tls", ...
+    detail: str
+    retry_after: float | None = None
+
+
+class Forwarder:
+    """Drains an :class:`OutboxStore` to dispatch. Run ``await fwd.run()`` as a task.
+
+    ``call_store`` runs a store method (``await call_store(store.due, now, limit)``); pass one
+    that hops to the store's thread when the store is not safe to call from the event loop.
+    By default the methods are called directly on the loop.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        url: str,
+        *,
+        gateway_id: str,
+        token: str = "",
+        secret: str | bytes = b"",
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        timeout_s: float = 10.0,
+        concurrency: int = 4,
+        batch: int = 64,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        alarm_backoff_max_s: float = 30.0,
+        poll_s: float = 5.0,
+        expire_after_s: Mapping[int, float] | None = None,
+        call_store: StoreCall | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("dispatch url must start with https:// (or http:// for local tests)")
+        self.store = store
+        self.url = url
+        self.gateway_id = gateway_id
+        self._token = token
+        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._ssl: ssl.SSLContext | None = (
+            make_ssl_context(ca_file, client_cert, client_key) if url.startswith("https://")
+            else None
+        )
+        self.timeout_s = timeout_s
+        self.concurrency = max(2, concurrency)  # one slot is reserved for alarms
+        self.batch = batch
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.alarm_backoff_max_s = alarm_backoff_max_s
+        self.poll_s = poll_s
+        # Periodic check-ins are pointless after a day; everything else waits for dispatch.
+        self.expire_after_s = dict(expire_after_s if expire_after_s is not None
+                                   else {PRIO_OTHER: 86400.0})
+        self._call_store = call_store
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._kick = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._pause_until = 0.0
+        self._failures_in_row = 0
+        self._sweep = True  # at start: everything pending is sent, backoff or not
+        self._run_task: asyncio.Task[None] | None = None
+        self._next_retry = float("inf")  # earliest reschedule we wrote: wake for it
+        # diagnostics
+        self.sent = 0
+        self.failed: dict[str, int] = {}
+        self.dead_lettered = 0
+        self.expired = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_success_at: float | None = None
+        self.last_status: int | None = None
+
+    # -- public API ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something new was committed to the outbox: look now (call from the loop thread)."""
+        self._kick.set()
+
+    def wake_threadsafe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``wake()`` from another thread (e.g. the store thread after a commit)."""
+        loop.call_soon_threadsafe(self._kick.set)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Start nothing new; let in-flight POSTs finish (or cancel them after ``timeout``)."""
+        self._stopping = True
+        self._kick.set()
+        tasks = [t for _, t in self._inflight.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._run_task is not None and self._run_task is not asyncio.current_task():
+            await asyncio.gather(self._run_task, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for diagnostics / the status API (no secrets)."""
+        return {
+            "url": self.url,
+            "sent": self.sent,
+            "failed": dict(self.failed),
+            "dead_lettered": self.dead_lettered,
+            "expired": self.expired,
+            "in_flight": len(self._inflight),
+            "failures_in_row": self._failures_in_row,
+            "paused_until": self._pause_until or None,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_success_at": self.last_success_at,
+            "last_status": self.last_status,
+        }
+
+    async def run(self) -> None:
+        """Forward until :meth:`stop`. Never raises for dispatch or store trouble."""
+        self._run_task = asyncio.current_task()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            connector=aiohttp.TCPConnector(limit=self.concurrency),
+        )
+        try:
+            while not self._stopping:
+                self._kick.clear()
+                wait = await self._step()
+                if self._stopping:
+                    break
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._kick.wait(), wait)
+        finally:
+            self._stopping = True
+            tasks = [t for _, t in self._inflight.values()]
+            if tasks:  # also when cancelled: a POST in flight is finished, not torn
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._session.close()
+            self._session = None
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._call_store is not None:
+            return await self._call_store(fn, *args)
+        return fn(*args)
+
+    async def _step(self) -> float:
+        """Start what may start now; return how long to sleep unless kicked."""
+        now = self._clock()
+        paused = now < self._pause_until
+        failing = self._failures_in_row > 0
+        # During an outage per-item retry times do not matter: the global pause paces the
+        # probes and the probe is always the most urgent item, so recovery starts with it.
+        horizon = now if paused or not (self._sweep or failing) else float("inf")
+        try:
+            items = await self._store(self.store.due, horizon, self.batch)
+        except Exception as e:  # the store is A's; a bad moment there must not kill us
+            self._note_error("store", f"outbox read failed: {e}")
+            return min(self.poll_s, 1.0)
+        items = [i for i in items if i.id not in self._inflight
+                 and not await self._expired(i, now)]
+        if paused:
+            # Dispatch looked down: only a fresh alarm may probe before the pause ends.
+            items = [i for i in items if i.priority == PRIO_ALARM and i.attempts == 0]
+        elif failing:
+            items = items[:1] if not self._inflight else []
+        if not items and not self._inflight:
+            self._sweep = False
+        for item in items:
+            if len(self._inflight) >= self.concurrency:
+                break
+            busy_prio = min((p for p, _ in self._inflight.values()), default=None)
+            if busy_prio is not None and busy_prio < item.priority:
+                break  # strict tiers: nothing less urgent while something more urgent flies
+            if item.priority != PRIO_ALARM and len(self._inflight) >= self.concurrency - 1:
+                break  # keep one slot for an alarm
+            task = asyncio.create_task(self._deliver(item))
+            self._inflight[item.id] = (item.priority, task)
+        if paused:
+            return max(0.001, min(self.poll_s, self._pause_until - now))
+        if self._next_retry <= now:
+            self._next_retry = float("inf")
+        return max(0.001, min(self.poll_s, self._next_retry - now))
+
+    async def _expired(self, item: Any, now: float) -> bool:
+        limit = self.expire_after_s.get(item.priority)
+        if limit is None or item.priority == PRIO_ALARM or now - item.created_at < limit:
+            return False
+        reason = f"expired: not delivered within {limit:.0f} s"
+        try:
+            await self._store(self.store.dead_letter, item.id, now, reason)
+        except Exception as e:
+            self._note_error("store", f"dead-letter write failed: {e}")
+            return True
+        self.expired += 1
+        log.warning("dispatch item %s (%s) dead-lettered: %s", item.id, item.incident_id, reason)
+        return True
+
+    def _backoff(self, attempts: int, priority: int) -> float:
+        cap = self.alarm_backoff_max_s if priority == PRIO_ALARM else self.backoff_max_s
+        base = min(cap, self.backoff_base_s * (2 ** min(attempts, 30)))
+        return base * self._rng.uniform(0.5, 1.5)
+
+    def _note_error(self, reason: str, detail: str) -> None:
+        self.failed[reason] = self.failed.get(reason, 0) + 1
+        self.last_error = f"{reason}: {detail}"[:300]
+        self.last_error_at = self._clock()
+
+    def _headers(self, item: Any, body: bytes) -> dict[str, str]:
+        payload = item.payload
+        key = payload.get("idempotency_key") or hashlib.sha256(
+            f"{item.incident_id}|{payload.get('event', '')}".encode()
+        ).hexdigest()[:32]
+        h = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            "User-Agent": f"panicgw/{__version__}",
+            "X-Panic-Gateway": self.gateway_id,
+            "X-Panic-Attempt": str(item.attempts + 1),
+        }
+        if self._token:
+            h["Authorization"] = f"Bearer {self._token}"
+        if self._secret:
+            h[SIGNATURE_HEADER] = sign(self._secret, int(self._clock()), body)
+        return h
+
+    async def _post(self, item: Any) -> Outcome:
+        payload = copy.deepcopy(item.payload)
+        if isinstance(payload.get("times"), dict):
+            payload["times"]["forwarded"] = rfc3339(self._clock())
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=self._headers(item, body), ssl=self._ssl,
+                allow_redirects=False,
+            ) as resp:
+                text = (await resp.text(errors="replace"))[:2000]
+                status = resp.status
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError:
+            return Outcome("retry", None, "timeout", f"no answer within {self.timeout_s} s")
+        except aiohttp.ClientConnectorCertificateError as e:
+            return Outcome("retry", None, "tls", f"certificate rejected: {e.certificate_error}")
+        except aiohttp.ClientSSLError as e:
+            return Outcome("retry", None, "tls", str(e))
+        except aiohttp.ClientConnectorError as e:
+            return Outcome("retry", None, "connect", str(e.os_error or e))
+        except aiohttp.ClientError as e:
+            return Outcome("retry", None, "http_error", f"{type(e).__name__}: {e}")
+        except OSError as e:
+            return Outcome("retry", None, "connect", str(e))
+        if 200 <= status < 300 or status == ALREADY_HAVE:
+            return Outcome("delivered", status, "ok", text)
+        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+            return Outcome("dead", status, f"http_{status}", text[:300])
+        return Outcome("retry", status, f"http_{status}", text[:300], retry_after)
+
+    async def _deliver(self, item: Any) -> None:
+        try:
+            out = await self._post(item)
+            now = self._clock()
+            if out.kind == "delivered":
+                await self._store(self.store.delivered, item.id, now, out.status or 0, out.detail)
+                self.sent += 1
+                self.last_success_at = now
+                self.last_status = out.status
+                if self._failures_in_row:
+                    log.info("dispatch reachable again after %d failures", self._failures_in_row)
+                    self._sweep = True  # everything held back goes now, alarms first
+                self._failures_in_row = 0
+                self._pause_until = 0.0
+            elif out.kind == "dead":
+                reason = f"HTTP {out.status}: {out.detail}".strip()
+                await self._store(self.store.dead_letter, item.id, now, reason)
+                self.dead_lettered += 1
+                self.last_status = out.status
+                self._note_error(out.reason, out.detail)
+                log.error("dispatch rejected %s (%s, %s) permanently, dead-lettered: HTTP %s",
+                          item.incident_id, item.payload.get("event"), item.id, out.status)
+            else:
+                self._note_error(out.reason, out.detail)
+                self.last_status = out.status
+                self._failures_in_row += 1
+                delay = self._backoff(item.attempts, item.priority)
+                if out.retry_after is not None:
+                    delay = max(delay, min(out.retry_after, self.backoff_max_s))
+                await self._store(self.store.reschedule, item.id, now + delay,
+                                  f"{out.reason}: {out.detail}"[:1000])
+                self._next_retry = min(self._next_retry, now + delay)
+                pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
+                if out.retry_after is not None:
+                    pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
+                self._pause_until = max(self._pause_until, now + pause)
+                self._sweep = False
+                log.warning("dispatch %s failed (%s), retry in %.1f s", item.incident_id,
+                            out.reason, delay)
+        except Exception as e:  # a store failure: the row stays pending and is retried
+            self._note_error("store", f"{type(e).__name__}: {e}")
+            log.exception("forwarder: store update for outbox item %s failed", item.id)
+        finally:
+            self._inflight.pop(item.id, None)
+            self._kick.set()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

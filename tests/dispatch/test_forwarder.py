@@ -1,0 +1,246 @@
+"""Forwarder against the real local dispatch receiver over real HTTP(S) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from panicgw.dispatch_server import DispatchServer
+from panicgw.forwarder import Forwarder, sign, verify_signature
+
+from .conftest import MemoryOutbox, Pki, free_port, payload
+
+TOKEN = "t0ken-for-tests"
+SECRET = "gateway-secret-for-tests"
+FAST = dict(backoff_base_s=0.02, backoff_max_s=0.2, alarm_backoff_max_s=0.1, poll_s=0.05,
+            timeout_s=2.0)
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def until(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Liveness guard (not a timing assert): poll until ``pred`` or give up."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def fwd_for(store: MemoryOutbox, srv: DispatchServer, **kw: Any) -> Forwarder:
+    args: dict[str, Any] = dict(gateway_id="gw-1", token=TOKEN, secret=SECRET, **FAST)
+    args.update(kw)
+    return Forwarder(store, srv.url, **args)
+
+
+def test_signature_roundtrip_and_tamper() -> None:
+    body = b'{"a":1}'
+    h = sign(b"k", 1000, body)
+    assert verify_signature(b"k", h, body, 1000) is None
+    assert verify_signature(b"k", h, body + b" ", 1000) == "bad signature"
+    assert verify_signature(b"x", h, body, 1000) == "bad signature"
+    assert verify_signature(b"k", h, body, 2000) == "signature timestamp outside tolerance"
+    assert verify_signature(b"k", "v1=00", body, 1000) == "malformed signature header"
+
+
+def test_https_with_client_cert_delivers_signed_alarm(outbox: MemoryOutbox, pki: Pki) -> None:
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET, ssl_context=pki.server_context())
+        await srv.start()
+        outbox.add(payload("panic"))
+        fwd = fwd_for(outbox, srv, ca_file=str(pki.ca), client_cert=str(pki.client_cert),
+                      client_key=str(pki.client_key))
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: outbox.states() == {"delivered": 1})
+        await fwd.stop()
+        await task
+        await srv.stop()
+        [rec] = srv.received
+        assert srv.url.startswith("https://")
+        assert rec.verdict == "accepted" and rec.status == 200
+        assert rec.headers["Idempotency-Key"] == rec.body["idempotency_key"]
+        assert rec.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert rec.headers["X-Panic-Signature"].startswith("t=")
+        assert rec.headers["X-Panic-Gateway"] == "gw-1"
+        assert rec.body["times"]["forwarded"].endswith("Z")
+        assert rec.body["times"]["forwarded"] != rec.body["times"]["first_heard"]
+        assert fwd.stats()["sent"] == 1 and fwd.stats()["last_success_at"]
+    run(main())
+
+
+def test_untrusted_server_cert_is_retried_not_delivered(outbox: MemoryOutbox, pki: Pki) -> None:
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET,
+                             ssl_context=pki.server_context(require_client=False))
+        await srv.start()
+        outbox.add(payload("panic"))
+        fwd = fwd_for(outbox, srv, ca_file=str(pki.other_ca))
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: fwd.failed.get("tls", 0) >= 2)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert srv.received == []  # nothing leaked to an unverified peer
+        assert outbox.states() == {"pending": 1}
+        assert "certificate" in (fwd.last_error or "")
+    run(main())
+
+
+def test_outage_then_recovery_delivers_everything_alarms_first(outbox: MemoryOutbox) -> None:
+    async def main() -> None:
+        port = free_port()
+        srv = DispatchServer(port=port, token=TOKEN, secret=SECRET)
+        fwd = fwd_for(outbox, srv, timeout_s=0.5)
+        task = asyncio.create_task(fwd.run())
+        # Queue builds up while dispatch refuses connections: old check-ins first, alarms last.
+        t0 = time.time()
+        for n in range(4):
+            outbox.add(payload("gateway_checkin", at=1000.0 + n), at=t0 + n)
+        for n in range(3):
+            outbox.add(payload("supervision_lost", device_id=100 + n), at=t0 + 10 + n)
+        outbox.add(payload("test", device_id=50), at=t0 + 15)
+        fwd.wake()
+        assert await until(lambda: fwd.failed.get("connect", 0) >= 2)
+        for n in range(3):
+            outbox.add(payload("panic", device_id=200 + n), at=t0 + 20 + n)
+            fwd.wake()
+        # Back, but broken: 500s, then answers slower than the client's timeout.
+        srv.fail(500, count=2)
+        await srv.start()
+        assert await until(lambda: fwd.failed.get("http_500", 0) >= 2)
+        srv.fail(None, count=2, delay_s=5.0)
+        assert await until(lambda: fwd.failed.get("timeout", 0) >= 2), (fwd.stats(), srv.received)
+        assert await until(lambda: outbox.states() == {"delivered": 11})
+        await fwd.stop()
+        await task
+        await srv.stop()
+        events = [r.body["event"] for r in srv.accepted()]
+        assert sorted(events) == sorted(["gateway_checkin"] * 4 + ["supervision_lost"] * 3
+                                        + ["test"] + ["panic"] * 3)
+        assert events[:3] == ["panic"] * 3, events
+        prios = [outbox.rows[i].item.priority for i in outbox.delivered_order]
+        assert prios == sorted(prios), prios  # strict priority order at recovery
+        assert fwd.stats()["sent"] == 11
+        assert all(r.verdict in ("accepted", "duplicate", "failed_on_demand")
+                   for r in srv.received)
+    run(main())
+
+
+def test_permanent_4xx_dead_letters_and_retryable_codes_do_not(outbox: MemoryOutbox) -> None:
+    async def main() -> None:
+        srv = DispatchServer(token="the-right-token", secret=SECRET)
+        await srv.start()
+        outbox.add(payload("panic"))
+        fwd = fwd_for(outbox, srv)  # wrong token
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: outbox.states() == {"dead": 1})
+        await fwd.stop()
+        await task
+        assert fwd.stats()["dead_lettered"] == 1 and fwd.failed == {"http_401": 1}
+        assert "HTTP 401" in outbox.rows[1].error
+        assert [r.verdict for r in srv.received] == ["bad_token"]
+
+        # bad signature secret -> 401 as well; schema-invalid body -> 422: dead letters
+        srv2 = MemoryOutbox()
+        broken = payload("panic", device_id=9)
+        broken["contact_id"]["code"] = 137
+        srv2.add(broken)
+        fwd2 = Forwarder(srv2, srv.url, gateway_id="gw-1", token="the-right-token",
+                         secret=SECRET, **FAST)
+        task = asyncio.create_task(fwd2.run())
+        assert await until(lambda: srv2.states() == {"dead": 1})
+        await fwd2.stop()
+        await task
+        assert srv.received[-1].verdict == "schema" and srv.received[-1].status == 422
+
+        # 429 with Retry-After and 408 are retried; a 409 means dispatch already has it
+        srv3 = MemoryOutbox()
+        srv3.add(payload("panic", device_id=10))
+        srv.fail(429, count=1, retry_after=0)
+        fwd3 = Forwarder(srv3, srv.url, gateway_id="gw-1", token="the-right-token",
+                         secret=SECRET, **FAST)
+        task = asyncio.create_task(fwd3.run())
+        assert await until(lambda: srv3.states() == {"delivered": 1})
+        srv.fail(408, count=1)
+        srv3.add(payload("panic", device_id=11))
+        fwd3.wake()
+        assert await until(lambda: srv3.states() == {"delivered": 2})
+        srv.fail(409, count=1)
+        srv3.add(payload("panic", device_id=12))
+        fwd3.wake()
+        assert await until(lambda: srv3.states() == {"delivered": 3})
+        await fwd3.stop()
+        await task
+        await srv.stop()
+        assert fwd3.failed == {"http_429": 1, "http_408": 1}
+        assert fwd3.dead_lettered == 0
+    run(main())
+
+
+def test_two_gateways_one_incident_at_dispatch() -> None:
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        stores = []
+        fwds = []
+        for gw, path in (("gw-north", "lora"), ("gw-south", "wifi")):
+            s = MemoryOutbox()
+            s.add(payload("panic", gateway_id=gw,
+                          paths=[{"path": path, "rssi": None, "snr": None, "at": 1.0}]))
+            stores.append(s)
+            fwds.append(Forwarder(s, srv.url, gateway_id=gw, token=TOKEN, secret=SECRET,
+                                  **FAST))
+        tasks = [asyncio.create_task(f.run()) for f in fwds]
+        assert await until(lambda: all(s.states() == {"delivered": 1} for s in stores))
+        for f in fwds:
+            await f.stop()
+        await asyncio.gather(*tasks)
+        await srv.stop()
+        assert sorted(r.verdict for r in srv.received) == ["accepted", "duplicate"]
+        assert len(srv.incidents) == 1
+        keys = {r.headers["Idempotency-Key"] for r in srv.received}
+        assert len(keys) == 1
+    run(main())
+
+
+def test_stop_finishes_the_post_in_flight(outbox: MemoryOutbox) -> None:
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        srv.fail(None, count=1, delay_s=0.5)  # slow but successful
+        outbox.add(payload("panic"))
+        outbox.add(payload("gateway_checkin"))
+        fwd = fwd_for(outbox, srv)
+        task = asyncio.create_task(fwd.run())
+        assert await srv.wait_for(lambda s: s.active == 1)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert outbox.rows[1].state == "delivered"  # finished, not torn
+        assert outbox.rows[2].state == "pending"  # nothing new started after stop()
+        assert [r.verdict for r in srv.received] == ["accepted"]
+    run(main())
+
+
+def test_expired_checkins_are_dead_lettered_alarms_never(outbox: MemoryOutbox) -> None:
+    async def main() -> None:
+        port = free_port()
+        srv = DispatchServer(port=port, token=TOKEN, secret=SECRET)
+        now = time.time()
+        outbox.add(payload("gateway_checkin"), at=now - 90_000)
+        outbox.add(payload("panic"), at=now - 90_000_0)
+        fwd = fwd_for(outbox, srv)
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: outbox.rows[1].state == "dead")
+        await srv.start()
+        assert await until(lambda: outbox.rows[2].state == "delivered")
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert fwd.expired == 1 and "expired" in outbox.rows[1].error
+    run(main())
