@@ -4,6 +4,8 @@ import typer
 
 from panicgw import __version__
 from panicgw.cmd_decode import decode
+from panicgw.cmd_diag import diag_cmd
+from panicgw.cmd_events import events
 from panicgw.cmd_run import run
 
 app = typer.Typer(
@@ -30,3 +32,5 @@ def main(
 
 app.command("decode")(decode)
 app.command("run")(run)
+app.command("diag")(diag_cmd)
+app.command("events")(events)

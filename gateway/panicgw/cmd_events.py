@@ -1,0 +1,230 @@
+"""`panicgw events`: tail and search the gateway's stored events (read-only on the DB).
+
+It opens the DB read-only, so it is safe beside a running daemon (WAL lets readers in while
+the pipeline writes) and never changes anything a technician did not ask for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import urllib.parse
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from panicgw import config as gwconfig
+
+EXIT_OK = 0
+EXIT_EMPTY = 1
+EXIT_USAGE = 2
+EXIT_DB = 3
+KINDS = ("alarm", "cancel", "heartbeat", "test", "tamper")
+
+_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*(ago)?\s*$", re.I)
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(value: str, now: float | None = None) -> float:
+    """Epoch seconds from ``now``, a relative age (``15m``, ``2h``, ``3d``) or ISO 8601
+    (``2026-11-28``, ``2026-11-28T14:05``, with or without zone: local time without)."""
+    now = time.time() if now is None else now
+    v = value.strip()
+    if v.lower() == "now":
+        return now
+    m = _REL.match(v)
+    if m:
+        return now - float(m.group(1)) * _UNIT[m.group(2).lower()]
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a time: use e.g. 15m, 2h, 3d (ago), 2026-11-28 or "
+            "2026-11-28T14:05:00+07:00") from None
+    return dt.timestamp()
+
+
+def parse_device(value: str) -> int:
+    """A device id as printed (0x0000BEEF), bare hex (0000beef) or decimal."""
+    v = value.strip().lower()
+    try:
+        if v.startswith("0x"):
+            n = int(v, 16)
+        elif re.fullmatch(r"[0-9a-f]{8}", v) and not v.isdigit():
+            n = int(v, 16)
+        else:
+            n = int(v, 10)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a device id: use 0x0000BEEF or decimal") from None
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise ValueError(f"device id {value!r} is out of range (32 bits)")
+    return n
+
+
+def open_ro(path: Path) -> sqlite3.Connection:
+    """Read-only connection (raises sqlite3.Error or FileNotFoundError)."""
+    if not path.exists():
+        raise FileNotFoundError(str(path))
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=5.0)
+    db.execute("SELECT 1 FROM events LIMIT 1")
+    return db
+
+
+def query_events(db: sqlite3.Connection, *, device: int | None = None, site: str | None = None,
+                 since: float | None = None, until: float | None = None,
+                 kind: str | None = None, limit: int = 50,
+                 after_id: int | None = None) -> list[dict[str, Any]]:
+    """Newest first (oldest first with ``after_id``, for following); each with its receptions
+    (path, RSSI, SNR) and the device's label and site."""
+    where: list[str] = []
+    args: list[Any] = []
+    if device is not None:
+        where.append("e.device_id = ?")
+        args.append(device)
+    if site:
+        where.append("(s.name LIKE ? ESCAPE '\\' OR s.address LIKE ? ESCAPE '\\')")
+        pat = "%" + site.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        args += [pat, pat]
+    if since is not None:
+        where.append("e.received_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("e.received_at <= ?")
+        args.append(until)
+    if kind:
+        where.append("e.kind = ?")
+        args.append(kind)
+    if after_id is not None:
+        where.append("e.id > ?")
+        args.append(after_id)
+    q = ("SELECT e.id, e.device_id, e.counter, e.kind, e.incident_id, e.received_at, e.attempt, "
+         "e.flags, e.battery_mv, d.label, s.name, s.address FROM events e "
+         "LEFT JOIN devices d ON d.device_id = e.device_id "
+         "LEFT JOIN sites s ON s.id = d.site_id")
+    if where:
+        q += " WHERE " + " AND ".join(where)
+    q += " ORDER BY e.id " + ("ASC" if after_id is not None else "DESC") + " LIMIT ?"
+    args.append(limit)
+    keys = ("id", "device_id", "counter", "kind", "incident_id", "received_at", "attempt",
+            "flags", "battery_mv", "label", "site", "address")
+    out = [dict(zip(keys, r, strict=True)) for r in db.execute(q, args).fetchall()]
+    for ev in out:
+        ev["receptions"] = [
+            {"path": p, "rssi": rssi, "snr": snr, "at": at, "duplicate": bool(dup)}
+            for p, rssi, snr, at, dup in db.execute(
+                "SELECT path, rssi, snr, at, duplicate FROM receptions WHERE event_id = ? "
+                "ORDER BY id", (ev["id"],))]
+    return out
+
+
+def fmt_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_paths(recs: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in recs:
+        p = r["path"]
+        if r.get("rssi") is not None:
+            p += f" {r['rssi']:g}dBm"
+        if r.get("snr") is not None:
+            p += f"/{r['snr']:g}dB"
+        parts.append(p)
+    return ", ".join(parts) or "-"
+
+
+def load_db(config: Path | None) -> sqlite3.Connection:
+    """Config -> read-only DB, or a clear error and exit code."""
+    try:
+        cfg = gwconfig.load(config)
+    except gwconfig.ConfigError as e:
+        typer.echo(f"error: bad config: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        return open_ro(cfg.db_path)
+    except FileNotFoundError:
+        typer.echo(f"error: no gateway database at {cfg.db_path} (check --config / "
+                   "[gateway] data_dir)", err=True)
+        raise typer.Exit(EXIT_DB) from None
+    except sqlite3.Error as e:
+        typer.echo(f"error: cannot read {cfg.db_path}: {e}", err=True)
+        raise typer.Exit(EXIT_DB) from None
+
+
+def events(
+    config: Path = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
+                                help="Gateway TOML file (as for `panicgw run`)."),
+    device: str = typer.Option(None, "--device", "-d",
+                               help="Only this device: 0x0000BEEF, bare hex or decimal."),
+    site: str = typer.Option(None, "--site", "-s",
+                             help="Only sites whose name or address contains this text."),
+    since: str = typer.Option(None, "--since",
+                              help="From this time: 15m, 2h, 3d (ago) or ISO 2026-11-28T14:05."),
+    until: str = typer.Option(None, "--until", help="Up to this time (same forms as --since)."),
+    kind: str = typer.Option(None, "--kind", "-k",
+                             help=f"Only this kind: {', '.join(KINDS)}."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=100000,
+                              help="At most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
+) -> None:
+    """Show stored events, newest first, with the paths each was heard on (RSSI/SNR).
+
+    Examples: `panicgw events --kind alarm --since 1d`,
+    `panicgw events --site "Toko Sinar" --json`, `panicgw events -d 0x0000BEEF -n 10`.
+
+    Exit codes: 0 events shown, 1 none matched, 2 bad arguments or config, 3 no database.
+    """
+    try:
+        dev = parse_device(device) if device else None
+        t0 = parse_time(since) if since else None
+        t1 = parse_time(until) if until else None
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if kind is not None and kind.lower() not in KINDS:
+        typer.echo(f"error: --kind {kind!r}: use one of {', '.join(KINDS)}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if t0 is not None and t1 is not None and t0 > t1:
+        typer.echo("error: --since is after --until", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    db = load_db(config)
+    try:
+        rows = query_events(db, device=dev, site=site, since=t0, until=t1,
+                            kind=kind.lower() if kind else None, limit=limit)
+    except sqlite3.Error as e:
+        typer.echo(f"error: cannot read events: {e}", err=True)
+        raise typer.Exit(EXIT_DB) from None
+    finally:
+        db.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=None))
+        raise typer.Exit(EXIT_OK if rows else EXIT_EMPTY)
+    if not rows:
+        typer.echo("no events match")
+        raise typer.Exit(EXIT_EMPTY)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} event(s), newest first")
+    for col in ("time", "kind", "device", "site", "incident", "batt", "heard on"):
+        table.add_column(col)
+    style = {"alarm": "bold red", "tamper": "yellow", "test": "cyan", "cancel": "magenta"}
+    for ev in rows:
+        table.add_row(
+            fmt_time(ev["received_at"]),
+            f"[{style.get(ev['kind'], '')}]{ev['kind']}[/]" if ev["kind"] in style
+            else ev["kind"],
+            f"0x{ev['device_id']:08X}" + (f" {ev['label']}" if ev["label"] else ""),
+            ev["site"] or "(unregistered)",
+            ev["incident_id"] or "-",
+            f"{ev['battery_mv']} mV",
+            fmt_paths(ev["receptions"]),
+        )
+    Console().print(table)
