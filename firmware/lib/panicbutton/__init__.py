@@ -1,4 +1,7 @@
-"""Button device logic: press classifier, counter, retry policy, transports.
+"""Button device logic: press classifier, counter, retry policy, transports (no hardware imports).
 
-Nothing here imports hardware modules; the glue passes a HAL object in.
+Every module here takes plain values or a small HAL object, so the same code runs on
+CircuitPython, under the MicroPython VM in tests, and on CPython with the simulated board.
 """
+
+FIRMWARE_VERSION = "0.1.0"

@@ -1,0 +1,77 @@
+"""Sleep decisions and the heartbeat schedule (pure logic; the glue does the sleeping).
+
+Modes returned by ``decide``:
+
+* ("poll", s): something is happening (button down, clicks, LED pattern, receive window):
+  stay awake and loop again in ``s`` seconds.
+* ("nap", s): messages are waiting for a retry: short sleeps so a press is still seen.
+* ("deep", s) / ("light", s): idle until the next heartbeat; wake early on the button.
+  Deep sleep only where the board supports it, otherwise light sleep.
+"""
+
+import struct
+
+from panicbutton.crc import crc16
+
+POLL_S = 0.02
+NAP_S = 0.1
+MIN_SLEEP_S = 2.0
+HB_OFFSET = 16  # heartbeat record in sleep memory (the counter uses 0-9)
+HB_LEN = 12
+
+
+def decide(now, busy, next_due, rx_until, next_heartbeat, deep_ok, max_sleep_s=None):
+    if busy or (rx_until is not None and now < rx_until):
+        return "poll", POLL_S
+    if next_due is not None:
+        wait = next_due - now
+        return "nap", NAP_S if wait > NAP_S else (wait if wait > 0 else 0.0)
+    wait = next_heartbeat - now
+    if max_sleep_s is not None and wait > max_sleep_s:
+        wait = max_sleep_s
+    if wait < MIN_SLEEP_S:
+        return "nap", NAP_S if wait > NAP_S else (wait if wait > 0 else 0.0)
+    return ("deep" if deep_ok else "light"), wait
+
+
+class Heartbeat:
+    """When the next heartbeat is due. It is deferred, never sent, while an alarm is in
+    flight (the outbox enforces that)."""
+
+    def __init__(self, interval_s, now, first_in_s=None):
+        self.interval_s = interval_s
+        self.next_at = now + (interval_s if first_in_s is None else first_in_s)
+
+    def due(self, now):
+        return now >= self.next_at
+
+    def sent(self, now):
+        self.next_at = now + self.interval_s
+
+    def save(self, mem, now, wall):
+        """Before deep sleep: remember the time left against the wall clock."""
+        if mem is None or len(mem) < HB_OFFSET + HB_LEN:
+            return
+        left = self.next_at - now
+        left = 0 if left < 0 else int(left)
+        body = b"HB" + struct.pack(">II", int(wall) & 0xFFFFFFFF, left)
+        mem[HB_OFFSET:HB_OFFSET + HB_LEN] = body + struct.pack(">H", crc16(body))
+
+    def restore(self, mem, now, wall, woke_by_timer):
+        """After a deep-sleep wake. A timer wake means the heartbeat is due; otherwise
+        the wall clock tells how long we slept; when it cannot, send early, not late."""
+        if mem is None or len(mem) < HB_OFFSET + HB_LEN:
+            return False
+        raw = bytes(mem[HB_OFFSET:HB_OFFSET + HB_LEN])
+        if raw[0:2] != b"HB" or struct.unpack(">H", raw[10:12])[0] != crc16(raw[0:10]):
+            return False
+        slept_at, left = struct.unpack(">II", raw[2:10])
+        if woke_by_timer:
+            self.next_at = now
+            return True
+        elapsed = (int(wall) & 0xFFFFFFFF) - slept_at
+        if elapsed < 0 or elapsed > left:
+            self.next_at = now
+        else:
+            self.next_at = now + (left - elapsed)
+        return True

@@ -1,0 +1,63 @@
+"""LoRa path over an ``adafruit_rfm9x.RFM9x``-compatible radio (the HAL hands one in).
+
+Uses only: send(data, keep_listening=), receive(timeout=), listen(), frequency_mhz,
+spreading_factor, signal_bandwidth, coding_rate, tx_power, enable_crc, last_rssi,
+last_snr. RadioHead's own ACKs are never used: only signed downlinks count.
+"""
+
+from panicbutton import policy
+from panicbutton.settings import AIR_LEN
+from panicproto import airtime
+
+
+class LoraPath:
+    name = "lora"
+
+    def __init__(self, radio, settings):
+        self.radio = radio
+        self.region = settings.region
+        self.bw = settings.bandwidth_hz
+        self.ladder = policy.sf_ladder(settings.region, settings.sf, settings.sf_max, AIR_LEN,
+                                       self.bw)
+        self.duty = airtime.DutyCycle(settings.region.duty) if settings.region.duty else None
+        radio.frequency_mhz = settings.frequency_mhz
+        radio.signal_bandwidth = self.bw
+        radio.coding_rate = 5
+        radio.spreading_factor = self.ladder[0]
+        radio.tx_power = settings.tx_power
+        radio.enable_crc = True
+        self.sent = 0
+        self.failed = 0
+        self.duty_waits = 0
+        self.received = 0
+        self.last_sf = self.ladder[0]
+
+    def send(self, frame, kind, attempt, now):
+        """(True, sf) when transmitted, (False, wait_s) when the duty budget is spent,
+        (False, 0) when the radio reported a failure."""
+        sf, x = policy.choose_sf(self.ladder, attempt, kind, self.duty, now, AIR_LEN, self.bw)
+        if sf is None:
+            self.duty_waits += 1
+            return False, x
+        self.radio.spreading_factor = sf
+        self.last_sf = sf
+        ok = self.radio.send(frame, keep_listening=True)
+        if self.duty is not None:
+            self.duty.record(now, x)
+        if not ok:
+            self.failed += 1
+            return False, 0
+        self.sent += 1
+        return True, sf
+
+    def poll(self, timeout_s):
+        """One received packet (bytes, RadioHead header stripped) or None."""
+        pkt = self.radio.receive(timeout=timeout_s)
+        if pkt is None:
+            return None
+        self.received += 1
+        return bytes(pkt)
+
+    def stats(self):
+        return {"sent": self.sent, "failed": self.failed, "duty_waits": self.duty_waits,
+                "received": self.received, "sf": self.last_sf, "ladder": self.ladder}
