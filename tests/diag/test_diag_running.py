@@ -1,0 +1,115 @@
+"""`panicgw diag` beside a running `panicgw run` (A's daemon): live state from its status API,
+the serial port left to the daemon, and the CLI's real exit codes in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Gateway, by_id
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "from panicgw.cli import app; app()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@contextlib.contextmanager
+def running_daemon(gw: Gateway) -> Iterator[subprocess.Popen[bytes]]:
+    cfg = gw.write_config()
+    gw.store.close()  # the daemon owns the DB now; we read it read-only
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from panicgw.cli import app; app()", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    runtime = gw.data / "runtime.json"
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                pytest.fail(f"panicgw run exited: {proc.stderr.read().decode()[-2000:]}")
+            if runtime.exists() and _bridge_connected(gw):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("daemon did not come up with the bridge connected")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def daemon(gw: Gateway) -> Iterator[subprocess.Popen[bytes]]:
+    with running_daemon(gw) as proc:
+        yield proc
+
+
+def _bridge_connected(gw: Gateway) -> bool:
+    import urllib.request
+
+    try:
+        info = json.loads((gw.data / "runtime.json").read_text())
+        url = f"http://127.0.0.1:{info['status_port']}/v1/status"
+        with urllib.request.urlopen(url, timeout=1) as r:
+            st = json.loads(r.read())
+        return st.get("bridge", {}).get("state") == "connected" and bool(
+            st["bridge"].get("bridge"))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def test_running_gateway_all_pass_then_bridge_unplugged(gw: Gateway, daemon) -> None:
+    res = _run_cli("diag", "-c", str(gw.config), "--json")
+    doc = json.loads(res.stdout)
+    r = by_id(doc)
+    assert doc["daemon_running"] is True
+    assert r["daemon"]["status"] == "PASS" and "running" in r["daemon"]["finding"]
+    assert r["http"]["status"] == "PASS"
+    assert r["bridge.present"]["status"] == "PASS" and "connected" in r["bridge.present"]["finding"]
+    assert r["bridge.radio"]["status"] == "PASS"
+    bad = {x["id"]: x["finding"] for x in doc["results"] if x["status"] in ("WARN", "FAIL")}
+    assert not bad, bad
+    assert res.returncode == 0
+
+    # Human output: a table, colour-free when piped, with the verdicts.
+    res = _run_cli("diag", "-c", str(gw.config))
+    assert "daemon running" in res.stdout and "PASS" in res.stdout
+    assert res.returncode == 0
+
+    gw.bridge.unplug()
+    end = time.monotonic() + 20
+    while time.monotonic() < end and _bridge_connected(gw):
+        time.sleep(0.1)
+    res = _run_cli("diag", "-c", str(gw.config), "--json")
+    r = by_id(json.loads(res.stdout))
+    assert r["bridge.present"]["status"] == "FAIL", r["bridge.present"]
+    assert "USB cable" in r["bridge.present"]["hint"]
+    assert res.returncode == 2
+
+
+def test_running_gateway_wrong_radio(tmp_path: Path, loop_thread, certs) -> None:
+    gw = Gateway(tmp_path, loop_thread, certs)
+    try:
+        gw.bridge.status["radio"]["spreading_factor"] = 8
+        with running_daemon(gw):
+            res = _run_cli("diag", "-c", str(gw.config), "--json")
+        r = by_id(json.loads(res.stdout))["bridge.radio"]
+        assert r["status"] == "FAIL" and "SF 8 (config 10)" in r["finding"]
+        assert "restart panicgw" in r["hint"]
+        assert res.returncode == 2
+    finally:
+        gw.close()
