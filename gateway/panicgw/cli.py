@@ -5,6 +5,7 @@ import typer
 from panicgw import __version__
 from panicgw.cmd_decode import decode
 from panicgw.cmd_diag import diag_cmd
+from panicgw.cmd_dispatch_server import dispatch_server
 from panicgw.cmd_events import events
 from panicgw.cmd_run import run
 
@@ -34,3 +35,4 @@ app.command("decode")(decode)
 app.command("run")(run)
 app.command("diag")(diag_cmd)
 app.command("events")(events)
+app.command("dispatch-server")(dispatch_server)
