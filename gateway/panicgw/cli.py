@@ -7,6 +7,7 @@ from panicgw.cmd_decode import decode
 from panicgw.cmd_diag import diag_cmd
 from panicgw.cmd_dispatch_server import dispatch_server
 from panicgw.cmd_events import events
+from panicgw.cmd_monitor import monitor
 from panicgw.cmd_run import run
 
 app = typer.Typer(
@@ -35,4 +36,5 @@ app.command("decode")(decode)
 app.command("run")(run)
 app.command("diag")(diag_cmd)
 app.command("events")(events)
+app.command("monitor")(monitor)
 app.command("dispatch-server")(dispatch_server)

@@ -74,6 +74,11 @@ class BridgePeer:
             self._master = None
         self.link_path.unlink(missing_ok=True)
 
+    def rx(self, radio: bytes, rssi: int, snr: float) -> None:
+        """The bridge heard ``radio`` over the air: send it up as an RX message."""
+        assert self._master is not None
+        os.write(self._master, link.encode(link.RX, 7, link.rx_payload(radio, rssi, snr)))
+
     def _run(self) -> None:
         dec = link.Decoder()
         fd = self._master

@@ -1,0 +1,135 @@
+"""`panicgw monitor`: JSON lines of frames (with RSSI/SNR and verdict) and rejections, following
+the DB with the daemon stopped and the status API with it running; clean exit on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from conftest import DEV, KEY, Gateway
+from test_diag_running import running_daemon
+
+from panicproto import frames
+
+CLI = [sys.executable, "-c", "from panicgw.cli import app; app()"]
+
+
+class Lines:
+    """Read a subprocess's stdout lines with a deadline (no hanging test on a silent child)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.sel = selectors.DefaultSelector()
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        self.sel.register(proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def take(self, n: int, timeout: float = 15.0) -> list[dict]:
+        out: list[dict] = []
+        end = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < end:
+            while b"\n" in self.buf and len(out) < n:
+                line, self.buf = self.buf.split(b"\n", 1)
+                out.append(json.loads(line))
+            if len(out) >= n:
+                break
+            if self.sel.select(0.1):
+                chunk = self.proc.stdout.read(65536)  # type: ignore[union-attr]
+                if not chunk:
+                    break
+                self.buf += chunk
+        return out
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    return rc, proc.stderr.read().decode()  # type: ignore[union-attr]
+
+
+def test_monitor_follows_db_and_exits_on_ctrl_c(gw: Gateway) -> None:
+    cfg = gw.write_config()
+    proc = subprocess.Popen([*CLI, "monitor", "-c", str(cfg), "--json", "--interval", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = Lines(proc)
+    try:
+        time.sleep(0.5)  # let it take its starting point
+        now = time.time()
+        with gw.store.transaction():
+            eid = gw.store.insert_event(DEV, 0x20001, "alarm", "pb-00c0ffee-00020001", now, 0,
+                                        0, 3700, b"\x00" * 19)
+            gw.store.add_reception(eid, "lora", -112.0, -4.5, now, False)
+            gw.store.add_reception(eid, "wifi", None, None, now + 0.1, True)
+            gw.store.add_rejections({"bad_tag": 3}, now)
+        got = lines.take(3)
+    finally:
+        rc, err = _stop(proc)
+    assert rc == 0 and "Traceback" not in err, err
+    frames_ = [g for g in got if g["type"] == "frame"]
+    rej = [g for g in got if g["type"] == "rejected"]
+    assert frames_[0]["rssi"] == -112.0
+    assert frames_[0]["snr"] == -4.5 and frames_[0]["verdict"] == "stored"
+    assert frames_[0]["kind"] == "alarm" and frames_[0]["site"] == "Toko Sinar"
+    assert frames_[1]["path"] == "wifi" and frames_[1]["verdict"] == "duplicate"
+    assert rej == [{"type": "rejected", "at": rej[0]["at"], "reason": "bad_tag", "count": 3,
+                    "total": 3}]
+
+
+def test_monitor_live_view_and_history(gw: Gateway) -> None:
+    now = time.time()
+    with gw.store.transaction():
+        eid = gw.store.insert_event(DEV, 0x20002, "test", "pb-x", now, 0, 0, 3700, b"\0" * 19)
+        gw.store.add_reception(eid, "lora", -99.0, 8.0, now, False)
+    cfg = gw.write_config()
+    res = subprocess.run([*CLI, "monitor", "-c", str(cfg), "--history", "5", "--count", "1"],
+                         capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, COLUMNS="160"))
+    assert res.returncode == 0, res.stderr
+    assert "-99 dBm / 8 dB" in res.stdout and "stored" in res.stdout
+    res = subprocess.run([*CLI, "monitor", "-c", str(cfg), "--device", "nope"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and "not a device id" in res.stderr
+
+
+def test_monitor_with_running_daemon_shows_rssi_and_bad_tags(gw: Gateway) -> None:
+    with running_daemon(gw):
+        info = json.loads((gw.data / "runtime.json").read_text())
+        proc = subprocess.Popen([*CLI, "monitor", "-c", str(gw.config), "--json",
+                                 "--interval", "0.1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = Lines(proc)
+        try:
+            time.sleep(0.7)
+            good = frames.encode_uplink(KEY, frames.Uplink(frames.ALARM, DEV, 0x00030001))
+            gw.bridge.rx(good, -108, 6.25)
+            forged = frames.encode_uplink(bytes(16), frames.Uplink(frames.ALARM, DEV,
+                                                                   0x00030002, wifi=True))
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{info['http_port']}/v1/frames", data=forged,
+                headers={"Content-Type": "application/octet-stream"}, method="POST")
+            try:
+                urllib.request.urlopen(req, timeout=5)
+            except urllib.error.HTTPError as e:
+                assert e.code == 403
+            got = lines.take(2)
+        finally:
+            rc, err = _stop(proc)
+    assert rc == 0, err
+    by_type = {g["type"]: g for g in got}
+    f = by_type["frame"]
+    assert (f["path"], f["rssi"], f["snr"], f["verdict"], f["kind"]) == (
+        "lora", -108.0, 6.25, "stored", "alarm")
+    assert by_type["rejected"]["reason"] == "bad_tag"
