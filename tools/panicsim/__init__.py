@@ -1,1 +1,58 @@
-"""Simulated board: runs the real firmware on a PC (virtual pins, clock, NVM, LoRa air, Wi-Fi)."""
+"""Simulated board: runs the real firmware (firmware/button/code.py, firmware/bridge/code.py)
+unchanged on a PC, for tests, ``panictool sim`` and the demo.
+
+Quick use::
+
+    from panicsim import Air, SimClock, SimButton, start_virtual_bridge
+
+    clock = SimClock(speed=1.0)            # real time x speed; clock.skip(s) jumps ahead
+    air = Air(clock, loss=0.0, duplicate=0.0, latency_s=0.0, corrupt=0.0, seed=1)
+    bridge = start_virtual_bridge(air, settings={"PB_FREQUENCY_MHZ": "921.4", "PB_SF": 9})
+    bridge.port_path      # open with pyserial (stable symlink to a pty)
+    bridge.unplug(); bridge.replug()       # USB gone (port vanishes, board off) and back
+    bridge.status_counters via the link: send STATUS / PING / CONFIG / TX (panicproto.link)
+    bridge.stop()                          # firmware stopped and port removed
+
+    btn = SimButton(device_id=0x12345678, key=bytes(16), air=air,
+                    board="feather_rp2040_rfm95",      # or feather_esp32s3 (Wi-Fi only),
+                                                       # feather_esp32s3_rfm95_wing (both)
+                    settings={"PB_REGION": "AS923-2", "PB_SF": 9,
+                              "PB_WIFI_SSID": "shop", "PB_WIFI_PASSWORD": "password1",
+                              "PB_GATEWAY_URL": "http://127.0.0.1:8080"},
+                    wifi_networks={"shop": "password1"})
+    btn.start()            # cold boot: prints `PANIC-BUTTON {json}` (btn.boot_reports())
+    btn.alarm()            # = btn.press(2.0): hold 2 s (simulated) -> ALARM
+    btn.test()             # = btn.click(5) -> TEST
+    btn.set_tamper(True)
+    btn.power_cut(); btn.start()   # RAM and sleep memory lost, NVM kept (btn.nvm_writes)
+    btn.console, btn.led_log, btn.radio.sent, btn.wait_for_line(pred, timeout)
+    btn.stop()
+
+Semantics worth knowing:
+
+* Settings are the PB_* keys of settings.toml (dict or ``settings_toml=path``); the key
+  and device id go into the simulated NVM exactly as ``panictool provision`` writes them
+  (``panicbutton.nvmstore.identity_record``).
+* The LoRa bridge speaks panicproto.link on the pty: RX (frame + RSSI + SNR) for each
+  radio frame; TX payload is transmitted at once; PING -> PONG; STATUS request -> STATUS
+  JSON {firmware, uptime_s, radio{frequency_mhz, sf, bw_hz, cr, tx_power}, counters{rx,
+  tx, tx_failed, crc_errors, dropped, link_errors, ...}, noise_floor_dbm}; CONFIG JSON
+  (any of frequency_mhz, sf, bw_hz, cr, tx_power) -> STATUS, or LOG "config rejected:
+  ..." with the same seq. A STATUS is also sent when a host opens the port.
+* The air delivers a frame only to radios on the same frequency, SF and bandwidth that
+  listen for the whole packet; airtime comes from panicproto.airtime. ``air.inject(bytes,
+  frequency_mhz, sf)`` transmits garbage or forgeries.
+* Wi-Fi uses the host's real sockets and the real adafruit_requests library: the button
+  POSTs to ``{PB_GATEWAY_URL}/v1/frames``.
+* ``SimClock(speed=k)`` runs k times faster than real time; a gateway answering in real
+  time then looks k times slower to the button, so keep speed 1 with a real gateway.
+"""
+
+from panicsim.air import Air
+from panicsim.board import SimBoard
+from panicsim.bridge import VirtualBridge, start_virtual_bridge
+from panicsim.button import SimButton
+from panicsim.clock import SimClock
+
+__all__ = ["Air", "SimBoard", "SimButton", "SimClock", "VirtualBridge",
+           "start_virtual_bridge"]

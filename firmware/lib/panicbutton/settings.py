@@ -10,7 +10,7 @@ from panicproto import airtime
 KEYS = ("PB_REGION", "PB_FREQUENCY_MHZ", "PB_SF", "PB_SF_MAX", "PB_BANDWIDTH_HZ",
         "PB_TX_POWER", "PB_LORA", "PB_GATEWAY_URL", "PB_WIFI_SSID", "PB_WIFI_PASSWORD",
         "PB_SUPERVISION_S", "PB_ALARM_HOLD_MS", "PB_RX_WINDOW_MS", "PB_CANCEL",
-        "PB_LOW_BATTERY_MV", "PB_BOARD")
+        "PB_LOW_BATTERY_MV", "PB_BOARD", "PB_TAMPER")
 BANDWIDTHS = (62500, 125000, 250000, 500000)
 AIR_LEN = 23  # 19-byte uplink + 4-byte RadioHead header that adafruit_rfm9x adds
 
@@ -66,6 +66,7 @@ class Settings:
         self.cancel = False
         self.low_battery_mv = 3500
         self.board = ""
+        self.tamper = False
 
     def public(self):
         """Settings for reports and logs (never the Wi-Fi password)."""
@@ -136,4 +137,5 @@ def parse(raw):
     s.cancel = bool(_int(raw.get("PB_CANCEL"), "PB_CANCEL", 0, 0, 1))
     s.low_battery_mv = _int(raw.get("PB_LOW_BATTERY_MV"), "PB_LOW_BATTERY_MV", 3500, 2500, 4500)
     s.board = _str(raw.get("PB_BOARD"), "PB_BOARD")
+    s.tamper = bool(_int(raw.get("PB_TAMPER"), "PB_TAMPER", 0, 0, 1))
     return s
