@@ -125,6 +125,9 @@ def monitor(
     Use it during installation with a TEST press, or to find a button with a bad key
     (`rejected bad_tag`) or a weak link (low RSSI/SNR).
 
+    With --json the first line is {"type": "monitor", ...} (the starting point); then one
+    {"type": "frame", ...} or {"type": "rejected", ...} object per line.
+
     Exit codes: 0 stopped (Ctrl-C or --count reached), 2 bad arguments or config, 3 no DB.
     """
     try:
@@ -155,6 +158,10 @@ def monitor(
     try:
         follower = Follower(db, cfg, dev, history)
         if as_json:
+            # First line: where we start, so a script knows anything after it will be shown.
+            print(json.dumps({"type": "monitor", "db": str(cfg.db_path),
+                              "after_reception": follower.last_id,
+                              "rejections_from": follower.source.split(":")[0]}), flush=True)
             while True:
                 for item in follower.poll():
                     print(json.dumps(item), flush=True)

@@ -66,7 +66,7 @@ def test_monitor_follows_db_and_exits_on_ctrl_c(gw: Gateway) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines = Lines(proc)
     try:
-        time.sleep(0.5)  # let it take its starting point
+        assert lines.take(1)[0]["type"] == "monitor"  # it has its starting point
         now = time.time()
         with gw.store.transaction():
             eid = gw.store.insert_event(DEV, 0x20001, "alarm", "pb-00c0ffee-00020001", now, 0,
@@ -112,7 +112,8 @@ def test_monitor_with_running_daemon_shows_rssi_and_bad_tags(gw: Gateway) -> Non
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lines = Lines(proc)
         try:
-            time.sleep(0.7)
+            start = lines.take(1)[0]
+            assert start["type"] == "monitor" and start["rejections_from"] == "daemon"
             good = frames.encode_uplink(KEY, frames.Uplink(frames.ALARM, DEV, 0x00030001))
             gw.bridge.rx(good, -108, 6.25)
             forged = frames.encode_uplink(bytes(16), frames.Uplink(frames.ALARM, DEV,
