@@ -313,3 +313,22 @@ def test_bad_arguments(gw):
 
 
 TOKEN_HINT = "tok-Very-Secret-4711"
+
+
+def test_docs_cover_every_check_and_threshold(gw):
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "diagnostics.md").read_text()
+    gw.overrides["mqtt"] = {"enabled": True, "port": free_port()}
+    gw.overrides["dispatch"] = {"secret": ""}
+    _, doc = gw.diag()
+    ids = {r["id"] for r in doc["results"]}
+    gw.write_config()
+    gw.config.chmod(0o644)
+    ids |= {r.id for r in diag.run_checks(diag.load_context(gw.config))}
+    assert {"config.permissions", "dispatch.signing", "mqtt", "bridge.noise"} <= ids
+    for cid in ids:
+        assert f"`{cid}`" in text, cid
+    for f in fields(diag.Thresholds):
+        assert f"`{f.name}`" in text, f.name
