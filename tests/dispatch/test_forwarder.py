@@ -244,3 +244,32 @@ def test_expired_checkins_are_dead_lettered_alarms_never(outbox: MemoryOutbox) -
         await srv.stop()
         assert fwd.expired == 1 and "expired" in outbox.rows[1].error
     run(main())
+
+
+def test_against_the_sqlite_store(tmp_path: Any) -> None:
+    """The OutboxStore protocol as A's SQLite Store implements it (same thread, own conn)."""
+    from panicgw.dispatch_payload import priority_for
+    from panicgw.store import Store
+
+    async def main() -> None:
+        store = Store(tmp_path / "gw.db")
+        now = time.time()
+        for ev in ("gateway_checkin", "low_battery", "panic"):
+            body = payload(ev)
+            store.enqueue(body["incident_id"], priority_for(ev), body, now)
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        srv.fail(500, count=1)
+        fwd = fwd_for(store, srv)  # type: ignore[arg-type]
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: store.outbox_counts()["delivered"] == 3)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert [r.body["event"] for r in srv.accepted()] == ["panic", "low_battery",
+                                                             "gateway_checkin"]
+        rows = store.outbox_rows()
+        assert all(r["state"] == "delivered" for r in rows)
+        assert max(r["attempts"] for r in rows) == 2  # the 500 was counted as an attempt
+        store.close()
+    run(main())
