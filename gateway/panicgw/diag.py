@@ -45,6 +45,13 @@ SEVERITY = {PASS: 0, SKIP: 0, WARN: 1, FAIL: 2}
 BUILD_FLOOR = 1795478400.0  # 2026-11-25T00:00:00Z
 
 SECRET_KEY_RE = re.compile(r"(key|token|secret|password|passwd|credential)", re.I)
+# Secret-sounding names whose values are not secret: file paths and derived identifiers.
+NOT_SECRET_KEYS = ("tls_key", "client_key", "idempotency_key")
+
+
+def _secret_name(key: str) -> bool:
+    return bool(SECRET_KEY_RE.search(key)) and not key.endswith(("_file", "_at")) and (
+        key not in NOT_SECRET_KEYS)
 REDACTED = "***REDACTED***"
 
 
@@ -138,9 +145,9 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.data(v, key) for v in value]
         if isinstance(value, bytes):
-            return REDACTED if SECRET_KEY_RE.search(key) else value.hex()
+            return REDACTED if _secret_name(key) else value.hex()
         if isinstance(value, str):
-            if value and SECRET_KEY_RE.search(key) and not key.endswith(("_file", "_at")):
+            if value and _secret_name(key):
                 return REDACTED
             return self.text(value)
         return value
@@ -160,9 +167,9 @@ def secrets_in_toml(path: Path | None) -> list[str]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, str(k))
-        elif isinstance(node, str | int | float) and SECRET_KEY_RE.search(key):
-            if not key.endswith("_file") and not isinstance(node, bool):
-                out.append(str(node))
+        elif isinstance(node, str | int | float) and not isinstance(node, bool) and (
+                _secret_name(key)):
+            out.append(str(node))
 
     walk(doc, "")
     return out
@@ -1402,8 +1409,8 @@ def redacted_config_text(ctx: Context) -> str:
     lines = []
     for line in raw.splitlines():
         k = line.split("=", 1)[0]
-        lines.append(f"{k}= \"{REDACTED}\"" if "=" in line and SECRET_KEY_RE.search(k)
-                     and "_file" not in k else line)
+        lines.append(f"{k}= \"{REDACTED}\"" if "=" in line and _secret_name(k.strip())
+                     else line)
     return ctx.redactor.text("\n".join(lines) + "\n")
 
 
