@@ -762,6 +762,14 @@ def _bridge_direct(ctx: Context, cfg_serial: dict[str, Any]) -> list[Result]:
 def _radio_results(ctx: Context, cfg_serial: dict[str, Any], status_doc: dict[str, Any],
                    live: bool) -> list[Result]:
     t = ctx.thresholds
+    if "radio" in status_doc and status_doc["radio"] is None:
+        err = str(status_doc.get("radio_error") or "no radio")[:160]
+        return [Result("bridge.radio", "Bridge radio settings", FAIL,
+                       f"the bridge's radio is not working: {err}",
+                       "The LoRa module does not answer the bridge: check the radio board/"
+                       "FeatherWing seating and antenna, then replug; replace the bridge if it "
+                       "persists."),
+                Result("bridge.noise", "Radio noise floor", SKIP, "no radio")]
     mism = radio_mismatches(cfg_serial, status_doc, t.frequency_tolerance_mhz)
     reported = [k for k, names in RADIO_KEYS.items() if _find(status_doc, names) is not None]
     if mism:
