@@ -61,9 +61,9 @@ def test_policy_and_duty():
     assert policy.choose_sf([9, 10], 1, 1, d, 0, 23)[0] is None
 
 
-def test_settings_power_feedback_report_boards():
+def test_settings_and_boards():
     unload()
-    from panicbutton import boards, feedback, power, report
+    from panicbutton import boards
     from panicbutton.settings import SettingsError, parse
 
     assert parse({"PB_REGION": "AS923-2"}).sf_max == 10
@@ -72,12 +72,18 @@ def test_settings_power_feedback_report_boards():
         raise AssertionError("accepted")
     except SettingsError as e:
         assert e.key == "PB_SF"
+    assert boards.profile_for("adafruit_feather_rp2040_rfm")[0] == "feather_rp2040_rfm95"
+
+
+def test_power_feedback_report():
+    unload()
+    from panicbutton import feedback, power, report
+
     assert power.decide(0, False, None, None, 3600, True) == ("deep", 3600)
     p = feedback.Player()
     p.play(feedback.STORED, 0.0)
     assert p.update(0.01) and not p.update(0.1)
     assert report.parse(report.line({"a": 1})) == {"a": 1}
-    assert boards.profile_for("adafruit_feather_rp2040_rfm")[0] == "feather_rp2040_rfm95"
 
 
 def test_downlink_and_transports():

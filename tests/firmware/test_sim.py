@@ -1,0 +1,237 @@
+"""The real firmware/button/code.py and firmware/bridge/code.py on the simulated board."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import serial
+
+from panicproto import frames, link
+from panicsim import Air, SimButton, SimClock, start_virtual_bridge
+
+KEY = bytes(range(16))
+DEV = 0x12345678
+
+
+class Host:
+    """A minimal gateway on the bridge's pty: acknowledges every valid uplink."""
+
+    def __init__(self, path: str, ack: bool = True) -> None:
+        self.port = serial.Serial(path, timeout=0.05)
+        self.dec = link.Decoder()
+        self.ack = ack
+        self.uplinks: list = []
+        self.msgs: list = []
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for m in self.dec.feed(self.port.read(4096)):
+                self.msgs.append(m)
+                if m.kind != link.RX:
+                    continue
+                frame, rssi, snr = link.parse_rx(m.payload)
+                try:
+                    up = frames.decode_uplink(frame, KEY)
+                except Exception:
+                    continue
+                self.uplinks.append((up, rssi, snr))
+                if self.ack:
+                    down = frames.encode_downlink(KEY, frames.Downlink(frames.ACK, up.device_id,
+                                                                       up.counter, frames.STORED))
+                    self.port.write(link.encode(link.TX, 0, down))
+
+    def request(self, kind: int, seq: int, payload: bytes = b"") -> link.Message:
+        self.port.write(link.encode(kind, seq, payload))
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            for m in self.dec.feed(self.port.read(4096)):
+                if m.seq == seq and m.kind != link.RX:
+                    return m
+        raise AssertionError(f"no reply to {kind}")
+
+
+@pytest.fixture
+def air():
+    return Air(SimClock(1.0), seed=3)
+
+
+def test_lora_alarm_through_virtual_bridge(air):
+    bridge = start_virtual_bridge(air)
+    btn = SimButton(DEV, KEY, air=air)
+    try:
+        host = Host(bridge.port_path)
+        assert host.request(link.PING, 9, b"abc").payload == b"abc"
+        st = json.loads(host.request(link.STATUS, 10).payload)
+        assert st["radio"]["sf"] == 9 and "crc_errors" in st["counters"]
+        btn.start()
+        assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 10)
+        rep = btn.boot_reports()[0]
+        assert rep["device_id"] == DEV and rep["epoch"] == 1 and rep["paths"] == ["lora"]
+        btn.alarm()
+        host.pump(2.0)
+        assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 10)
+        alarms = [u for u, _, _ in host.uplinks if u.kind == frames.ALARM]
+        assert alarms and alarms[0].device_id == DEV and host.uplinks[0][1] == -90
+        # garbage and forgeries on the air: counted by the button, nothing crashes
+        for junk in (b"\x00", b"\xff" * 18, bytes(40)):
+            air.inject(junk, 921.4, 9)
+        host.pump(0.5)
+        assert btn.crash is None and bridge.crash is None
+        # CONFIG: accepted -> STATUS; rejected -> LOG with the reason
+        ok = host.request(link.CONFIG, 11, json.dumps({"sf": 10}).encode())
+        assert ok.kind == link.STATUS and json.loads(ok.payload)["radio"]["sf"] == 10
+        bad = host.request(link.CONFIG, 12, b'{"sf": 99}')
+        assert bad.kind == link.LOG and b"sf" in bad.payload
+        host.port.write(b"\x00garbage\x01\x02\x00")
+        st = json.loads(host.request(link.STATUS, 13).payload)
+        assert st["counters"]["link_errors"] and st["counters"]["configs"] == 2
+        # unplug / replug: the port comes back at the same path, firmware cold-boots
+        host.port.close()
+        bridge.unplug()
+        bridge.replug()
+        host = Host(bridge.port_path)
+        assert host.request(link.PING, 14, b"x").payload == b"x"
+    finally:
+        btn.stop()
+        bridge.stop()
+
+
+class _Gateway(BaseHTTPRequestHandler):
+    frames_seen: list = []
+    status = 200
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).frames_seen.append((self.path, self.headers["Content-Type"], body))
+        if type(self).status != 200:
+            self.send_response(type(self).status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        up = frames.decode_uplink(body, KEY)
+        out = frames.encode_downlink(KEY, frames.Downlink(frames.ACK, up.device_id, up.counter,
+                                                          frames.STORED))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *a) -> None:
+        pass
+
+
+@pytest.fixture
+def gateway():
+    _Gateway.frames_seen = []
+    _Gateway.status = 200
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv, _Gateway
+    srv.shutdown()
+    srv.server_close()
+
+
+def _wifi_settings(srv) -> dict:
+    return {"PB_WIFI_SSID": "shop", "PB_WIFI_PASSWORD": "password1",
+            "PB_GATEWAY_URL": f"http://127.0.0.1:{srv.server_address[1]}"}
+
+
+def test_wifi_alarm_with_real_adafruit_requests(gateway):
+    srv, handler = gateway
+    btn = SimButton(DEV, KEY, board="feather_esp32s3", settings=_wifi_settings(srv),
+                    wifi_networks={"shop": "password1"}, clock=SimClock(1.0))
+    try:
+        btn.start()
+        assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 10)
+        rep = btn.boot_reports()[0]
+        assert rep["wifi"] == "ok" and rep["paths"] == ["wifi"] and rep["radio"] == "absent"
+        btn.alarm()
+        assert btn.wait_for_line(lambda ln: "ack: alarm" in ln and "wifi" in ln, 10)
+        path, ctype, body = [f for f in handler.frames_seen
+                             if frames.decode_uplink(f[2]).kind == frames.ALARM][0]
+        assert path == "/v1/frames" and ctype == "application/octet-stream"
+        assert len(body) == 19 and frames.decode_uplink(body, KEY).wifi
+    finally:
+        btn.stop()
+
+
+def test_dual_path_same_counter_and_gateway_errors(gateway, air):
+    srv, handler = gateway
+    handler.status = 503  # gateway refuses: the button keeps retrying on both paths
+    btn = SimButton(DEV, KEY, air=air, board="feather_esp32s3_rfm95_wing",
+                    settings=_wifi_settings(srv), wifi_networks={"shop": "password1"})
+    heard: list = []
+    listener = air_listener(air, heard)
+    try:
+        btn.start()
+        assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 10)
+        assert btn.boot_reports()[0]["paths"] == ["lora", "wifi"]
+        btn.alarm()
+        time.sleep(4)
+        wifi = [frames.decode_uplink(f[2], KEY) for f in handler.frames_seen]
+        wifi = [u for u in wifi if u.kind == frames.ALARM]
+        lora = [frames.decode_uplink(d[4:], KEY) for d in heard]
+        lora = [u for u in lora if u.kind == frames.ALARM]
+        assert len(wifi) >= 2 and len(lora) >= 2
+        assert len({u.counter for u in wifi + lora}) == 1
+        handler.status = 200
+        assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 15)
+        assert btn.crash is None
+    finally:
+        btn.stop()
+        air.detach(listener)
+
+
+def air_listener(air, out: list):
+    class _Ear:
+        name = "ear"
+        frequency_mhz = 921.4
+        spreading_factor = 9
+        signal_bandwidth = 125000
+
+        def deliver(self, tx) -> None:
+            out.append(tx.data)
+
+    ear = _Ear()
+    air.attach(ear)
+    return ear
+
+
+def test_power_cuts_never_repeat_counters(air):
+    btn = SimButton(DEV, KEY, air=air)
+    ear: list = []
+    listener = air_listener(air, ear)
+    try:
+        for _ in range(3):
+            btn.start()
+            btn.alarm()
+            time.sleep(0.3)
+            btn.power_cut()
+        counters = []
+        for d in ear:
+            up = frames.decode_uplink(d[4:], KEY)
+            if up.kind == frames.ALARM and up.counter not in counters:
+                counters.append(up.counter)
+        assert len(counters) == 3 and len({c >> 16 for c in counters}) == 3
+        assert btn.nvm_writes == btn.cold_boots == 3  # one epoch write per cold boot
+    finally:
+        btn.stop()
+        air.detach(listener)
+
+
+def test_malformed_settings_do_not_crash(air):
+    btn = SimButton(DEV, KEY, air=air, settings={"PB_REGION": "AS923-2", "PB_SF": "banana"})
+    try:
+        btn.start()
+        assert btn.wait_for_line(lambda ln: "PANIC-BUTTON ERROR 2" in ln and "PB_SF" in ln, 10)
+        btn.press(0.5)
+        time.sleep(1.0)
+        assert btn.crash is None and btn._thread.is_alive()
+        assert any(on for _, on in btn.led_log)  # blinking the error code
+    finally:
+        btn.stop()
