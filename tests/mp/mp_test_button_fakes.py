@@ -68,6 +68,8 @@ def unload():
     import gc
     import sys
 
+    if sys.implementation.name != "micropython":
+        return  # CPython: other tests in the process share these modules
     for name in list(sys.modules):
         if name.startswith("panicbutton") or name.startswith("panicbridge") \
                 or name.startswith("panicproto"):
@@ -81,6 +83,8 @@ def release(g):
     import gc
     import sys
 
+    if sys.implementation.name != "micropython":
+        return
     for name in list(sys.modules):
         if name.startswith("panicbutton") or name.startswith("panicbridge") \
                 or name.startswith("panicproto") or name == "mp_test_button_fakes":
