@@ -54,6 +54,7 @@ class BoardHal:
         self._led.switch_to_output(value=False)
         self._event = keypad.Event()
         self._session = None
+        self._radio = None
         self._wd = None
         if WatchDogMode is not None:
             try:
@@ -144,7 +145,8 @@ class BoardHal:
         cs_name, rst_name = self.profile["rfm"]
         cs = digitalio.DigitalInOut(getattr(board, cs_name))
         rst = digitalio.DigitalInOut(getattr(board, rst_name))
-        return adafruit_rfm9x.RFM9x(board.SPI(), cs, rst, settings.frequency_mhz)
+        self._radio = adafruit_rfm9x.RFM9x(board.SPI(), cs, rst, settings.frequency_mhz)
+        return self._radio
 
     def wifi_session(self, settings):
         import wifi
@@ -173,6 +175,8 @@ class BoardHal:
                 pass
 
     def _alarms(self, seconds):
+        if self._radio is not None:
+            self._radio.sleep()  # an RFM95 left listening draws ~11 mA through deep sleep
         self._keys.deinit()  # PinAlarm needs the pin
         return (alarm.pin.PinAlarm(self._button_pin, value=False, pull=True),
                 alarm.time.TimeAlarm(monotonic_time=time.monotonic() + seconds))
