@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench vectors clean
+.PHONY: test demo lint bench vectors clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/panicgw demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
