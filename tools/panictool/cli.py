@@ -4,6 +4,7 @@ import typer
 
 from panictool import __version__
 from panictool.cmd_airtime import airtime
+from panictool.cmd_flash import FLASH, flash
 
 app = typer.Typer(
     help="Panic-button installer tools: plan the radio link, flash and provision buttons.",
@@ -28,3 +29,4 @@ def main(
 
 
 app.command("airtime")(airtime)
+app.command("flash", **FLASH)(flash)
