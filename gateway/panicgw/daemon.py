@@ -170,10 +170,9 @@ class Gateway:
             "http": ({"port": self.http.port, "connections": self.http.connections,
                       "requests": self.http.requests} if self.http is not None
                      else {"state": "disabled"}),
-            "broker": ({"state": "connected" if self.mqtt.connected else "disconnected"}
-                       if self.mqtt is not None else {"state": "disabled"}),
-            "dispatch": ({"state": "configured", "url": self.cfg.dispatch["url"]}
-                         if self.cfg.dispatch["url"] else {"state": "disabled"}),
+            "broker": (self.mqtt.stats() if self.mqtt is not None else {"state": "disabled"}),
+            "dispatch": (self.forwarder.stats() if self.forwarder is not None
+                         else {"state": "disabled"}),
             "dead_letters": self.status_store.dead_letters(20),
         }
 
@@ -232,6 +231,146 @@ class Gateway:
             except TimeoutError:
                 log.error("pipeline thread not answering; withholding watchdog ping")
 
+    # -- dispatch, MQTT, supervision (panicgw.forwarder / mqtt / supervision) --------------------
+
+    def _start_forwarder(self) -> None:
+        d = self.cfg.dispatch
+        if not d["url"]:
+            log.warning("no [dispatch] url configured: alarms are stored but not forwarded")
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from panicgw.forwarder import Forwarder
+
+        # Own connection on its own thread: delivered()/reschedule() commit with fsync too.
+        self.outbox_store = Store(self.cfg.db_path, check_same_thread=False)
+        self._fwd_exec = ThreadPoolExecutor(1, thread_name_prefix="forwarder-store")
+        loop = asyncio.get_running_loop()
+
+        async def call_store(fn: Any, *args: Any) -> Any:
+            return await loop.run_in_executor(self._fwd_exec, fn, *args)
+
+        self.forwarder = Forwarder(
+            self.outbox_store, d["url"], gateway_id=self.gateway_id, token=d["token"],
+            secret=d["secret"], ca_file=d["ca_file"] or None,
+            client_cert=d["client_cert"] or None, client_key=d["client_key"] or None,
+            timeout_s=d["timeout_s"], call_store=call_store,
+        )
+        self._tasks.append(asyncio.create_task(self.forwarder.run(), name="forwarder"))
+
+    def _start_mqtt(self) -> None:
+        m = self.cfg.mqtt
+        if not m["enabled"]:
+            return
+        from panicgw.mqtt import MqttPublisher
+
+        self.mqtt = MqttPublisher(m["host"], m["port"], self.gateway_id,
+                                  username=m["username"], password=m["password"], tls=m["tls"])
+        self.mqtt.start()
+        self.commit_listeners.append(self._publish_events)
+        self._tasks.append(asyncio.create_task(self._publish_status(), name="mqtt-status"))
+
+    def _publish_events(self, stored: list[pl.Outcome]) -> None:
+        for o in stored:
+            if o.event is None:
+                continue
+            self.mqtt.event(o.event)
+            self.mqtt.device_state(o.device_id or 0, {
+                "last_heard": o.event["at"], "path": o.event["path"], "rssi": o.event["rssi"],
+                "snr": o.event["snr"], "battery_mv": o.event["battery_mv"]})
+
+    async def _publish_status(self) -> None:
+        while True:
+            try:
+                st = self.status()
+                st.pop("dead_letters", None)
+                self.mqtt.gateway_status(st)
+            except Exception:
+                log.exception("status publish failed")
+            await asyncio.sleep(10.0)
+
+    def _supervise_sync(self, sup: Any, now: float) -> int:
+        """Evaluate supervision (pipeline thread) and store its events + state in one commit."""
+        from panicgw import dispatch_payload as dp
+        from panicgw.supervision import DeviceView
+
+        states = self.store.device_states()
+        views = []
+        for dev_id, dev in self.pipeline.devices.items():
+            st = states.get(dev_id)
+            views.append(DeviceView(
+                dev_id, dev.rec.supervision_s, st.last_heard if st else None,
+                st.supervision if st else "ok", bool(st.battery_alarm) if st else False,
+                bool(st.low_battery) if st else False, st.battery_mv if st else None,
+                dev.window.highest if dev.window.highest >= 0 else None))
+        serial_on = self.serial is not None
+        last_seen = None
+        if serial_on:
+            last_seen = self.serial.last_pong or self.serial.last_rx
+        events = sup.tick(views, now, bridge_last_seen=last_seen, bridge_enabled=serial_on)
+        if self.forwarder is None:  # no dispatch: check-ins would only pile up unsent
+            events = [e for e in events if e.event != "gateway_checkin"]
+        if not events:
+            return 0
+        with self.store.transaction():
+            for ev in events:
+                dev = self.pipeline.devices.get(ev.device_id) if ev.device_id is not None \
+                    else None
+                if dev is not None and ev.counter is not None:
+                    incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event)
+                else:
+                    incident = dp.make_gateway_incident_id(self.gateway_id, ev.event, ev.at)
+                self.store.db.execute(
+                    "INSERT OR IGNORE INTO incidents (incident_id, device_id, kind, first_heard,"
+                    " last_heard, press_count) VALUES (?, ?, ?, ?, ?, 1)",
+                    (incident, ev.device_id, ev.event, ev.at, ev.at))
+                st = states.get(ev.device_id) if ev.device_id is not None else None
+                payload = dp.build_payload(
+                    incident_id=incident, event=ev.event, gateway_id=self.gateway_id,
+                    first_heard=ev.at, counter=ev.counter if dev is not None else None,
+                    site=dev.rec.site.to_dict() if dev else None,
+                    device=({"id": ev.device_id, "label": dev.rec.label,
+                             "battery_mv": st.battery_mv if st else None,
+                             "low_battery": bool(st.low_battery) if st else False,
+                             "firmware": dev.rec.firmware} if dev else None),
+                    paths=([{"path": st.last_path, "rssi": st.last_rssi, "snr": st.last_snr,
+                             "at": st.last_heard}] if st and st.last_path else []),
+                    detail=ev.detail,
+                )
+                self.store.enqueue(incident, dp.priority_for(ev.event), payload, ev.at)
+                if ev.device_id is not None:
+                    self.store.set_supervision(ev.device_id, ev.state.get("supervision"),
+                                               ev.state.get("battery_alarm"))
+                if "last_checkin" in ev.state:
+                    self.store.set_meta("last_checkin", repr(ev.state["last_checkin"]))
+                if "bridge_trouble" in ev.state:
+                    self.store.set_meta("bridge_trouble", "1" if ev.state["bridge_trouble"]
+                                        else "0")
+        for ev in events:
+            log.info("supervision event %s", ev.event, extra={"fields": {
+                "device_id": ev.device_id, "detail": ev.detail}})
+        return len(events)
+
+    async def _supervise(self) -> None:
+        from panicgw.supervision import Supervisor
+
+        last = self.status_store.get_meta("last_checkin")
+        sup = Supervisor(
+            started_at=self.started_at,
+            checkin_interval_s=self.cfg.dispatch["checkin_interval_s"],
+            bridge_missing_s=self.cfg.serial["missing_trouble_s"],
+            last_checkin=float(last) if last else None,
+            bridge_trouble=self.status_store.get_meta("bridge_trouble") == "1",
+        )
+        while True:
+            try:
+                n = await self.processor.run_sync(self._supervise_sync, sup, time.time())
+                if n and self.forwarder is not None:
+                    self.forwarder.wake()
+            except Exception:
+                log.exception("supervision tick failed")
+            await asyncio.sleep(5.0)
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -253,8 +392,11 @@ class Gateway:
 
             self.serial = SerialIngest(self.processor, self.rejections, self.cfg.serial)
             self.serial.start()
+        self._start_forwarder()
+        self._start_mqtt()
         await self._start_status()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self._supervise(), name="supervision"))
         wd = watchdog_interval()
         if wd:
             self._tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
@@ -292,7 +434,7 @@ class Gateway:
         if self.http is not None:
             await self.http.stop()
         if self.forwarder is not None:
-            await self.forwarder.stop()
+            await self.forwarder.stop(timeout=3.0)
         if self.mqtt is not None:
             self.mqtt.stop()
         if self._status_runner is not None:
@@ -301,6 +443,9 @@ class Gateway:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.processor.close()
+        if self.forwarder is not None:
+            self._fwd_exec.shutdown(wait=True)
+            self.outbox_store.close()
         self.store.close()
         self.status_store.close()
         (self.cfg.data_dir / "runtime.json").unlink(missing_ok=True)
