@@ -5,6 +5,7 @@ import typer
 from panictool import __version__
 from panictool.cmd_airtime import airtime
 from panictool.cmd_flash import FLASH, flash
+from panictool.cmd_provision import PROVISION, provision
 
 app = typer.Typer(
     help="Panic-button installer tools: plan the radio link, flash and provision buttons.",
@@ -30,3 +31,4 @@ def main(
 
 app.command("airtime")(airtime)
 app.command("flash", **FLASH)(flash)
+app.command("provision", **PROVISION)(provision)

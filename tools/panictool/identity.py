@@ -1,0 +1,68 @@
+"""Device identities: new id and key, the NVM record, and a key fingerprint.
+
+The fingerprint lets ``verify`` prove the board and the gateway hold the same key without
+the key leaving the board: the board hashes its own NVM key and prints only the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Container
+
+from panicbutton import nvmstore
+from panictool.transport import Transport, TransportError
+
+FP_PREFIX = b"panic-button key fingerprint\x00"
+FP_HEX = 16  # 64 bits: plenty to tell keys apart, useless for guessing one
+
+
+def new_identity(taken: Container[int] = ()) -> tuple[int, bytes]:
+    """A random device id (never 0 or 0xFFFFFFFF, never one in ``taken``) and a 16-byte key."""
+    while True:
+        device_id = secrets.randbelow(0xFFFFFFFE) + 1
+        if device_id not in taken:
+            return device_id, secrets.token_bytes(16)
+
+
+def fingerprint(key: bytes) -> str:
+    return hashlib.sha256(FP_PREFIX + bytes(key)).hexdigest()[:FP_HEX]
+
+
+def board_identity(t: Transport) -> tuple[int, str] | None:
+    """(device id, key fingerprint) of the identity in the board's NVM, computed on the board
+    (the key is never sent to this computer); None when the board is not provisioned."""
+    code = (
+        "import microcontroller, struct, binascii\n"
+        "try:\n from hashlib import sha256 as _h\n _H=lambda b:_h(b)\n"
+        "except ImportError:\n import hashlib as _hl\n _H=lambda b:_hl.new('sha256',b)\n"
+        "def _crc(d):\n"
+        " c=0xFFFF\n"
+        " for b in d:\n"
+        "  c^=b<<8\n"
+        "  for _ in range(8):\n"
+        "   c=((c<<1)^0x1021) if c&0x8000 else (c<<1)\n"
+        "  c&=0xFFFF\n"
+        " return c\n"
+        f"_r=bytes(microcontroller.nvm[0:{nvmstore.IDENTITY_LEN}])\n"
+        "if _r[0:4]!=b'PBK1' or struct.unpack('>H',_r[24:26])[0]!=_crc(_r[0:24]):\n"
+        " print('NONE')\nelse:\n"
+        f" print(struct.unpack('>I',_r[4:8])[0], binascii.hexlify(_H({FP_PREFIX!r}+_r[8:24])"
+        f".digest()).decode()[:{FP_HEX}])\n"
+    )
+    out = t.exec(code).strip()
+    if out == "NONE":
+        return None
+    parts = out.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        raise TransportError(f"board answered something unexpected: {out[:60]!r}")
+    return int(parts[0]), parts[1]
+
+
+def write_identity(t: Transport, device_id: int, key: bytes) -> None:
+    """Write the identity record at NVM offset 0 and check it reads back."""
+    size = t.board_info()["nvm_size"]
+    if size < nvmstore.NVM_MIN:
+        raise TransportError(f"the board has {size} bytes of NVM; the firmware needs "
+                             f"{nvmstore.NVM_MIN}", "this board cannot hold a panic-button key")
+    t.nvm_write(0, nvmstore.identity_record(device_id, key))
