@@ -1,0 +1,204 @@
+"""The checks behind `panictool verify`, independent of where the console lines come from.
+
+A button's console (real serial port or a simulated board) yields lines; the registry and
+the gateway's events come from the gateway DB (read-only: the daemon keeps running). The
+gateway has no per-event status API yet, so "did it hear the TEST" is answered from the
+``events`` and ``receptions`` tables that the daemon commits before it ACKs.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panicbutton import report
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+# SX127x demodulation floor (datasheet, BW 125 kHz): SNR a packet still decodes at.
+SNR_FLOOR_DB = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
+MARGIN_GOOD_DB = 8.0  # fading and a closed shutter eat this much; below it, warn
+MARGIN_MIN_DB = 3.0
+PRESS_RE = re.compile(r"PANIC-BUTTON press: test counter=(\d+)", re.I)
+ACK_RE = re.compile(r"PANIC-BUTTON ack: test counter=(\d+) status=(\d+) via (\w+)", re.I)
+
+LineSource = Callable[[float], str | None]  # next console line within timeout, or None
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    hint: str = ""
+
+
+@dataclass
+class Result:
+    checks: list[Check] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    heard: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, name: str, status: str, detail: str, hint: str = "") -> Check:
+        c = Check(name, status, detail, hint)
+        self.checks.append(c)
+        return c
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks],
+                "boot_report": self.report, "heard": self.heard}
+
+
+def link_margin(snr: float | None, sf: int) -> float | None:
+    """dB above the demodulation floor for ``sf`` (None when the path has no SNR)."""
+    if snr is None or sf not in SNR_FLOOR_DB:
+        return None
+    return round(snr - SNR_FLOOR_DB[sf], 1)
+
+
+def read_boot_report(next_line: LineSource, timeout: float) -> dict[str, Any] | None:
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        line = next_line(left)
+        if line is None:
+            continue
+        rep = report.parse(line)
+        if rep is not None:
+            return rep
+    return None
+
+
+def check_report(res: Result, rep: dict[str, Any] | None, rec: Any,
+                 board_fp: str | None, fp_of: Callable[[bytes], str]) -> None:
+    """Boot report, firmware version and key fingerprint against the registry record."""
+    if rep is None:
+        res.add("boot report", FAIL, "no PANIC-BUTTON line on the console",
+                "is the button firmware flashed (`panictool flash`)? press reset and retry")
+        return
+    res.report = rep
+    if "error" in rep:
+        e = rep["error"]
+        res.add("boot report", FAIL, f"firmware reports error {e.get('code')} "
+                f"{e.get('name')}: {e.get('message')}",
+                "fix settings.toml or re-run `panictool provision`")
+    else:
+        res.add("boot report", PASS, f"firmware {rep.get('firmware')} on {rep.get('board')}, "
+                f"paths {', '.join(rep.get('paths') or []) or 'none'}")
+    if rec is None:
+        return
+    if rep.get("device_id") != rec.device_id:
+        res.add("device id", FAIL, f"board says {rep.get('device_id')}, registry "
+                f"0x{rec.device_id:08X}", "provision the board again")
+    if rec.firmware and rep.get("firmware") != rec.firmware:
+        res.add("firmware version", WARN, f"board runs {rep.get('firmware')}, registry says "
+                f"{rec.firmware}", "flash the current firmware (`panictool flash`)")
+    else:
+        res.add("firmware version", PASS, str(rep.get("firmware")))
+    want = fp_of(rec.key)
+    if board_fp is None:
+        res.add("key fingerprint", WARN, "not read from the board (no serial access)")
+    elif board_fp != want:
+        res.add("key fingerprint", FAIL, f"board {board_fp} != registry {want}",
+                "the gateway will reject this button: provision it again with --force")
+    else:
+        res.add("key fingerprint", PASS, board_fp)
+    for part in ("radio", "wifi"):
+        v = str(rep.get(part, "absent"))
+        if v.startswith("fail"):
+            res.add(part, FAIL if not rep.get("paths") else WARN, v,
+                    "check the antenna/wiring" if part == "radio" else
+                    "check PB_WIFI_SSID/PB_WIFI_PASSWORD and the shop's Wi-Fi")
+
+
+def wait_for_press(next_line: LineSource, timeout: float) -> tuple[int | None, list[str]]:
+    """Counter of the TEST the button queued, and the console lines seen meanwhile."""
+    seen: list[str] = []
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        line = next_line(left)
+        if line is None:
+            continue
+        seen.append(line)
+        m = PRESS_RE.search(line)
+        if m:
+            return int(m.group(1)), seen
+    return None, seen
+
+
+def heard(db: Path, device_id: int, counter: int) -> tuple[str, list[dict[str, Any]]] | None:
+    """(event kind, receptions) of the frame (device, counter) in the gateway DB, or None."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    try:
+        row = con.execute("SELECT id, kind FROM events WHERE device_id = ? AND counter = ?",
+                          (device_id, counter)).fetchone()
+        if row is None:
+            return None
+        recs = con.execute("SELECT path, rssi, snr, at, duplicate FROM receptions "
+                           "WHERE event_id = ? ORDER BY id", (row[0],)).fetchall()
+    finally:
+        con.close()
+    return str(row[1]), [{"path": r[0], "rssi": r[1], "snr": r[2], "at": r[3],
+                          "duplicate": bool(r[4])} for r in recs]
+
+
+def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list[str],
+                sf: int, timeout: float, next_line: LineSource | None = None) -> None:
+    """Wait until the gateway stored the TEST (and each of the button's paths delivered a
+    copy, or ``timeout`` passed), then grade each path's link margin."""
+    end = time.monotonic() + timeout
+    found = None
+    acks: list[str] = []
+    while time.monotonic() < end:
+        try:
+            found = heard(db, device_id, counter)
+        except sqlite3.Error as e:
+            res.add("gateway heard TEST", FAIL, f"cannot read {db}: {e}",
+                    "pass the gateway's DB (data_dir/gateway.db) with --gateway-db")
+            return
+        if found and {r["path"] for r in found[1]} >= set(paths):
+            break
+        if next_line is not None:
+            line = next_line(0.2)
+            if line and ACK_RE.search(line):
+                acks.append(line)
+        else:
+            time.sleep(0.2)
+    if found is None:
+        res.add("gateway heard TEST", FAIL, f"no frame 0x{device_id:08X}/{counter} in the "
+                f"gateway DB after {timeout:.0f} s",
+                "check the bridge and the radio settings match (`panicgw diag`), or move "
+                "the button/gateway antenna; for Wi-Fi check PB_GATEWAY_URL")
+        return
+    kind, recs = found
+    got = sorted({r["path"] for r in recs})
+    missing = sorted(set(paths) - set(got))
+    res.add("gateway heard TEST", PASS if not missing else WARN,
+            f"stored as {kind} via {', '.join(got)}"
+            + (f"; nothing via {', '.join(missing)}" if missing else ""),
+            "" if not missing else f"check the {', '.join(missing)} path")
+    for r in recs:
+        entry = dict(r)
+        entry["margin_db"] = link_margin(r["snr"], sf) if r["path"] == "lora" else None
+        res.heard.append(entry)
+        if r["path"] != "lora" or r["duplicate"]:
+            continue
+        m = entry["margin_db"]
+        detail = f"RSSI {r['rssi']} dBm, SNR {r['snr']} dB at SF{sf}"
+        if m is None:
+            res.add("LoRa link margin", WARN, detail + ": no SNR reported")
+        elif m >= MARGIN_GOOD_DB:
+            res.add("LoRa link margin", PASS, f"{detail}: {m} dB above the SF{sf} floor")
+        elif m >= MARGIN_MIN_DB:
+            res.add("LoRa link margin", WARN, f"{detail}: only {m} dB margin",
+                    "move the button or raise PB_SF (within the region's dwell limit)")
+        else:
+            res.add("LoRa link margin", FAIL, f"{detail}: {m} dB margin is too little",
+                    "move the button, use an external antenna, or a gateway nearer the site")
