@@ -168,10 +168,17 @@ class StoreError(RuntimeError):
 
 
 def _secure_create(path: Path) -> None:
-    """Create the DB file 0600 before SQLite touches it (its -wal/-shm inherit the mode)."""
+    """Create the DB file 0600 before SQLite touches it (its -wal/-shm inherit the mode).
+
+    An existing file is never opened here: closing any descriptor on a SQLite file drops
+    every POSIX lock this process holds on it, and a second Store in a running daemon (the
+    forwarder's) would then let another process delete the daemon's live WAL.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     if os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o600)
 
