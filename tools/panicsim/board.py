@@ -197,7 +197,10 @@ class SimBoard:
                 self.say("Code done running.")
                 return
             except DeepSleepRequest as req:
-                self._sleep_until(req.alarms)
+                try:
+                    self._sleep_until(req.alarms)
+                except Halted:  # stopped or powered off while asleep
+                    return
                 self.reset_reason = "DEEP_SLEEP_ALARM"
                 cold = False
             except _WatchdogReset:
