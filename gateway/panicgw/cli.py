@@ -4,6 +4,7 @@ import typer
 
 from panicgw import __version__
 from panicgw.cmd_decode import decode
+from panicgw.cmd_demo import demo
 from panicgw.cmd_devices import app as devices_app
 from panicgw.cmd_diag import diag_cmd
 from panicgw.cmd_dispatch_server import dispatch_server
@@ -40,3 +41,4 @@ app.command("events")(events)
 app.command("monitor")(monitor)
 app.command("dispatch-server")(dispatch_server)
 app.add_typer(devices_app, name="devices")
+app.command("demo")(demo)
