@@ -1,8 +1,8 @@
 """`panictool console`: a serial monitor for a button or bridge console (CircuitPython REPL).
 
 Lines go to stdout as they arrive (with ``--json``, one JSON object per line with the
-time and a parsed boot report); keys typed are sent on, so Ctrl-C reaches the board's REPL
-only through ``--interactive``. Plain mode stops on Ctrl-C or after ``--seconds``.
+time and a parsed boot report). Plain mode only listens and stops on Ctrl-C or after
+``--seconds``; ``--interactive`` sends keystrokes (Ctrl-C included) to the board's REPL.
 """
 
 from __future__ import annotations

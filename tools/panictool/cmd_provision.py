@@ -255,8 +255,9 @@ def provision(
     typer.echo(f"  label: {result['label_svg']} and {result['label_png']}")
     if show_qr:
         label.print_qr(rec)
-    typer.echo(f"next: panictool verify --device 0x{device_id:08X} "
-               + (f"--gateway-db {gateway_db}" if gateway_db else "--gateway-db <on the Pi>"))
+    typer.echo("next: panictool verify "
+               + (f"--gateway-db {gateway_db}" if gateway_db else
+                  f"--export {export}  (or --gateway-db on the Pi after the import)"))
 
 
 PROVISION = common.command_help(provision, EPILOG)
