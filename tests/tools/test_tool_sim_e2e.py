@@ -75,11 +75,6 @@ def gateway(tmp_path):
         stop(proc)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway bug: panicgw.store._secure_create opens and closes an fd on an existing DB, "
-    "which drops the daemon's POSIX SQLite locks; any other process that then registers a "
-    "device (panictool sim/provision --gateway-db, panicgw devices import) deletes the "
-    "daemon's live WAL on close and the gateway's later writes are lost"))
 def test_sim_load_over_wifi(gateway):
     db, url = gateway
     r = runner.invoke(app, ["sim", "--gateway-url", url, "--gateway-db", str(db),
@@ -100,7 +95,7 @@ def test_sim_load_over_wifi(gateway):
 def test_provisioned_button_test_press_heard(tmp_path):
     """The record `provision` registers is the one a button with that NVM identity uses;
     its TEST press is found by the verify checks with the Wi-Fi path. (Registered before
-    the daemon starts: see the xfail above for registering into a running gateway.)"""
+    the daemon starts; the sim test registers into a running one.)"""
     device_id, key = identity.new_identity()
     rec = registry.DeviceRecord(device_id, key, registry.SiteRecord(
         "Toko Maju", "shop", "Jl. Merdeka 12", -6.9, 107.6), "counter", ["wifi"], 3600, "0.1.0")
