@@ -354,6 +354,7 @@ class Pipeline:
                 paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
                 press_count=event_fields["press_count"],
                 counter=first_counter,
+                frame_counter=up.counter,  # a repeat press is a new document for dispatch
             )
             st.enqueue(incident_id, prio, payload, at, event_id)
         return Outcome(STORED, None, device_id=up.device_id, counter=up.counter, kind=kind_name,
