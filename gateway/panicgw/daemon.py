@@ -299,7 +299,7 @@ class Gateway:
         for dev_id, dev in self.pipeline.devices.items():
             st = states.get(dev_id)
             views.append(DeviceView(
-                dev_id, dev.rec.supervision_s, st.last_heard if st else None,
+                dev_id, dev.supervision_s, st.last_heard if st else None,
                 st.supervision if st else "ok", bool(st.battery_alarm) if st else False,
                 bool(st.low_battery) if st else False, st.battery_mv if st else None,
                 dev.window.highest if dev.window.highest >= 0 else None))
@@ -314,7 +314,7 @@ class Gateway:
             return 0
         with self.store.transaction():
             for ev in events:
-                dev = self.pipeline.devices.get(ev.device_id) if ev.device_id is not None \
+                dev = self.store.get_device(ev.device_id) if ev.device_id is not None \
                     else None
                 if dev is not None and ev.counter is not None:
                     incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event)
@@ -328,11 +328,11 @@ class Gateway:
                 payload = dp.build_payload(
                     incident_id=incident, event=ev.event, gateway_id=self.gateway_id,
                     first_heard=ev.at, counter=ev.counter if dev is not None else None,
-                    site=dev.rec.site.to_dict() if dev else None,
-                    device=({"id": ev.device_id, "label": dev.rec.label,
+                    site=dev.site.to_dict() if dev else None,
+                    device=({"id": ev.device_id, "label": dev.label,
                              "battery_mv": st.battery_mv if st else None,
                              "low_battery": bool(st.low_battery) if st else False,
-                             "firmware": dev.rec.firmware} if dev else None),
+                             "firmware": dev.firmware} if dev else None),
                     paths=([{"path": st.last_path, "rssi": st.last_rssi, "snr": st.last_snr,
                              "at": st.last_heard}] if st and st.last_path else []),
                     detail=ev.detail,

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from panicgw.registry import DeviceRecord
+from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, Store
 from panicproto import frames, replay
 from panicproto.errors import ProtocolError
@@ -154,14 +154,20 @@ def default_builder() -> PayloadBuilder:
     return build_payload
 
 
+_UNKNOWN_SITE = SiteRecord("(device removed from registry)", "shop", "", 0.0, 0.0)
+
+
 class _Dev:
-    """A registered device as the hot path needs it (key + replay window + metadata)."""
+    """A registered device as the hot path needs it: key, replay window, supervision
+    interval. Site and contact details stay in SQLite and are read only when an incident is
+    stored (rare), which keeps 10,000 devices within the Pi's memory budget."""
 
-    __slots__ = ("rec", "window")
+    __slots__ = ("key", "window", "supervision_s")
 
-    def __init__(self, rec: DeviceRecord, window: replay.ReplayWindow):
-        self.rec = rec
+    def __init__(self, key: bytes, window: replay.ReplayWindow, supervision_s: int):
+        self.key = key
         self.window = window
+        self.supervision_s = supervision_s
 
 
 def incident_id_for(device_id: int, counter: int, event: str) -> str:
@@ -200,13 +206,13 @@ class Pipeline:
         self.generation = self.store.registry_generation()
         states = self.store.device_states()
         devices: dict[int, _Dev] = {}
-        for rec in self.store.list_devices():
-            st = states.get(rec.device_id)
+        for device_id, key, supervision_s in self.store.device_keys():
+            st = states.get(device_id)
             win = replay.ReplayWindow(self.replay_size)
             if st is not None and st.replay_highest >= 0:
                 win = replay.ReplayWindow(self.replay_size, st.replay_highest,
                                           st.replay_bitmap & ((1 << self.replay_size) - 1))
-            devices[rec.device_id] = _Dev(rec, win)
+            devices[device_id] = _Dev(key, win, supervision_s)
         self.devices = devices
 
     def maybe_reload(self) -> bool:
@@ -236,7 +242,7 @@ class Pipeline:
         if dev is None:
             return self._reject(f, UNKNOWN_DEVICE, f"0x{up.device_id:08X}", up.device_id)
         try:
-            frames.verify(dev.rec.key, frames.DIR_UP, f.data)
+            frames.verify(dev.key, frames.DIR_UP, f.data)
         except ProtocolError as e:
             return self._reject(f, e.reason, f"device 0x{up.device_id:08X}", up.device_id)
         return dev, up
@@ -288,7 +294,7 @@ class Pipeline:
                 down = frames.Downlink(frames.RESYNC, up.device_id, out.counter or 0, 0)
             else:
                 down = frames.Downlink(frames.ACK, up.device_id, up.counter, frames.STORED)
-            out.downlink = frames.encode_downlink(dev.rec.key, down)
+            out.downlink = frames.encode_downlink(dev.key, down)
             self.stats[out.status] += 1
         return [o for o in outcomes if o is not None]
 
@@ -341,7 +347,9 @@ class Pipeline:
         st.save_replay(up.device_id, highest, bitmap)
         st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
         if incident_id is not None and event_fields is not None:
-            rec = dev.rec
+            rec = st.get_device(up.device_id)
+            if rec is None:  # removed between reload and now: still store and forward
+                rec = DeviceRecord(up.device_id, dev.key, _UNKNOWN_SITE, "(unregistered)")
             payload = self.build_payload(
                 incident_id=incident_id,
                 event=event_fields["event"],

@@ -26,7 +26,7 @@ class RegistryError(ValueError):
     """Bad registry input; the message names the device and the field."""
 
 
-@dataclass
+@dataclass(slots=True)
 class SiteRecord:
     """Where a button is installed: what dispatch needs to send a patrol."""
 
@@ -50,7 +50,7 @@ class SiteRecord:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class DeviceRecord:
     """A provisioned button. ``key`` is the 16-byte secret shared with the button only."""
 

@@ -337,6 +337,11 @@ class Store:
         rows = self.db.execute(self._DEVICE_SELECT + " ORDER BY d.device_id").fetchall()
         return [self._device_from_row(r) for r in rows]
 
+    def device_keys(self) -> list[tuple[int, bytes, int]]:
+        """(device id, key, supervision interval) of every device: the pipeline's cache."""
+        return [(int(r[0]), bytes(r[1]), int(r[2])) for r in self.db.execute(
+            "SELECT device_id, key, supervision_s FROM devices")]
+
     def remove_device(self, device_id: int) -> bool:
         """Unregister (its frames are rejected from now on); its events and outbox stay."""
         with self.transaction():
