@@ -65,3 +65,29 @@ class GatewayThread:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
+
+
+class DispatchThread:
+    """panicgw.dispatch_server (the recording dispatch) on its own loop thread."""
+
+    def __init__(self) -> None:
+        from panicgw.dispatch_server import DispatchServer
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.srv = DispatchServer()
+        self.call(self.srv.start())
+
+    def call(self, coro, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def bodies(self) -> list[dict]:
+        async def get():
+            return [r.body for r in self.srv.received if r.status == 200]
+        return self.call(get())
+
+    def close(self) -> None:
+        self.call(self.srv.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

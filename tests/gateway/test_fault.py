@@ -10,7 +10,6 @@ within the grouping window)."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -25,35 +24,14 @@ from pathlib import Path
 
 import pytest
 from conftest import make_record, uplink
+from harness import DispatchThread
 
-from panicgw.dispatch_server import DispatchServer
 from panicgw.store import Store
 from panicproto import frames
 
 TRIALS = 22
 DEVICES = [(0x00A10000 + i, bytes([i + 1]) * 16) for i in range(6)]
 PRESSES_PER_TRIAL = 2  # new presses per button per trial
-
-
-class Dispatch:
-    """B's recording dispatch server on its own loop thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.t = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.t.start()
-        self.srv = DispatchServer()
-        asyncio.run_coroutine_threadsafe(self.srv.start(), self.loop).result(10)
-
-    def bodies(self) -> list[dict]:
-        async def get():
-            return [r.body for r in self.srv.received if r.status == 200]
-        return asyncio.run_coroutine_threadsafe(get(), self.loop).result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.srv.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.t.join(5)
 
 
 def _write_config(tmp: Path, dispatch_url: str) -> Path:
@@ -150,7 +128,7 @@ def _press_all(port: int, pending: dict, acked: set, attempts: dict) -> None:
 @pytest.mark.timeout(240)
 def test_sigkill_during_alarm_bursts_loses_and_doubles_nothing(tmp_path):
     rng = random.Random(int(os.environ.get("FAULT_SEED", "4242")))
-    disp = Dispatch()
+    disp = DispatchThread()
     try:
         cfg = _write_config(tmp_path, disp.srv.url)
         data = tmp_path / "data"
