@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_record
+from gwkit import make_record
 from typer.testing import CliRunner
 
 from panicgw import config, registry

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import make_record, uplink
+from gwkit import make_record, uplink
 
 from panicgw.store import Store
 from panicproto import frames

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_record, uplink
+from gwkit import make_record, uplink
 from harness import DispatchThread
 
 from panicgw.store import Store

@@ -13,7 +13,7 @@ import time
 
 import adafruit_requests
 import pytest
-from conftest import DEV, KEY, make_record, uplink
+from gwkit import DEV, KEY, make_record, uplink
 from harness import GatewayThread, make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -4,7 +4,7 @@ incident grouping, and ACKs only for what is durably stored."""
 from __future__ import annotations
 
 import pytest
-from conftest import DEV, KEY, make_record, uplink
+from gwkit import DEV, KEY, make_record, uplink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

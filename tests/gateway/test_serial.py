@@ -8,7 +8,7 @@ import itertools
 import time
 
 import pytest
-from conftest import KEY, make_record, uplink
+from gwkit import KEY, make_record, uplink
 from harness import GatewayThread, make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

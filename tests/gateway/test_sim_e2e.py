@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_record
+from gwkit import make_record
 from harness import GatewayThread, make_config
 
 from panicgw.store import Store

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import DEV, free_port, make_record, uplink
+from gwkit import DEV, free_port, make_record, uplink
 from harness import DispatchThread, GatewayThread, make_config
 
 from panicgw import pipeline as pl
