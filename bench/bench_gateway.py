@@ -273,6 +273,118 @@ def serial_latency(tmp: Path) -> None:
          p50_ms=round(statistics.median(rx), 2))
 
 
+# -- press-to-dispatch latency under heartbeat load ---------------------------------------------
+
+LOAD_SCRIPT = r"""
+import http.client, sys, time
+from panicproto import frames
+port, rate, secs, n_dev = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+key = lambda i: i.to_bytes(4, "big") * 4
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+t0 = time.monotonic(); sent = 0; seq = 0
+while time.monotonic() - t0 < secs:
+    i = sent % n_dev
+    if i == 0:
+        seq += 1
+    body = frames.encode_uplink(key(i), frames.Uplink(frames.HEARTBEAT, 0x10000000 + i,
+                                frames.make_counter(3, seq), battery_mv=3700))
+    c.request("POST", "/v1/frames", body=body,
+              headers={"Content-Type": "application/octet-stream"})
+    c.getresponse().read()
+    sent += 1
+    ahead = sent / rate - (time.monotonic() - t0)
+    if ahead > 0:
+        time.sleep(ahead)
+print(sent / (time.monotonic() - t0))
+"""
+
+
+def dispatch_latency(tmp: Path, alarms: int = 150, hb_rate: float = 1000.0) -> None:
+    """Alarm POSTed to the gateway -> received by dispatch, while heartbeats arrive at
+    ``hb_rate``/s from another process; floor: a bare JSON POST to the same dispatch server."""
+    import http.client
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
+    from harness import DispatchThread
+
+    disp = DispatchThread()
+    seen: dict[str, float] = {}
+    disp.srv.on_request = lambda rec: seen.setdefault(
+        (rec.body or {}).get("incident_id", ""), time.perf_counter())
+    data_dir = tmp / "lat"
+    _populate(data_dir / "gateway.db", N_DEVICES)
+    cfg = tmp / "lat.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{data_dir}"\nlog_level = "warning"\n'
+                   '[http]\nhost = "127.0.0.1"\nport = 0\n'
+                   'rate_per_s = 100000.0\nrate_burst = 100000\n'
+                   f'[serial]\nenabled = false\n[status]\nport = 0\n'
+                   f'[dispatch]\nurl = "{disp.srv.url}"\n')
+    proc = subprocess.Popen(_panicgw() + ["run", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = None
+    try:
+        port = _wait_port(data_dir, proc)
+        secs = alarms * 0.05 + 3
+        load = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, str(port), str(hb_rate),
+                                 str(secs), str(N_DEVICES)], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        lat: list[float] = []
+        acks: list[float] = []
+        for n in range(alarms):
+            i = (n * 37) % N_DEVICES
+            up = frames.encode_uplink(_key(i), frames.Uplink(
+                frames.ALARM, 0x10000000 + i, frames.make_counter(4, n + 1), battery_mv=3700))
+            incident = f"{0x10000000 + i:08X}-{frames.make_counter(4, n + 1):08X}-panic"
+            t0 = time.perf_counter()
+            c.request("POST", "/v1/frames", body=up,
+                      headers={"Content-Type": "application/octet-stream"})
+            assert c.getresponse().read()
+            acks.append((time.perf_counter() - t0) * 1000)
+            end = time.monotonic() + 10
+            while incident not in seen and time.monotonic() < end:
+                time.sleep(0.0002)
+            lat.append((seen[incident] - t0) * 1000)
+            time.sleep(0.03)
+        hb_done = float(load.communicate(timeout=60)[0].strip() or 0)
+        floor = []
+        body = json.dumps({"probe": True, "pad": "x" * 900}).encode()
+        d = http.client.HTTPConnection("127.0.0.1", disp.srv.port, timeout=10)
+        for _ in range(alarms):
+            t0 = time.perf_counter()
+            d.request("POST", "/v1/events", body=body,
+                      headers={"Content-Type": "application/json"})
+            d.getresponse().read()
+            floor.append((time.perf_counter() - t0) * 1000)
+    finally:
+        if load is not None and load.poll() is None:
+            load.kill()
+        proc.terminate()
+        proc.wait(20)
+        disp.close()
+    q = statistics.quantiles
+    emit("alarm press-to-dispatch p99 (heartbeats at "
+         f"{hb_done:.0f}/s, 10k devices, loopback)", q(lat, n=100)[98], "ms", "lower",
+         "bare JSON POST to the same dispatch server, p99", q(floor, n=100)[98],
+         "<= 50 ms and <= 2x floor", p50_ms=round(statistics.median(lat), 2),
+         ack_p50_ms=round(statistics.median(acks), 2), ack_p99_ms=round(q(acks, n=100)[98], 2),
+         floor_p50_ms=round(statistics.median(floor), 2))
+
+
+def _wait_port(data_dir: Path, proc: subprocess.Popen) -> int:
+    rt = data_dir / "runtime.json"
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            info = json.loads(rt.read_text())
+            if info.get("pid") == proc.pid and info.get("http_port"):
+                return int(info["http_port"])
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("gateway did not start")
+
+
 def main() -> None:
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # "on one core"
@@ -283,6 +395,11 @@ def main() -> None:
         throughput(tmp)
         memory(tmp)
         serial_latency(tmp)
+        try:  # the latency run needs both cores: gateway, load generator and dispatch
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        except (AttributeError, OSError):
+            pass
+        dispatch_latency(tmp)
 
 
 if __name__ == "__main__":

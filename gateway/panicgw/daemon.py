@@ -115,7 +115,9 @@ class Gateway:
         self.started_at = time.time()
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rejections = pl.Rejections(cfg.pipeline["reject_log_per_min"])
-        self.store = Store(cfg.db_path, check_same_thread=False)
+        # Writers never checkpoint inline (an fsync'ing checkpoint would stall an alarm's
+        # commit behind heartbeats); _checkpointer does it from its own thread.
+        self.store = Store(cfg.db_path, check_same_thread=False, autocheckpoint=False)
         self.pipeline = pl.Pipeline(
             self.store, self.gateway_id,
             replay_size=cfg.pipeline["replay_window"],
@@ -222,6 +224,19 @@ class Gateway:
             except Exception:
                 log.exception("housekeeping failed")
 
+    async def _checkpointer(self) -> None:
+        """WAL checkpoints off the commit path, on a connection of their own."""
+        ck = Store(self.cfg.db_path, check_same_thread=False)
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.to_thread(ck.checkpoint)
+                except Exception:
+                    log.exception("WAL checkpoint failed")
+        finally:
+            ck.close()
+
     async def _watchdog(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -243,7 +258,8 @@ class Gateway:
         from panicgw.forwarder import Forwarder
 
         # Own connection on its own thread: delivered()/reschedule() commit with fsync too.
-        self.outbox_store = Store(self.cfg.db_path, check_same_thread=False)
+        self.outbox_store = Store(self.cfg.db_path, check_same_thread=False,
+                                  autocheckpoint=False)
         self._fwd_exec = ThreadPoolExecutor(1, thread_name_prefix="forwarder-store")
         loop = asyncio.get_running_loop()
 
@@ -396,6 +412,7 @@ class Gateway:
         self._start_mqtt()
         await self._start_status()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self._checkpointer(), name="checkpointer"))
         self._tasks.append(asyncio.create_task(self._supervise(), name="supervision"))
         wd = watchdog_interval()
         if wd:

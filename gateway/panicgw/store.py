@@ -186,7 +186,10 @@ def _secure_create(path: Path) -> None:
 class Store:
     """One connection, used from one thread (the daemon's store thread, or a CLI)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, check_same_thread: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, check_same_thread: bool = True,
+                 autocheckpoint: bool = True) -> None:
+        """``autocheckpoint=False``: this connection never runs WAL checkpoints itself (the
+        daemon checkpoints from another thread so a commit never waits for one)."""
         self.path = Path(path)
         _secure_create(self.path)
         try:
@@ -197,6 +200,8 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
+            if not autocheckpoint:
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
@@ -230,6 +235,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """PASSIVE WAL checkpoint: copies committed pages into the DB without blocking
+        writers. Returns (busy, wal pages, pages checkpointed)."""
+        row = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
