@@ -119,3 +119,19 @@ def test_outbox_priority_and_lifecycle(tmp_path):
     assert s.dead_letters()[0]["reason"] == "HTTP 422"
     assert s.outbox_counts()["pending"] == 1
     s.close()
+
+
+def test_heartbeat_pruning_keeps_alarms_and_recent(tmp_path):
+    s = store.Store(tmp_path / "gw.db")
+    with s.transaction():
+        old_hb = s.insert_event(1, 1, "heartbeat", None, 100.0, 0, 0, 3700, bytes(19))
+        s.add_reception(old_hb, "lora", -100, 5, 100.0, False)
+        s.insert_event(1, 2, "alarm", "i-1", 100.0, 0, 0, 3700, bytes(19))
+        s.insert_event(1, 3, "heartbeat", None, 5000.0, 0, 0, 3700, bytes(19))
+        pending_hb = s.insert_event(1, 4, "heartbeat", None, 100.0, 0, 0, 3700, bytes(19))
+        s.enqueue("i-2", store.PRIO_OTHER, {"x": 1}, 100.0, pending_hb)
+    assert s.prune_heartbeats(1000.0) == 1
+    left = {(e["counter"], e["kind"]) for e in s.recent_events()}
+    assert left == {(2, "alarm"), (3, "heartbeat"), (4, "heartbeat")}
+    assert s.receptions(old_hb) == []
+    s.close()

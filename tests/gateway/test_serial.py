@@ -131,3 +131,24 @@ def test_property_noise_then_frame_is_acked(rig, noise):
     bridge.rx(uplink(kind=frames.HEARTBEAT, counter=counter))
     down = _ack_for(bridge, counter, 5)
     assert down.kind == frames.ACK
+
+
+def test_auto_detect_prefers_circuitpython_data_channel(monkeypatch):
+    from types import SimpleNamespace
+
+    from panicgw import ingest_serial
+
+    ports = [
+        SimpleNamespace(device="/dev/ttyACM0", vid=0x239A, interface="CircuitPython CDC control",
+                        description="Feather RP2040", location="1-1:1.0"),
+        SimpleNamespace(device="/dev/ttyACM1", vid=0x239A, interface="CircuitPython CDC2 data",
+                        description="Feather RP2040", location="1-1:1.2"),
+        SimpleNamespace(device="/dev/ttyUSB0", vid=0x0403, interface=None,
+                        description="FTDI", location="1-2"),
+    ]
+    monkeypatch.setattr(ingest_serial.list_ports, "comports", lambda: ports)
+    assert ingest_serial.find_bridge_port(0x239A) == "/dev/ttyACM1"
+    for p in ports:
+        p.interface = None  # OS without interface names: the later (data) interface wins
+    assert ingest_serial.find_bridge_port(0x239A) == "/dev/ttyACM1"
+    assert ingest_serial.find_bridge_port(0x1234) is None
