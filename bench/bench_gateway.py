@@ -206,7 +206,7 @@ def memory(tmp: Path) -> None:
 def serial_latency(tmp: Path) -> None:
     """RX -> ACK (TX) over a pty through the real daemon, vs PING -> PONG on the same pty."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
-    from harness import GatewayThread, make_config  # the tests' in-process daemon runner
+    from gwharness import GatewayThread, make_config  # the tests' in-process daemon runner
 
     master, slave = os.openpty()
     name = os.ttyname(slave)
@@ -305,7 +305,7 @@ def dispatch_latency(tmp: Path, alarms: int = 150, hb_rate: float = 1000.0) -> N
     import http.client
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
-    from harness import DispatchThread
+    from gwharness import DispatchThread
 
     disp = DispatchThread()
     seen: dict[str, float] = {}

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+from gwharness import DispatchThread
 from gwkit import make_record, uplink
-from harness import DispatchThread
 
 from panicgw.store import Store
 from panicproto import frames

@@ -13,8 +13,8 @@ import time
 
 import adafruit_requests
 import pytest
+from gwharness import GatewayThread, make_config
 from gwkit import DEV, KEY, make_record, uplink
-from harness import GatewayThread, make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,8 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from panicgw import pipeline as pl
-from panicgw.store import PRIO_ALARM
+from panicgw.store import PRIO_ALARM, Store
 from panicproto import frames
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "gw.db")
+    s.upsert_device(make_record())
+    yield s
+    s.close()
 
 
 class Clock:

@@ -8,11 +8,11 @@ import itertools
 import time
 
 import pytest
+from gwharness import GatewayThread, make_config
 from gwkit import KEY, make_record, uplink
-from harness import GatewayThread, make_config
+from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ptybridge import PtyBridge
 
 from panicgw.ingest_serial import radio_mismatches
 from panicgw.store import Store

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from gwharness import GatewayThread, make_config
 from gwkit import make_record
-from harness import GatewayThread, make_config
 
 from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge

@@ -14,8 +14,8 @@ import threading
 import time
 
 import pytest
+from gwharness import DispatchThread, GatewayThread, make_config
 from gwkit import DEV, free_port, make_record, uplink
-from harness import DispatchThread, GatewayThread, make_config
 
 from panicgw import pipeline as pl
 from panicgw.store import Store
