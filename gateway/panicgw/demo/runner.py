@@ -15,8 +15,8 @@ SETTLE_S = 20.0  # after --duration, how long we wait for the last deliveries at
 
 
 def waiting_for(world: World, sc: Scenario, status: dict[str, Any] | None) -> str | None:
-    """What is still in flight (None when settled): a press not yet acknowledged by the
-    gateway, its outbox not empty, or the silent button's supervision loss (a timer)."""
+    """What is still in flight (None when settled): a recognised press not yet at dispatch,
+    the gateway's outbox not empty, or the silent button's supervision loss (a timer)."""
     if status is None:
         return "gateway status"
     if sc.pressing():
@@ -24,12 +24,13 @@ def waiting_for(world: World, sc: Scenario, status: dict[str, Any] | None) -> st
     pending = (status.get("outbox") or {}).get("pending", 1)
     if pending or status.get("ingest_queue", 1):
         return f"gateway outbox ({pending} pending)"
+    delivered = {str((r.body or {}).get("incident_id", "")).rsplit("-", 1)[0]
+                 for r in (world.dispatch.received() if world.dispatch else [])
+                 if r.verdict == "accepted" and isinstance(r.body, dict)}
     for b in world.buttons:
-        if b.device_id == sc.roles.silent:
-            continue
-        for kind in ("alarm", "test"):
-            if sum(1 for _, k, _ in b.presses() if k == kind) > len(b.acks(kind)):
-                return f"{b.name}'s {kind} acknowledgement"
+        for _, kind, counter in b.presses():
+            if kind in ("alarm", "test") and f"{b.device_id:08X}-{counter:08X}" not in delivered:
+                return f"{b.name}'s {kind} at dispatch"
     lost = [r for r in world.dispatch.received() if isinstance(r.body, dict)
             and r.body.get("event") == "supervision_lost"] if world.dispatch else []
     return None if lost else "supervision loss of the silent button"
@@ -47,7 +48,7 @@ def run(*, lora: int, wifi: int, duration_s: float, seed: int | None, keep: bool
         sc = Scenario(world, duration_s=duration_s, log=log)
         worker = threading.Thread(target=sc.run, name="scenario", daemon=True)
         worker.start()
-        end = time.monotonic() + duration_s
+        end = time.monotonic() + sc.duration_s
         hard_end = end + SETTLE_S
         status = None
         waiting: str | None = "start"

@@ -1,6 +1,7 @@
 """The scripted scenario: what happens to the world, and when.
 
-Steps (seconds after the buttons start powering up; default run 30 s):
+Steps (seconds after the buttons start powering up; default run 30 s; with more than
+22 buttons every step after the power-up moves later by the longer power-up):
 
 * 0-5   buttons power up (staggered); each sends its first heartbeat 5 s after boot.
         An attacker jams the replay victim's frames while recording them.
@@ -64,6 +65,11 @@ class Scenario:
             replay_victim=w.lora(2).device_id, test=w.lora(3).device_id,
             forged_target=w.lora(4).device_id, dual_path=w.wifi(0).device_id,
             extra_panics=[w.lora(5 + i).device_id for i in range(n_extra)])
+        # More buttons take longer to power up and to get their first heartbeats through
+        # the one channel: the scripted actions start that much later.
+        self.boot_spread_s = max(BOOT_SPREAD_S, 0.23 * len(w.buttons))
+        self.offset = self.boot_spread_s - BOOT_SPREAD_S
+        self.duration_s = max(self.duration_s, MIN_DURATION_S + self.offset)
         self.t0 = time.monotonic()
         self.actions: list[tuple[float, str]] = []  # (t, what was done) for the summary
         self.captured: bytes | None = None
@@ -75,8 +81,8 @@ class Scenario:
         return time.monotonic() - self.t0
 
     def at(self, t: float) -> None:
-        """Sleep until scenario time ``t`` (returns early when stopping)."""
-        left = t - self.now()
+        """Sleep until script time ``t`` (+ the boot offset; returns early when stopping)."""
+        left = t + self.offset - self.now()
         if left > 0:
             self.stop.wait(left)
 
@@ -111,7 +117,7 @@ class Scenario:
         jam = w.air.add_fault(AirFault("jammer", uplink_from(r.replay_victim), count=None))
         self.act("attacker near " + self.button(r.replay_victim).name +
                  " jams its frames and records them", "magenta")
-        stagger = BOOT_SPREAD_S / max(1, len(w.buttons))
+        stagger = self.boot_spread_s / max(1, len(w.buttons))
         for b in w.buttons:
             if self.stop.is_set():
                 return
@@ -251,7 +257,7 @@ class Scenario:
                 self.roles.test, self.roles.forged_target, *self.roles.extra_panics}
         pool = [b for b in w.buttons if b.device_id not in busy and b.role == "lora"]
         t = SCRIPT_END_S + 1
-        end = self.duration_s - 5
+        end = self.duration_s - 5 - self.offset
         while t < end and pool and not self.stop.is_set():
             self.at(t)
             b = pool.pop(w.rng.randrange(len(pool)))

@@ -56,7 +56,8 @@ class LiveView:
             log.add_row(f"{t:4.1f}", Text(text, style=style or ""))
         disp = Table(box=None, padding=(0, 1), show_edge=False)
         for col in ("t", "event", "CID", "site", "verdict"):
-            disp.add_column(col, style="dim" if col == "t" else "")
+            disp.add_column(col, style="dim" if col == "t" else "", no_wrap=True,
+                            overflow="ellipsis")
         for r in self.received[-12:]:
             body = r.body if isinstance(r.body, dict) else {}
             ev = str(body.get("event", "?"))
