@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -99,9 +100,16 @@ def procs():
         _stop(p)
 
 
-def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
+@pytest.mark.parametrize("paths", [["lora"], ["lora", "wifi"]])
+def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_path):
     # 1. Provision (installed console script) a button: NVM over the raw REPL, settings.
-    cp = make_circuitpy(board.fs)
+    wifi = "wifi" in paths
+    http_port = _free_port()
+    extra = ["--wifi-ssid", "TokoEmas", "--wifi-password", "rahasia-toko",
+             "--gateway-url", f"http://127.0.0.1:{http_port}",
+             "--board-profile", "feather_esp32s3_rfm95_wing"] if wifi else []
+    cp = make_circuitpy(board.fs, board="adafruit_feather_esp32s3_nopsram" if wifi
+                        else "adafruit_feather_rp2040_rfm")
     export = tmp_path / "today.json"
     r = subprocess.run(
         [str(BIN / "panictool"), "provision", "--site-name", SITE["name"], "--kind",
@@ -109,7 +117,7 @@ def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
          str(SITE["lon"]), "--contact", SITE["contact"], "--phone", SITE["phone"],
          "--label", "kasir", "--export", str(export), "--drive", str(cp), "--port", board.port,
          "--label-dir", str(tmp_path / "labels"), "--sf", "9", "--frequency", "921.4",
-         "--no-reboot", "--no-qr", "--json"],
+         "--no-reboot", "--no-qr", "--json", *extra],
         capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     dev = json.loads(r.stdout)["device_id"]
@@ -142,7 +150,7 @@ def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
             f'[gateway]\nid = "gw-e2e"\ndata_dir = "{data}"\nlog_format = "text"\n'
             f'[serial]\nport = "{bridge.port_path}"\nfrequency_mhz = 921.4\n'
             'spreading_factor = 9\n'
-            '[http]\nhost = "127.0.0.1"\nport = 0\n[status]\nport = 0\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n[status]\nport = 0\n'
             f'[dispatch]\nurl = "http://127.0.0.1:{dport}/v1/events"\ntoken = "{token}"\n'
             f'secret = "{secret}"\n')
         r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
@@ -159,12 +167,14 @@ def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
 
         # 4. The button boots the real firmware from the provisioned NVM and settings.toml.
         btn = SimButton(dev, key, air=air, settings_toml=cp / "settings.toml",
-                        provisioned=False, nvm_size=len(nvm))
+                        provisioned=False, nvm_size=len(nvm),
+                        board="feather_esp32s3_rfm95_wing" if wifi else "feather_rp2040_rfm95",
+                        wifi_networks={"TokoEmas": "rahasia-toko"} if wifi else None)
         btn.nvm.data[:] = nvm
         btn.start()
         assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 15)
         rep = btn.boot_reports()[0]
-        assert rep["device_id"] == dev and rep["paths"] == ["lora"], rep
+        assert rep["device_id"] == dev and rep["paths"] == paths, rep
         btn.press(3.0)
         assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 20), btn.console[-5:]
         btn.test()
@@ -180,6 +190,15 @@ def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
         lines = _wait(got, 20, "panic and test at dispatch")
         time.sleep(1.0)  # a duplicate delivery, if any, would arrive now
         lines = got()
+        if wifi:  # the gateway heard the panic on both paths (and delivered it once, below)
+            db = sqlite3.connect(f"file:{data / 'gateway.db'}?mode=ro", uri=True)
+            try:
+                heard = {r[0] for r in db.execute(
+                    "SELECT r.path FROM receptions r JOIN events e ON e.id = r.event_id "
+                    "WHERE e.device_id = ? AND e.kind = 'alarm'", (dev,))}
+            finally:
+                db.close()
+            assert heard == {"lora", "wifi"}, heard
     finally:
         if btn is not None:
             btn.stop()
@@ -203,7 +222,7 @@ def test_provision_import_run_press_reaches_dispatch(board, procs, tmp_path):
         assert body["device"]["id"] == f"{dev:08X}" and body["device"]["label"] == "kasir"
         assert body["contact_id"]["code"] == code and body["contact_id"]["qualifier"] == 1
         assert body["contact_id"]["display"] == f"1{code:03d}"
-        assert body["gateway_id"] == "gw-e2e" and body["paths"][0]["path"] == "lora"
+        assert body["gateway_id"] == "gw-e2e" and body["paths"][0]["path"] in paths
         assert body["incident_id"].startswith(f"{dev:08X}-")
         assert x["idempotency_key"] == body["idempotency_key"]
         headers = {k.lower(): v for k, v in x["headers"].items()}
