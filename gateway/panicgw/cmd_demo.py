@@ -14,8 +14,8 @@ EXIT_SETUP = 2
 
 def demo(
     duration: float = typer.Option(
-        30.0, "--duration", "-d", min=28.0, max=3600.0,
-        help="Seconds the scenario runs (28 minimum); longer runs add background presses.",
+        30.0, "--duration", "-d", min=30.0, max=3600.0,
+        help="Seconds the scenario runs (30 minimum); longer runs add background presses.",
     ),
     buttons: int = typer.Option(
         20, "--buttons", "-b", min=20, max=500,

@@ -31,6 +31,9 @@ def waiting_for(world: World, sc: Scenario, status: dict[str, Any] | None) -> st
         for _, kind, counter in b.presses():
             if kind in ("alarm", "test") and f"{b.device_id:08X}-{counter:08X}" not in delivered:
                 return f"{b.name}'s {kind} at dispatch"
+    a = world.by_id[sc.roles.ack_lost]
+    if a.presses() and not a.acks("alarm"):
+        return f"{a.name}'s retry after its lost ACK"
     lost = [r for r in world.dispatch.received() if isinstance(r.body, dict)
             and r.body.get("event") == "supervision_lost"] if world.dispatch else []
     return None if lost else "supervision loss of the silent button"

@@ -6,14 +6,14 @@ Steps (seconds after the buttons start powering up; default run 30 s; with more 
 * 0-5   buttons power up (staggered); each sends its first heartbeat 5 s after boot.
         An attacker jams the replay victim's frames while recording them.
 * ~6    the attacker got a frame; the victim's battery is swapped (new counter epoch).
-* 10    a forged ALARM (right device id, wrong key) on the air; one over Wi-Fi too.
 * 10.5  dual-path panic: a Wi-Fi+LoRa button is held; both copies reach the gateway.
-* 11.5  panic with its ACK lost on the air: the button retries with the same counter.
-* 12    the "silent" button's battery is removed: supervision must report it lost.
-* 12.5+ more panics from other LoRa buttons.
-* 14.5  the attacker replays the recorded frame (behind the replay window).
-* 16-23 the LoRa bridge is unplugged and plugged back in.
-* 24    TEST press over LoRa (proves reception came back).
+* 12.5  a forged ALARM (right device id, wrong key) on the air; one over Wi-Fi too.
+* 13    panic with its ACK lost on the air: the button retries with the same counter.
+* 13.5  the "silent" button's battery is removed: supervision must report it lost.
+* 14    the attacker replays the recorded frame (behind the replay window).
+* 15.5+ more panics from other LoRa buttons, 0.75 s apart.
+* 19.5-26.5 the LoRa bridge is unplugged and plugged back in.
+* 27.5  TEST press over LoRa (proves reception came back).
 * then  (longer --duration) background presses until the end, then settle.
 
 The scenario only acts; summary.py judges from what dispatch and the gateway recorded.
@@ -32,8 +32,8 @@ from typing import Any
 from panicgw.demo.world import FREQ_MHZ, SF, AirFault, DemoButton, World, ack_to, uplink_from
 from panicproto import frames
 
-SCRIPT_END_S = 26.0  # last scripted action (the TEST press) ends by about here
-MIN_DURATION_S = 28
+SCRIPT_END_S = 29.5  # last scripted action (the TEST press) ends by about here
+MIN_DURATION_S = 30
 BOOT_SPREAD_S = 5.0  # power-ups spread out, so first heartbeats collide less
 ALARM_HOLD_S = 3.0  # a frightened user holds well past the 1.5 s threshold
 
@@ -126,30 +126,30 @@ class Scenario:
         self.act(f"{len(w.buttons)} buttons powered up; heartbeats follow 5 s after boot")
 
         self._capture_and_swap_battery(jam)
-        self.at(10)
-        self._forge()
-        self.at(10.5)
+        self.at(10.5)  # first heartbeats are through: a quiet channel for both copies
         self._press_alarm(self.button(r.dual_path), "heard over Wi-Fi and LoRa")
-        self.at(11.5)
+        self.at(12.5)
+        self._forge()
+        self.at(13)
         a = self.button(r.ack_lost)
         w.air.add_fault(AirFault("ack lost", ack_to(a.device_id), count=1))
         self._press_alarm(a, "its ACK will be lost on the air")
-        self.at(12)
+        self.at(13.5)
         s = self.button(r.silent)
         s.power_cut()
         self.act(f"{s.name} ({self._site(s)}): battery removed - it goes silent", "yellow")
-        for i, dev in enumerate(r.extra_panics):
-            self.at(12.5 + i * 0.5)
-            self._press_alarm(self.button(dev), "another shop")
-        self.at(14.5)
+        self.at(14)
         self._replay()
-        self.at(16)
+        for i, dev in enumerate(r.extra_panics):
+            self.at(15.5 + 0.75 * i)
+            self._press_alarm(self.button(dev), "another shop")
+        self.at(19.5)
         w.bridge.unplug()
         self.act("LoRa bridge USB unplugged", "yellow")
-        self.at(23)
+        self.at(26.5)
         w.bridge.replug()
         self.act("LoRa bridge plugged back in", "green")
-        self.at(24)
+        self.at(27.5)
         t = self.button(r.test)
         self.act(f"{t.name} ({self._site(t)}): installer TEST press (5 clicks) over LoRa",
                  "cyan")
