@@ -8,7 +8,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from conftest import DEV, KEY, MQTT_PASSWORD, SECRET, TOKEN, Gateway, free_port
+from diagkit import DEV, KEY, MQTT_PASSWORD, SECRET, TOKEN, Gateway, free_port
 from typer.testing import CliRunner
 
 from panicgw.cli import app

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import DEV, by_id, free_port
+from diagkit import DEV, by_id, free_port
 
 from panicgw import diag
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Gateway, by_id
+from diagkit import Gateway, by_id
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:

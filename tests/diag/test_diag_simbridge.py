@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Gateway, by_id
+from diagkit import Gateway, by_id
 
 from panicsim import Air, SimClock, start_virtual_bridge
 

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import DEV, KEY, Gateway
+from diagkit import DEV, KEY, Gateway
 from test_diag_running import running_daemon
 
 from panicproto import frames
