@@ -43,17 +43,6 @@ RETRYABLE_4XX = (408, 425, 429)
 ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered
 
 
-class OutboxItem(NamedTuple):
-    """One dispatch message waiting (store.OutboxItem has the same shape)."""
-
-    id: int
-    incident_id: str
-    priority: int
-    payload: dict[str, Any]
-    attempts: int
-    created_at: float
-
-
 class OutboxStore(Protocol):
     """What the forwarder needs from the durable store (A implements it on SQLite).
 

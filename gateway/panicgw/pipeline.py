@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from panicgw.dispatch_payload import build_payload
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, Store
 from panicproto import frames, replay
@@ -122,38 +123,6 @@ class Rejections:
 PayloadBuilder = Callable[..., dict[str, Any]]
 
 
-def basic_payload(*, incident_id: str, event: str, gateway_id: str, first_heard: float,
-                  site: dict[str, Any] | None = None, device: dict[str, Any] | None = None,
-                  paths: list[dict[str, Any]] | tuple[()] = (), press_count: int = 1,
-                  counter: int | None = None, last_heard: float | None = None,
-                  **_: Any) -> dict[str, Any]:
-    """Dispatch fields known at store time, used only where panicgw.dispatch_payload (the
-    schema-checked builder) is not installed; same arguments as its ``build_payload``."""
-    code = {"panic": 122, "tamper": 137, "cancel": 406, "test": 601}.get(event)
-    return {
-        "incident_id": incident_id,
-        "event": event,
-        "contact_id": {"code": code, "qualifier": 1},
-        "site": site,
-        "device": device,
-        "paths": list(paths),
-        "first_heard": first_heard,
-        "last_heard": last_heard if last_heard is not None else first_heard,
-        "counter": counter,
-        "press_count": press_count,
-        "gateway_id": gateway_id,
-    }
-
-
-def default_builder() -> PayloadBuilder:
-    """panicgw.dispatch_payload.build_payload when present, else ``basic_payload``."""
-    try:
-        from panicgw.dispatch_payload import build_payload  # type: ignore[attr-defined]
-    except ImportError:
-        return basic_payload
-    return build_payload
-
-
 _UNKNOWN_SITE = SiteRecord("(device removed from registry)", "shop", "", 0.0, 0.0)
 
 
@@ -192,7 +161,7 @@ class Pipeline:
         self.replay_size = replay_size
         self.incident_window_s = incident_window_s
         self.rejections = rejections or Rejections()
-        self.build_payload = payload_builder or default_builder()
+        self.build_payload = payload_builder or build_payload
         self.clock = clock
         self.devices: dict[int, _Dev] = {}
         self.generation = -1

@@ -139,7 +139,7 @@ MIGRATIONS: list[str] = [
 
 
 class OutboxItem(NamedTuple):
-    """One dispatch message waiting (the shape of forwarder.OutboxStore's items)."""
+    """One dispatch message waiting, as forwarder.OutboxStore hands it out."""
 
     id: int
     incident_id: str

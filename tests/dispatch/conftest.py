@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from panicgw.dispatch_payload import build_payload, make_incident_id, priority_for
-from panicgw.forwarder import OutboxItem
+from panicgw.store import OutboxItem
 
 SITE = {"name": "Toko Sinar Jaya", "kind": "shop", "address": "Jl. Merdeka 12, Bandung",
         "lat": -6.9147, "lon": 107.6098, "contact": "Bu Sari", "phone": "+62 812 0000 0000"}

@@ -27,8 +27,9 @@ CHECK = """
 import gc
 import hal_board
 import panicbutton.app
-from panicbutton import (boards, classifier, counter, crc, downlink, feedback, nvmstore,
+from panicbutton import (boards, classifier, counter, downlink, feedback, nvmstore,
                          policy, power, report, settings, transport_lora, transport_wifi)
+from panicproto import crc
 gc.collect()
 print("IMPORTED", gc.mem_free())
 """

@@ -11,8 +11,8 @@ sleep memory layout (offset 0): b"PS" | epoch u16 | next sequence u32 | crc16.
 
 import struct
 
-from panicbutton.crc import crc16
 from panicbutton.nvmstore import EPOCH_MAX
+from panicproto.crc import crc16
 
 SLEEP_LEN = 10
 

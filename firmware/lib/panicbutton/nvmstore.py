@@ -16,7 +16,7 @@ leaves the other (older) slot intact: a torn write can never lower the epoch.
 
 import struct
 
-from panicbutton.crc import crc16
+from panicproto.crc import crc16
 
 MAGIC = b"PBK1"
 IDENTITY_LEN = 26

@@ -11,7 +11,7 @@ Modes returned by ``decide``:
 
 import struct
 
-from panicbutton.crc import crc16
+from panicproto.crc import crc16
 
 POLL_S = 0.02
 NAP_S = 0.1

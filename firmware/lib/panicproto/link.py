@@ -8,6 +8,7 @@ frame it touched. ``Decoder`` is incremental and resynchronises on the next 0x00
 
 import struct
 
+from panicproto.crc import crc16
 from panicproto.errors import COBS, CRC, EMPTY, OVERSIZE, TRUNCATED, TYPE, ProtocolError
 
 RX = 1  # bridge -> host: rssi int16 dBm | snr int8 (0.25 dB) | radio frame
@@ -24,16 +25,6 @@ MAX_PAYLOAD = 512
 MAX_FRAME = 2 + MAX_PAYLOAD + 2
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
 MAX_RADIO = 255
-
-
-def crc16(data, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF); crc16(b"123456789") == 0x29B1."""
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        crc &= 0xFFFF
-    return crc
 
 
 def cobs_encode(data):
