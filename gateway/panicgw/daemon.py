@@ -367,14 +367,22 @@ class Gateway:
                 "device_id": ev.device_id, "detail": ev.detail}})
         return len(events)
 
-    async def _supervise(self) -> None:
+    supervise_every_s = 5.0  # how often supervision is evaluated
+
+    def make_supervisor(self, **state: Any) -> Any:
+        """The supervision policy; a subclass (the demo's) may compress its time limits."""
         from panicgw.supervision import Supervisor
 
-        last = self.status_store.get_meta("last_checkin")
-        sup = Supervisor(
+        return Supervisor(
             started_at=self.started_at,
             checkin_interval_s=self.cfg.dispatch["checkin_interval_s"],
             bridge_missing_s=self.cfg.serial["missing_trouble_s"],
+            **state,
+        )
+
+    async def _supervise(self) -> None:
+        last = self.status_store.get_meta("last_checkin")
+        sup = self.make_supervisor(
             last_checkin=float(last) if last else None,
             bridge_trouble=self.status_store.get_meta("bridge_trouble") == "1",
         )
@@ -385,7 +393,7 @@ class Gateway:
                     self.forwarder.wake()
             except Exception:
                 log.exception("supervision tick failed")
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(self.supervise_every_s)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
-import time
 from dataclasses import dataclass
+from typing import Any
 
 from panicgw import config as config_mod
 from panicgw.daemon import Gateway, setup_logging
 from panicgw.supervision import Supervisor
-
-log = logging.getLogger("panicgw.demo.gateway")
 
 
 @dataclass
@@ -39,23 +36,16 @@ class DemoGateway(Gateway):
     def __init__(self, cfg: config_mod.Config, time_scale: float, tick_s: float = 1.0) -> None:
         super().__init__(cfg)
         self.time_scale = time_scale
-        self.tick_s = tick_s
+        self.supervise_every_s = tick_s
 
-    async def _supervise(self) -> None:
-        sup = ScaledSupervisor(
+    def make_supervisor(self, **state: Any) -> Supervisor:
+        return ScaledSupervisor(
             started_at=self.started_at,
             checkin_interval_s=self.cfg.dispatch["checkin_interval_s"],
             bridge_missing_s=self.cfg.serial["missing_trouble_s"],
             time_scale=self.time_scale,
+            **state,
         )
-        while True:
-            try:
-                n = await self.processor.run_sync(self._supervise_sync, sup, time.time())
-                if n and self.forwarder is not None:
-                    self.forwarder.wake()
-            except Exception:
-                log.exception("supervision tick failed")
-            await asyncio.sleep(self.tick_s)
 
 
 async def _run(cfg: config_mod.Config, time_scale: float) -> int:
