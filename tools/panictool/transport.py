@@ -9,6 +9,7 @@ writes: NVM writes carry the device key.
 
 from __future__ import annotations
 
+import abc
 import ast
 import binascii
 import errno
@@ -69,12 +70,12 @@ _SHA = (
 )
 
 
-class Transport:
+class Transport(abc.ABC):
     """File operations over ``exec_raw``; subclasses implement the connection."""
 
+    @abc.abstractmethod
     def exec_raw(self, code: str, timeout: float = 10.0) -> tuple[bytes, bytes]:
         """Run ``code`` on the board; (stdout, stderr) of that run."""
-        raise NotImplementedError
 
     # -- the two primitives -------------------------------------------------------------------
 
