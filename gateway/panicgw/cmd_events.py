@@ -140,15 +140,15 @@ def fmt_paths(recs: list[dict[str, Any]]) -> str:
     return ", ".join(parts) or "-"
 
 
-def load_db(config: Path | None) -> sqlite3.Connection:
-    """Config -> read-only DB, or a clear error and exit code."""
+def load_config_and_db(config: Path | None) -> tuple[gwconfig.Config, sqlite3.Connection]:
+    """Config and its read-only DB, or a clear error and exit code (events, monitor)."""
     try:
         cfg = gwconfig.load(config)
     except gwconfig.ConfigError as e:
         typer.echo(f"error: bad config: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        return open_ro(cfg.db_path)
+        return cfg, open_ro(cfg.db_path)
     except FileNotFoundError:
         typer.echo(f"error: no gateway database at {cfg.db_path} (check --config / "
                    "[gateway] data_dir)", err=True)
@@ -194,7 +194,7 @@ def events(
     if t0 is not None and t1 is not None and t0 > t1:
         typer.echo("error: --since is after --until", err=True)
         raise typer.Exit(EXIT_USAGE)
-    db = load_db(config)
+    _, db = load_config_and_db(config)
     try:
         rows = query_events(db, device=dev, site=site, since=t0, until=t1,
                             kind=kind.lower() if kind else None, limit=limit)

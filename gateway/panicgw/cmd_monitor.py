@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from panicgw import config as gwconfig
-from panicgw.cmd_events import EXIT_DB, EXIT_USAGE, fmt_time, open_ro, parse_device
+from panicgw.cmd_events import EXIT_DB, EXIT_USAGE, fmt_time, load_config_and_db, parse_device
 
 FRAME_SQL = (
     "SELECT r.id, r.at, r.path, r.rssi, r.snr, r.duplicate, e.device_id, e.counter, e.kind, "
@@ -135,20 +135,7 @@ def monitor(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    try:
-        cfg = gwconfig.load(config)
-    except gwconfig.ConfigError as e:
-        typer.echo(f"error: bad config: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    try:
-        db = open_ro(cfg.db_path)
-    except FileNotFoundError:
-        typer.echo(f"error: no gateway database at {cfg.db_path} (check --config / "
-                   "[gateway] data_dir)", err=True)
-        raise typer.Exit(EXIT_DB) from None
-    except sqlite3.Error as e:
-        typer.echo(f"error: cannot read {cfg.db_path}: {e}", err=True)
-        raise typer.Exit(EXIT_DB) from None
+    cfg, db = load_config_and_db(config)
 
     def _term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
