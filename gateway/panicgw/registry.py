@@ -189,18 +189,15 @@ def record_from_dict(obj: Any, index: int | None = None) -> DeviceRecord:
     return validate(rec, index)
 
 
-def write_export(path: str | os.PathLike[str], records: list[DeviceRecord]) -> None:
-    """Write the export file atomically with mode 0600 (it holds keys)."""
-    for i, r in enumerate(records):
-        validate(r, i)
-    doc = {"format": FORMAT, "devices": [r.to_dict() for r in records]}
+def write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create or replace a file readable by its owner only (0600), atomically and durably:
+    export files and key files hold device keys."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
@@ -208,6 +205,14 @@ def write_export(path: str | os.PathLike[str], records: list[DeviceRecord]) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_export(path: str | os.PathLike[str], records: list[DeviceRecord]) -> None:
+    """Write the export file atomically with mode 0600 (it holds keys)."""
+    for i, r in enumerate(records):
+        validate(r, i)
+    doc = {"format": FORMAT, "devices": [r.to_dict() for r in records]}
+    write_private(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def read_export(path: str | os.PathLike[str]) -> list[DeviceRecord]:

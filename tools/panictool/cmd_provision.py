@@ -9,7 +9,6 @@ is made. The key is printed nowhere; ``--key-file`` writes it to a 0600 file on 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -59,22 +58,6 @@ def settings_toml(values: dict[str, str | int]) -> str:
         if k in values and values[k] not in (None, ""):
             lines.append(f"{k} = {_toml_value(values[k])}")
     return "\n".join(lines) + "\n"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create or replace a file readable by its owner only (0600), atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _taken_ids(gateway_db: Path | None, export: Path | None) -> set[int]:
@@ -232,7 +215,7 @@ def provision(
                     "key)", as_json, {"device_id": device_id})
     try:
         if key_file is not None:
-            _write_private(key_file, (json.dumps(
+            registry.write_private(key_file, (json.dumps(
                 {"device_id": device_id, "key": key.hex(), "site": site.name,
                  "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n").encode())
             result["key_file"] = str(key_file)
