@@ -4,4 +4,4 @@ Every module here takes plain values or a small HAL object, so the same code run
 CircuitPython, under the MicroPython VM in tests, and on CPython with the simulated board.
 """
 
-FIRMWARE_VERSION = "0.1.0"
+FIRMWARE_VERSION = "0.2.0"  # 0.2.0: TEST request in NVM (panictool verify)

@@ -8,10 +8,17 @@
     24  2  CRC-16/CCITT-FALSE over bytes 0-23
     32  4  epoch slot A: epoch u16 | crc16(b"EP" + epoch) u16
     36  4  epoch slot B
+    40  6  TEST request: b"PT" | nonce u16 | crc16(b"PT" + nonce) u16
 
 The installer writes bytes 0-25 (``identity_record``) once; the firmware writes one
 epoch slot per cold boot, alternating slots, so a power cut while writing one slot
 leaves the other (older) slot intact: a torn write can never lower the epoch.
+
+``panictool verify`` writes a TEST request (``remote_test_record``) over the raw REPL
+and soft-reboots the board. At boot the firmware erases the request *before* it queues
+the one TEST (``take_remote_test``), so a crash or reset loop cannot send it again; a
+torn write (of the request or of its erasure) fails the CRC and sends nothing. Boards
+with fewer than ``NVM_REMOTE_TEST_MIN`` bytes of NVM simply lack the feature.
 """
 
 import struct
@@ -25,6 +32,10 @@ SLOT_B = 36
 SLOT_LEN = 4
 NVM_MIN = 40
 EPOCH_MAX = 0xFFFF
+REMOTE_TEST_AT = 40
+REMOTE_TEST_LEN = 6
+REMOTE_TEST_MAGIC = b"PT"
+NVM_REMOTE_TEST_MIN = REMOTE_TEST_AT + REMOTE_TEST_LEN
 
 
 def identity_record(device_id, key):
@@ -93,3 +104,35 @@ class EpochStore:
         self.nvm[off:off + SLOT_LEN] = _slot(epoch)
         if _read_slot(self.nvm, off) != epoch:
             raise OSError("NVM write did not verify")
+
+
+def remote_test_record(nonce):
+    """Bytes the installer tool writes at ``REMOTE_TEST_AT`` to ask for one TEST at next boot."""
+    body = REMOTE_TEST_MAGIC + struct.pack(">H", nonce)
+    return body + struct.pack(">H", crc16(body))
+
+
+def read_remote_test(nvm):
+    """Nonce of a valid pending TEST request, or None (none, torn, or NVM too small)."""
+    if len(nvm) < NVM_REMOTE_TEST_MIN:
+        return None
+    raw = bytes(nvm[REMOTE_TEST_AT:REMOTE_TEST_AT + REMOTE_TEST_LEN])
+    if raw[0:2] != REMOTE_TEST_MAGIC or struct.unpack(">H", raw[4:6])[0] != crc16(raw[0:4]):
+        return None
+    return struct.unpack(">H", raw[2:4])[0]
+
+
+def take_remote_test(nvm):
+    """Erase a pending TEST request and return its nonce; None when there was none or the
+    erase did not stick (then no TEST: one that cannot be cleared would repeat each boot).
+    Never raises: a flash error must not stop the button from booting."""
+    try:
+        nonce = read_remote_test(nvm)
+        if nonce is None:
+            return None
+        nvm[REMOTE_TEST_AT:REMOTE_TEST_AT + REMOTE_TEST_LEN] = b"\xff" * REMOTE_TEST_LEN
+        if read_remote_test(nvm) is not None:
+            return None
+        return nonce
+    except Exception:
+        return None

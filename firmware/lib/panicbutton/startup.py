@@ -4,10 +4,10 @@ Split from app.py so CircuitPython can compile each file within a small heap.
 """
 
 from panicbutton import FIRMWARE_VERSION, feedback, policy, power, report
-from panicbutton.classifier import Classifier
+from panicbutton.classifier import TEST, Classifier
 from panicbutton.counter import Counter, CounterExhausted
 from panicbutton.downlink import Verifier
-from panicbutton.nvmstore import EpochStore, read_identity
+from panicbutton.nvmstore import EpochStore, read_identity, take_remote_test
 from panicbutton.settings import SettingsError
 from panicbutton.settings import parse as parse_settings
 from panicbutton.transport_lora import LoraPath
@@ -27,10 +27,16 @@ class ConfigError(Exception):
 class Startup:
     # -- boot -------------------------------------------------------------------------
     def boot(self):
-        """Set up and print the boot report. False when a configuration error stops us."""
+        """Set up and print the boot report. False when a configuration error stops us.
+
+        A TEST request left in NVM by ``panictool verify`` is erased first, then sent as
+        one TEST press after the report (``remote_test`` = its nonce; the key's presence
+        tells the tool this firmware takes requests)."""
         hal = self.hal
+        nonce = take_remote_test(hal.nvm)
         rep = {"firmware": FIRMWARE_VERSION, "board": hal.board_name, "device_id": None,
-               "epoch": None, "radio": "absent", "wifi": "absent", "paths": []}
+               "epoch": None, "radio": "absent", "wifi": "absent", "paths": [],
+               "remote_test": nonce}
         try:
             self._setup(rep)
         except ConfigError as e:
@@ -38,6 +44,9 @@ class Startup:
             rep["error"] = {"code": e.code, "name": feedback.ERROR_NAMES[e.code],
                             "message": e.message}
         hal.console(report.line(rep))
+        if nonce is not None and self.error is None:
+            self._note("remote_test", nonce)
+            self._on_press(TEST, hal.monotonic())
         return self.error is None
 
     def _fail(self, e):

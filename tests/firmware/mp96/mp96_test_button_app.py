@@ -5,7 +5,7 @@ from mp_test_button_fakes import (
     OTHER_KEY,
 )
 
-from panicbutton import feedback, report
+from panicbutton import feedback, nvmstore, policy, report
 from panicbutton.app import ButtonApp
 from panicproto import frames
 
@@ -225,3 +225,53 @@ def test_wifi_errors_are_retried_not_fatal():
     run_for(app, hal, 40)
     assert app.verifier.rejects.get("short", 0) >= 1
     assert app.outbox.find_kind(frames.ALARM) is not None and app.loop_errors == 0
+
+
+def _request_test(hal, nonce):
+    at = nvmstore.REMOTE_TEST_AT
+    hal.nvm[at:at + nvmstore.REMOTE_TEST_LEN] = nvmstore.remote_test_record(nonce)
+
+
+def test_remote_test_request_sends_one_test_like_the_click_pattern():
+    hal = FakeHal()
+    _request_test(hal, 0x4242)
+    hal.fake_radio.reply = ack_for
+    app = ButtonApp(hal)
+    assert app.boot()
+    assert _report(hal)["remote_test"] == 0x4242
+    assert nvmstore.read_remote_test(hal.nvm) is None  # erased before anything is sent
+    press = [i for i, ln in enumerate(hal.lines) if ln.startswith("PANIC-BUTTON press: test")]
+    rep = [i for i, ln in enumerate(hal.lines) if ln.startswith("PANIC-BUTTON {")]
+    assert len(press) == 1 and rep[0] < press[0]  # after the report the tool reads first
+    counter = int(hal.lines[press[0]].split("counter=")[1])
+    run_for(app, hal, 4)
+    ups = [frames.decode_uplink(f, KEY) for sf, f in hal.fake_radio.sent]
+    assert [(u.kind, u.counter) for u in ups] == [(frames.TEST, counter)]
+    assert "PANIC-BUTTON ack: test counter=" + str(counter) + " status=1 via lora" in hal.lines
+    # A reboot (soft reload, watchdog reset, crash loop) never sends it again.
+    hal.lines = []
+    app = ButtonApp(hal)
+    assert app.boot()
+    assert _report(hal)["remote_test"] is None
+    assert not [ln for ln in hal.lines if "press: test" in ln]
+
+
+def test_remote_test_unanswered_retries_like_a_test_press():
+    hal = FakeHal()
+    _request_test(hal, 1)
+    app = ButtonApp(hal)
+    assert app.boot()
+    run_for(app, hal, 400)
+    kinds = [frames.decode_uplink(f, KEY).kind for sf, f in hal.fake_radio.sent]
+    assert kinds.count(frames.TEST) == policy.MAX_ATTEMPTS[frames.TEST]
+    assert "PANIC-BUTTON test not confirmed after 8 attempts" in hal.lines
+
+
+def test_remote_test_request_consumed_but_not_sent_on_config_error():
+    hal = FakeHal(provisioned=False)
+    _request_test(hal, 7)
+    app = ButtonApp(hal)
+    assert not app.boot()
+    assert _report(hal)["remote_test"] == 7 and "error" in _report(hal)
+    assert not [ln for ln in hal.lines if "press: test" in ln]
+    assert nvmstore.read_remote_test(hal.nvm) is None
