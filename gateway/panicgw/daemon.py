@@ -28,6 +28,7 @@ from aiohttp import web
 from panicgw import __version__
 from panicgw import pipeline as pl
 from panicgw.config import Config
+from panicgw.recent import MAX_LIMIT, RecentFrames
 from panicgw.store import Store
 
 log = logging.getLogger("panicgw.daemon")
@@ -124,8 +125,9 @@ class Gateway:
             incident_window_s=cfg.pipeline["incident_window_s"],
             rejections=self.rejections,
         )
+        self.recent = RecentFrames()  # last judged frames with verdicts: GET /v1/frames
         self.processor = pl.Processor(self.pipeline, cfg.pipeline["batch_max"],
-                                      on_commit=self._on_commit)
+                                      on_commit=self._on_commit, on_judged=self.recent.record)
         # Read-side connection for status and housekeeping from the event loop.
         self.status_store = Store(cfg.db_path)
         self.http: Any = None
@@ -181,12 +183,33 @@ class Gateway:
     async def _status_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())
 
+    async def _frames_handler(self, request: web.Request) -> web.Response:
+        """``GET /v1/frames?since=SEQ&device=HEX8&limit=N`` (docs/gateway.md, status API)."""
+        q = request.query
+        try:
+            since = int(q.get("since", "0"))
+            limit = int(q.get("limit", "500"))
+            if since < 0 or not 0 <= limit <= MAX_LIMIT:
+                raise ValueError
+        except ValueError:
+            return web.json_response(
+                {"error": f"since must be an integer >= 0, limit 0..{MAX_LIMIT}"}, status=400)
+        device: int | None = None
+        if q.get("device"):
+            raw = q["device"].strip().lower().removeprefix("0x")
+            if not 1 <= len(raw) <= 8 or raw.strip("0123456789abcdef"):
+                return web.json_response(
+                    {"error": "device must be 8 hex digits, e.g. 00C0FFEE"}, status=400)
+            device = int(raw, 16)
+        return web.json_response(self.recent.query(since, device, limit))
+
     async def _start_status(self) -> None:
         s = self.cfg.status
         if not s["enabled"]:
             return
         app = web.Application()
         app.router.add_get("/v1/status", self._status_handler)
+        app.router.add_get("/v1/frames", self._frames_handler)
         self._status_runner = web.AppRunner(app, access_log=None)
         await self._status_runner.setup()
         site = web.TCPSite(self._status_runner, s["host"], s["port"])

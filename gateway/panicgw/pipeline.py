@@ -41,6 +41,7 @@ log = logging.getLogger("panicgw.pipeline")
 UNKNOWN_DEVICE = "unknown_device"
 REPLAY = "replay"
 INTERNAL = "internal_error"
+PAYLOAD_ERROR = "payload_error"  # the dispatch payload builder failed (event still stored)
 
 # Dispatch event name, Contact ID code and outbox priority per uplink type.
 EVENT_KIND = {
@@ -360,14 +361,19 @@ class Processor:
     one dedicated thread, so fsync never stalls the event loop serving HTTP and serial.
 
     ``submit`` resolves once the frame's batch is committed (or rejected). ``on_commit`` is
-    called in the event loop with each batch's outcomes (forwarder wake-up, MQTT events).
+    called in the event loop with each batch's outcomes (forwarder wake-up, MQTT events);
+    ``on_judged`` with the batch's frames and outcomes, every verdict (the daemon's
+    recent-frames ring for ``GET /v1/frames``).
     """
 
     def __init__(self, pipeline: Pipeline, batch_max: int = 256,
-                 on_commit: Callable[[list[Outcome]], None] | None = None) -> None:
+                 on_commit: Callable[[list[Outcome]], None] | None = None,
+                 on_judged: Callable[[list[Frame], list[Outcome]], None] | None = None,
+                 ) -> None:
         self.pipeline = pipeline
         self.batch_max = batch_max
         self.on_commit = on_commit
+        self.on_judged = on_judged
         self.queue: asyncio.PriorityQueue[tuple[int, int, Frame, asyncio.Future[Outcome]]] = (
             asyncio.PriorityQueue()
         )
@@ -420,6 +426,11 @@ class Processor:
                     self.on_commit(outs)
                 except Exception:
                     log.exception("on_commit hook failed")
+            if self.on_judged is not None:
+                try:
+                    self.on_judged([b[2] for b in batch], outs)
+                except Exception:
+                    log.exception("on_judged hook failed")
             if self.queue.empty():
                 self._idle.set()
 

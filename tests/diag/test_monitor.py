@@ -66,7 +66,8 @@ def test_monitor_follows_db_and_exits_on_ctrl_c(gw: Gateway) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines = Lines(proc)
     try:
-        assert lines.take(1)[0]["type"] == "monitor"  # it has its starting point
+        start = lines.take(1)[0]  # it has its starting point
+        assert start["type"] == "monitor" and start["frames_from"] == "db"
         now = time.time()
         with gw.store.transaction():
             eid = gw.store.insert_event(DEV, 0x20001, "alarm", "pb-00c0ffee-00020001", now, 0,
@@ -134,3 +135,62 @@ def test_monitor_with_running_daemon_shows_rssi_and_bad_tags(gw: Gateway) -> Non
     assert (f["path"], f["rssi"], f["snr"], f["verdict"], f["kind"]) == (
         "lora", -108.0, 6.25, "stored", "alarm")
     assert by_type["rejected"]["reason"] == "bad_tag"
+
+
+def _post_frame(port: int, body: bytes) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/frames", data=body,
+                                 headers={"Content-Type": "application/octet-stream"},
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_monitor_device_filter_attributes_rejections_via_daemon(gw: Gateway) -> None:
+    """Good frame, bad tag and replay of one button, each attributed to it with its reason;
+    another device's rejection is filtered out; the same verdicts on GET /v1/frames."""
+    with running_daemon(gw):
+        info = json.loads((gw.data / "runtime.json").read_text())
+        proc = subprocess.Popen([*CLI, "monitor", "-c", str(gw.config), "--json",
+                                 "--interval", "0.1", "--device", f"{DEV:08X}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = Lines(proc)
+        try:
+            start = lines.take(1)[0]
+            assert start["type"] == "monitor" and start["frames_from"] == "daemon"
+            good = frames.encode_uplink(KEY, frames.Uplink(frames.ALARM, DEV, 0x00030001))
+            gw.bridge.rx(good, -108, 6.25)
+            stranger = frames.encode_uplink(KEY, frames.Uplink(frames.ALARM, 0x0BADF00D, 5))
+            assert _post_frame(info["http_port"], stranger) == 403
+            forged = frames.encode_uplink(bytes(16), frames.Uplink(frames.ALARM, DEV,
+                                                                   0x00030002, wifi=True))
+            assert _post_frame(info["http_port"], forged) == 403
+            stale = frames.encode_uplink(KEY, frames.Uplink(frames.TEST, DEV, 0x00010001,
+                                                            wifi=True))
+            assert _post_frame(info["http_port"], stale) == 200  # a signed RESYNC
+            got = lines.take(3)
+            more = lines.take(1, timeout=0.5)
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{info['status_port']}/v1/frames", timeout=5) as r:
+                api = json.loads(r.read())
+        finally:
+            rc, err = _stop(proc)
+    assert rc == 0 and "Traceback" not in err, err
+    assert more == []  # nothing of 0x0BADF00D
+    summary = [(g["type"], g["device_id"], g["counter"], g["path"], g["verdict"],
+                g.get("reason")) for g in got]
+    assert summary == [
+        ("frame", DEV, 0x00030001, "lora", "stored", None),
+        ("rejected", DEV, 0x00030002, "wifi", "rejected", "bad_tag"),
+        ("rejected", DEV, 0x00010001, "wifi", "rejected", "replay"),
+    ]
+    assert got[0]["rssi"] == -108.0 and got[0]["snr"] == 6.25
+    assert got[1]["label"] == "kasir" and got[1]["site"] == "Toko Sinar"
+    assert got[1]["device"] == "0x00C0FFEE" and got[1]["count"] == 1
+    by_counter = {(f["device_id"], f["counter"]): f for f in api["frames"]}
+    assert by_counter[(0x0BADF00D, 5)]["reason"] == "unknown_device"
+    assert by_counter[(DEV, 0x00030002)]["reason"] == "bad_tag"
+    assert by_counter[(DEV, 0x00010001)]["reason"] == "replay"
+    assert by_counter[(DEV, 0x00030001)]["verdict"] == "stored"
