@@ -8,6 +8,10 @@ several boards run side by side in one process, each in its own thread. Everythi
 
 Deep sleep ends code.py, waits for the alarms and runs code.py again with sleep memory
 kept; a power cut stops it and loses RAM and sleep memory; NVM survives both.
+
+``drive`` is the board's CIRCUITPY directory: settings.toml is read from it at every boot
+(as CircuitPython's ``os.getenv`` does), so a tool that rewrites it takes effect on reload.
+``usb_console()`` adds the USB serial console (panicsim.console) with a raw REPL.
 """
 
 import builtins
@@ -93,13 +97,16 @@ class SimBoard:
     def __init__(self, air=None, clock: SimClock | None = None, settings: dict | None = None,
                  settings_toml: str | Path | None = None, name: str = "board",
                  nvm_size: int = 4096, radio_present: bool = True,
-                 firmware_dir: Path | None = None) -> None:
+                 firmware_dir: Path | None = None, drive: str | Path | None = None) -> None:
         self.clock = clock or (air.clock if air is not None else SimClock())
         self.air = air
         self.name = name
         self.settings = dict(settings or {})
         if settings_toml is not None:
             self.settings.update(tomllib.loads(Path(settings_toml).read_text()))
+        self.drive = Path(drive) if drive is not None else None
+        self._base_settings = dict(self.settings)
+        self.usb = None  # panicsim.console.UsbConsole once usb_console() was called
         self.firmware_dir = Path(firmware_dir or FIRMWARE / self.kind)
         self.nvm = SimNVM(nvm_size)
         self.sleep_memory = bytearray(4096)
@@ -129,18 +136,47 @@ class SimBoard:
 
     def start(self) -> "SimBoard":
         """Power on (cold boot) and run code.py in a background thread."""
+        return self._launch("POWER_ON")
+
+    def reload(self) -> "SimBoard":
+        """Soft reload (Ctrl-D on the console): code.py runs again from the top; RAM is
+        lost, sleep memory and NVM are kept, so it is not a cold boot."""
+        self._halt_thread()
+        return self._launch("SOFTWARE")
+
+    def _launch(self, reason: str) -> "SimBoard":
         if self._thread and self._thread.is_alive():
             return self
         self.halt.clear()
         self.wake_alarm = None
-        self.reset_reason = "POWER_ON"
-        self._thread = threading.Thread(target=self._run, name="sim-" + self.name, daemon=True)
+        self.reset_reason = reason
+        if self.usb is not None:
+            self.usb.on_boot()  # before code.py prints its first line
+        self._thread = threading.Thread(target=self._run, args=(reason == "POWER_ON",),
+                                        name="sim-" + self.name, daemon=True)
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """True while code.py (or a deep sleep between its runs) is in progress."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def usb_console(self, link_dir: str | Path | None = None):
+        """Give the board its USB serial console on a pty (``.usb.path``); returns it."""
+        from panicsim.console import UsbConsole
+
+        if self.usb is None:
+            self.usb = UsbConsole(self, str(link_dir) if link_dir else None)
+        return self.usb
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the firmware (like holding reset); NVM and sleep memory stay."""
+        """Stop the firmware (like holding reset); NVM and sleep memory stay. The USB
+        console, if any, is closed too."""
         self._halt_thread(timeout)
+        if self.usb is not None:
+            self.usb.close()
+            self.usb = None
 
     def _halt_thread(self, timeout: float = 5.0) -> None:
         self.halt.set()
@@ -167,6 +203,8 @@ class SimBoard:
         with self._lines:
             self.console.append(text)
             self._lines.notify_all()
+        if self.usb is not None:
+            self.usb.output(text)
 
     def wait_for_line(self, predicate, timeout: float = 10.0, start: int = 0) -> str | None:
         """First console line (from index ``start``) matching ``predicate``, waiting up
@@ -185,12 +223,12 @@ class SimBoard:
                 self._lines.wait(min(left, 0.1))
 
     # -- running code.py --------------------------------------------------------------
-    def _run(self) -> None:
-        cold = True
+    def _run(self, cold: bool = True) -> None:
         while not self.halt.is_set():
             self.boots += 1
             if cold:
                 self.cold_boots += 1
+            self._read_drive_settings()
             modules = self._modules()
             try:
                 self._exec(modules)
@@ -254,6 +292,19 @@ class SimBoard:
         code = fw / "code.py"
         g = {"__name__": "__main__", "__file__": str(code), "__builtins__": sim_builtins}
         exec(compile(code.read_text(), str(code), "exec"), g)
+
+    def _read_drive_settings(self) -> None:
+        if self.drive is None:
+            return
+        f = self.drive / "settings.toml"
+        merged = dict(self._base_settings)
+        try:
+            merged.update(tomllib.loads(f.read_text()))
+        except FileNotFoundError:
+            pass
+        except (OSError, tomllib.TOMLDecodeError) as e:  # CircuitPython skips a bad file
+            self.say(f"[sim] settings.toml not read: {e}")
+        self.settings = merged
 
     def _sleep_until(self, alarms) -> None:
         while True:

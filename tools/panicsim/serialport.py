@@ -14,9 +14,9 @@ from pathlib import Path
 
 
 class PtySerial:
-    def __init__(self, link_dir: str | None = None) -> None:
+    def __init__(self, link_dir: str | None = None, name: str = "ttyBRIDGE") -> None:
         self._dir = Path(link_dir or tempfile.mkdtemp(prefix="panicsim-"))
-        self.path = str(self._dir / "ttyBRIDGE")
+        self.path = str(self._dir / name)
         self._lock = threading.Lock()
         self._master: int | None = None
         self.timeout = 0
@@ -78,6 +78,18 @@ class PtySerial:
                 return 0
             r, _, _ = select.select([self._master], [], [], 0)
             return 4096 if r else 0
+
+    def wait_readable(self, timeout: float) -> bool:
+        """True when a read would return data or a hang-up (no host) within ``timeout``."""
+        with self._lock:
+            m = self._master
+        if m is None:
+            return False
+        try:
+            r, _, _ = select.select([m], [], [], timeout)
+        except (OSError, ValueError):  # closed by unplug meanwhile
+            return False
+        return bool(r)
 
     def read(self, n: int = 1) -> bytes:
         with self._lock:
