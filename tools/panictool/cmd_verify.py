@@ -1,5 +1,7 @@
 """`panictool verify`: prove on site that this button is who the gateway thinks it is and
-that a TEST press reaches the gateway, on which paths, with how much radio margin."""
+that its TEST transmission reaches the gateway, on which paths, with how much radio margin.
+The TEST is triggered over USB (a request in NVM the firmware acts on at boot), so nobody
+has to press the button; ``--press`` keeps the manual 5-press flow."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import typer
 
 from panicgw import registry
 from panicgw.store import Store, StoreError
-from panictool import common, identity, verify
+from panictool import common, identity, testrequest, verify
 from panictool.transport import TransportError
 from panictool.transport_serial import SerialTransport, auto_port
 
@@ -21,11 +23,16 @@ Examples:
 
   panictool verify --gateway-db /var/lib/panicgw/gateway.db     # on the Pi, button on USB
   panictool verify --port /dev/ttyACM0 --gateway-db gw.db --timeout 90
+  panictool verify --gateway-db gw.db --press                   # you press 5 times instead
   panictool verify --export today.json --no-test                # identity checks only
 
-It reads the key fingerprint from the board (the key itself never leaves it), restarts
-code.py to read the PANIC-BUTTON boot report, asks you to press the button 5 times
-quickly (TEST), and looks for that frame in the gateway's database.
+It reads the key fingerprint from the board (the key itself never leaves it), writes a
+TEST request into the board's NVM, restarts code.py and reads the PANIC-BUTTON boot
+report; the firmware erases the request and sends one TEST (exactly as 5 quick presses
+would), and verify waits for the gateway to store it: paths heard, RSSI/SNR and link
+margin for the configured SF, and the button's ACK. Firmware older than 0.2.0 or a board
+with too little NVM cannot take the request: verify says so and asks you to press the
+button 5 times quickly instead (as --press does).
 
 Exit codes: 0 all checks passed (warnings allowed); 1 a check failed; 2 bad options;
 4 serial problem; 6 device not registered or registry unreadable.
@@ -91,17 +98,22 @@ def verify_cmd(
     export: Path | None = typer.Option(None, "--export", help="Registry export file (identity "
                                        "checks only; the TEST check needs --gateway-db)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the TEST "
-                                  "press and for the gateway to store it."),
+                                  "(its press, with --press) and for the gateway to store it."),
     boot_timeout: float = typer.Option(30.0, "--boot-timeout", help="Seconds to wait for the "
                                        "boot report after restarting code.py."),
-    no_test: bool = typer.Option(False, "--no-test", help="Skip the TEST press."),
+    press: bool = typer.Option(False, "--press", help="Do not trigger the TEST over USB: "
+                               "you press the button 5 times quickly (older firmware)."),
+    no_test: bool = typer.Option(False, "--no-test", help="Skip the TEST transmission."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON result for scripts."),
 ) -> None:
-    """Check a provisioned button against the registry and send a TEST to the gateway."""
+    """Check a provisioned button against the registry and have it send a TEST to the gateway."""
     if gateway_db is None and export is None:
         common.fail(common.USAGE, "say where the registry is",
                     "pass --gateway-db PATH (needed for the TEST check) or --export FILE",
                     as_json)
+    if press and no_test:
+        common.fail(common.USAGE, "--press and --no-test contradict each other",
+                    "pass one of them", as_json)
     res = verify.Result()
     try:
         used = port or auto_port()
@@ -122,6 +134,12 @@ def verify_cmd(
                 print_result(res, as_json)
                 raise typer.Exit(common.REGISTRY)
             res.add("registered", verify.PASS, f"0x{device_id:08X} at {rec.site.name}")
+            nonce: int | None = None
+            why_not: str | None = None
+            if not no_test and not press and gateway_db is not None:
+                why_not = testrequest.unavailable(t)
+                if why_not is None:
+                    nonce = testrequest.request(t)
             lines = SerialLines(t)
             t.soft_reboot(run_code=True)
             rep = verify.read_boot_report(lines, boot_timeout)
@@ -130,7 +148,8 @@ def verify_cmd(
                 if gateway_db is None:
                     res.add("gateway heard TEST", verify.WARN, "not checked (no --gateway-db)")
                 else:
-                    run_test(res, lines, rec, rep, gateway_db, timeout, as_json)
+                    run_test(res, lines, rec, rep, gateway_db, timeout, as_json, nonce,
+                             why_not)
     except TransportError as e:
         common.fail(common.SERIAL, str(e), e.hint, as_json)
     print_result(res, as_json)
@@ -138,18 +157,46 @@ def verify_cmd(
         raise typer.Exit(common.CHECK_FAILED)
 
 
+def _remote_outcome(rep: dict[str, Any], nonce: int) -> str | None:
+    """None when the firmware took our request; else why it did not."""
+    if "remote_test" not in rep:
+        return (f"firmware {rep.get('firmware')} ignored the TEST request (it predates "
+                f"{testrequest.SINCE_TEXT}; `panictool flash` updates it)")
+    if rep["remote_test"] != nonce:
+        return "the firmware did not find the TEST request in NVM after the restart"
+    return None
+
+
 def run_test(res: verify.Result, lines: verify.LineSource, rec: registry.DeviceRecord,
-             rep: dict[str, Any], gateway_db: Path, timeout: float, as_json: bool) -> None:
-    """Wait for the installer's TEST press, then for the gateway to store it."""
-    if not as_json:
-        typer.echo("Press the button 5 times quickly now (TEST pattern) ...")
+             rep: dict[str, Any], gateway_db: Path, timeout: float, as_json: bool,
+             nonce: int | None = None, why_not: str | None = None) -> None:
+    """Wait for the TEST the firmware sends (requested over USB, or pressed by the
+    installer), then for the gateway to store it."""
     start = time.monotonic()
-    counter, _ = verify.wait_for_press(lines, timeout)
-    if counter is None:
-        res.add("TEST press", verify.FAIL, f"no TEST press seen within {timeout:.0f} s",
-                "press 5 times quickly, about 3 presses per second")
-        return
-    res.add("TEST press", verify.PASS, f"counter {counter}")
+    if nonce is not None:
+        why_not = _remote_outcome(rep, nonce)
+    if nonce is not None and why_not is None:
+        res.test = {"trigger": "usb", "nonce": nonce, "counter": None, "ack": None}
+        counter, _ = verify.wait_for_press(lines, timeout)
+        if counter is None:
+            res.add("TEST sent", verify.FAIL, f"the firmware took TEST request {nonce} but "
+                    f"queued no TEST within {timeout:.0f} s",
+                    "read the console (`panictool console`) for errors")
+            return
+        res.add("TEST sent", verify.PASS, f"counter {counter}, requested over USB "
+                f"(request {nonce})")
+    else:
+        if why_not is not None:
+            res.add("TEST request", verify.WARN, f"{why_not}; falling back to a TEST press")
+        typer.echo("Press the button 5 times quickly now (TEST pattern) ...", err=as_json)
+        res.test = {"trigger": "press", "nonce": None, "counter": None, "ack": None}
+        counter, _ = verify.wait_for_press(lines, timeout)
+        if counter is None:
+            res.add("TEST press", verify.FAIL, f"no TEST press seen within {timeout:.0f} s",
+                    "press 5 times quickly, about 3 presses per second")
+            return
+        res.add("TEST press", verify.PASS, f"counter {counter}")
+    res.test["counter"] = counter
     sf = int((rep.get("settings") or {}).get("sf") or 9)
     left = max(5.0, timeout - (time.monotonic() - start))
     verify.check_heard(res, gateway_db, rec.device_id, counter, list(rep.get("paths") or []),

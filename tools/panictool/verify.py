@@ -42,6 +42,7 @@ class Result:
     checks: list[Check] = field(default_factory=list)
     report: dict[str, Any] | None = None
     heard: list[dict[str, Any]] = field(default_factory=list)
+    test: dict[str, Any] | None = None  # counter, trigger ("usb" or "press"), nonce, ack
 
     def add(self, name: str, status: str, detail: str, hint: str = "") -> Check:
         c = Check(name, status, detail, hint)
@@ -54,7 +55,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checks": [asdict(c) for c in self.checks],
-                "boot_report": self.report, "heard": self.heard}
+                "boot_report": self.report, "test": self.test, "heard": self.heard}
 
 
 def link_margin(snr: float | None, sf: int) -> float | None:
@@ -149,13 +150,23 @@ def heard(db: Path, device_id: int, counter: int) -> tuple[str, list[dict[str, A
                           "duplicate": bool(r[4])} for r in recs]
 
 
+def _ack(line: str | None, counter: int) -> dict[str, Any] | None:
+    m = ACK_RE.search(line or "")
+    if m is None or int(m.group(1)) != counter:
+        return None
+    return {"status": int(m.group(2)), "path": m.group(3)}
+
+
 def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list[str],
-                sf: int, timeout: float, next_line: LineSource | None = None) -> None:
+                sf: int, timeout: float, next_line: LineSource | None = None,
+                ack_wait: float = 10.0) -> None:
     """Wait until the gateway stored the TEST (and each of the button's paths delivered a
-    copy, or ``timeout`` passed), then grade each path's link margin."""
+    copy, or ``timeout`` passed), then grade each path's link margin. With the console
+    (``next_line``) also wait up to ``ack_wait`` s for the button's ACK line: the gateway
+    commits before it answers, so the ACK comes last."""
     end = time.monotonic() + timeout
     found = None
-    acks: list[str] = []
+    ack: dict[str, Any] | None = None
     while time.monotonic() < end:
         try:
             found = heard(db, device_id, counter)
@@ -166,9 +177,7 @@ def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list
         if found and {r["path"] for r in found[1]} >= set(paths):
             break
         if next_line is not None:
-            line = next_line(0.2)
-            if line and ACK_RE.search(line):
-                acks.append(line)
+            ack = ack or _ack(next_line(0.2), counter)
         else:
             time.sleep(0.2)
     if found is None:
@@ -202,3 +211,16 @@ def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list
         else:
             res.add("LoRa link margin", FAIL, f"{detail}: {m} dB margin is too little",
                     "move the button, use an external antenna, or a gateway nearer the site")
+    if next_line is None:
+        return
+    ack_end = time.monotonic() + ack_wait
+    while ack is None and (left := ack_end - time.monotonic()) > 0:
+        ack = _ack(next_line(min(left, 0.5)), counter)
+    if res.test is not None:
+        res.test["ack"] = ack
+    if ack is None:
+        res.add("button got ACK", WARN, f"the gateway stored the TEST but the button saw no "
+                f"ACK within {ack_wait:.0f} s", "the button keeps retrying: check the "
+                "bridge can transmit (`panicgw diag`) and PB_RX_WINDOW_MS")
+    else:
+        res.add("button got ACK", PASS, f"status {ack['status']} via {ack['path']}")
