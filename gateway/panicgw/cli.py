@@ -10,6 +10,7 @@ from panicgw.cmd_diag import diag_cmd
 from panicgw.cmd_dispatch_server import dispatch_server
 from panicgw.cmd_events import events
 from panicgw.cmd_monitor import monitor
+from panicgw.cmd_outbox import app as outbox_app
 from panicgw.cmd_run import run
 
 app = typer.Typer(
@@ -41,4 +42,5 @@ app.command("events")(events)
 app.command("monitor")(monitor)
 app.command("dispatch-server")(dispatch_server)
 app.add_typer(devices_app, name="devices")
+app.add_typer(outbox_app, name="outbox")
 app.command("demo")(demo)

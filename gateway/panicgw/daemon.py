@@ -14,6 +14,7 @@ forwarder gets a moment to finish what it is sending.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -203,6 +204,14 @@ class Gateway:
             device = int(raw, 16)
         return web.json_response(self.recent.query(since, device, limit))
 
+    async def _wake_handler(self, request: web.Request) -> web.Response:
+        """``POST /v1/outbox/wake``: `panicgw outbox requeue` changed the outbox from another
+        process; look at it now instead of at the next poll. Harmless when repeated."""
+        if self.forwarder is None:
+            return web.json_response({"woken": False, "reason": "no dispatch url"})
+        self.forwarder.wake()
+        return web.json_response({"woken": True})
+
     async def _start_status(self) -> None:
         s = self.cfg.status
         if not s["enabled"]:
@@ -210,6 +219,7 @@ class Gateway:
         app = web.Application()
         app.router.add_get("/v1/status", self._status_handler)
         app.router.add_get("/v1/frames", self._frames_handler)
+        app.router.add_post("/v1/outbox/wake", self._wake_handler)
         self._status_runner = web.AppRunner(app, access_log=None)
         await self._status_runner.setup()
         site = web.TCPSite(self._status_runner, s["host"], s["port"])
@@ -328,68 +338,6 @@ class Gateway:
                 log.exception("status publish failed")
             await asyncio.sleep(10.0)
 
-    def _supervise_sync(self, sup: Any, now: float) -> int:
-        """Evaluate supervision (pipeline thread) and store its events + state in one commit."""
-        from panicgw import dispatch_payload as dp
-        from panicgw.supervision import DeviceView
-
-        states = self.store.device_states()
-        views = []
-        for dev_id, dev in self.pipeline.devices.items():
-            st = states.get(dev_id)
-            views.append(DeviceView(
-                dev_id, dev.supervision_s, st.last_heard if st else None,
-                st.supervision if st else "ok", bool(st.battery_alarm) if st else False,
-                bool(st.low_battery) if st else False, st.battery_mv if st else None,
-                dev.window.highest if dev.window.highest >= 0 else None))
-        serial_on = self.serial is not None
-        last_seen = None
-        if serial_on:
-            last_seen = self.serial.last_pong or self.serial.last_rx
-        events = sup.tick(views, now, bridge_last_seen=last_seen, bridge_enabled=serial_on)
-        if self.forwarder is None:  # no dispatch: check-ins would only pile up unsent
-            events = [e for e in events if e.event != "gateway_checkin"]
-        if not events:
-            return 0
-        with self.store.transaction():
-            for ev in events:
-                dev = self.store.get_device(ev.device_id) if ev.device_id is not None \
-                    else None
-                if dev is not None and ev.counter is not None:
-                    incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event)
-                else:
-                    incident = dp.make_gateway_incident_id(self.gateway_id, ev.event, ev.at)
-                self.store.db.execute(
-                    "INSERT OR IGNORE INTO incidents (incident_id, device_id, kind, first_heard,"
-                    " last_heard, press_count) VALUES (?, ?, ?, ?, ?, 1)",
-                    (incident, ev.device_id, ev.event, ev.at, ev.at))
-                st = states.get(ev.device_id) if ev.device_id is not None else None
-                payload = dp.build_payload(
-                    incident_id=incident, event=ev.event, gateway_id=self.gateway_id,
-                    first_heard=ev.at, counter=ev.counter if dev is not None else None,
-                    site=dev.site.to_dict() if dev else None,
-                    device=({"id": ev.device_id, "label": dev.label,
-                             "battery_mv": st.battery_mv if st else None,
-                             "low_battery": bool(st.low_battery) if st else False,
-                             "firmware": dev.firmware} if dev else None),
-                    paths=([{"path": st.last_path, "rssi": st.last_rssi, "snr": st.last_snr,
-                             "at": st.last_heard}] if st and st.last_path else []),
-                    detail=ev.detail,
-                )
-                self.store.enqueue(incident, dp.priority_for(ev.event), payload, ev.at)
-                if ev.device_id is not None:
-                    self.store.set_supervision(ev.device_id, ev.state.get("supervision"),
-                                               ev.state.get("battery_alarm"))
-                if "last_checkin" in ev.state:
-                    self.store.set_meta("last_checkin", repr(ev.state["last_checkin"]))
-                if "bridge_trouble" in ev.state:
-                    self.store.set_meta("bridge_trouble", "1" if ev.state["bridge_trouble"]
-                                        else "0")
-        for ev in events:
-            log.info("supervision event %s", ev.event, extra={"fields": {
-                "device_id": ev.device_id, "detail": ev.detail}})
-        return len(events)
-
     supervise_every_s = 5.0  # how often supervision is evaluated
 
     def make_supervisor(self, **state: Any) -> Any:
@@ -404,19 +352,42 @@ class Gateway:
         )
 
     async def _supervise(self) -> None:
+        """Evaluate supervision on a thread of its own (a read connection: candidates only),
+        then store what it raised on the pipeline thread. See panicgw.supervision_runner."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from panicgw import supervision_runner as sr
+
         last = self.status_store.get_meta("last_checkin")
         sup = self.make_supervisor(
             last_checkin=float(last) if last else None,
             bridge_trouble=self.status_store.get_meta("bridge_trouble") == "1",
         )
-        while True:
-            try:
-                n = await self.processor.run_sync(self._supervise_sync, sup, time.time())
-                if n and self.forwarder is not None:
-                    self.forwarder.wake()
-            except Exception:
-                log.exception("supervision tick failed")
-            await asyncio.sleep(self.supervise_every_s)
+        reader = Store(self.cfg.db_path, check_same_thread=False)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="supervision")
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    serial = self.serial
+                    last_seen = (serial.last_pong or serial.last_rx) if serial else None
+                    events = await loop.run_in_executor(pool, functools.partial(
+                        sr.evaluate, reader.db, sup, time.time(), bridge_last_seen=last_seen,
+                        bridge_enabled=serial is not None, checkins=self.forwarder is not None))
+                    n = await self.processor.run_sync(
+                        sr.store_events, self.store, self.gateway_id, events) if events else 0
+                    if n:
+                        for ev in events:
+                            log.info("supervision event %s", ev.event, extra={"fields": {
+                                "device_id": ev.device_id, "detail": ev.detail}})
+                        if self.forwarder is not None:
+                            self.forwarder.wake()
+                except Exception:
+                    log.exception("supervision tick failed")
+                await asyncio.sleep(self.supervise_every_s)
+        finally:
+            pool.shutdown(wait=True)
+            reader.close()
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -1173,10 +1173,14 @@ def check_dead_letters(ctx: Context) -> Result:
     db = ctx.db()
     assert db is not None
     since = ctx.now - ctx.thresholds.dead_letter_window_h * 3600
-    total = db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+    # Requeued dead letters (`panicgw outbox requeue`, schema v2) are pending again: they
+    # show in the outbox check, not here.
+    cols = {r[1] for r in db.execute("PRAGMA table_info(dead_letters)")}
+    live = " AND d.requeued_at IS NULL" if "requeued_at" in cols else ""
+    total = db.execute(f"SELECT count(*) FROM dead_letters d WHERE 1{live}").fetchone()[0]
     rows = db.execute(
-        "SELECT d.incident_id, d.reason, d.at, o.priority FROM dead_letters d "
-        "LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.at >= ? ORDER BY d.at DESC",
+        "SELECT d.incident_id, d.reason, d.at, o.priority, d.outbox_id FROM dead_letters d "
+        f"LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.at >= ?{live} ORDER BY d.at DESC",
         (since,)).fetchall()
     if not rows:
         return Result("dead_letters", title, PASS,
@@ -1188,11 +1192,14 @@ def check_dead_letters(ctx: Context) -> Result:
     finding = (f"{len(rows)} message(s) rejected permanently by dispatch in the last "
                f"{ctx.thresholds.dead_letter_window_h:g} h ({len(alarms)} alarm(s)); latest "
                f"{latest[0]}: {ctx.redactor.text(str(latest[1]))[:100]}")
-    hint = ("Dispatch refused these for good (4xx): fix the cause (token, payload schema, "
-            "unknown site at dispatch) with the dispatch centre; `panicgw events --kind "
-            "panic` shows them. Alarms among them must be phoned in.")
+    ids = " ".join(str(r[4]) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+    hint = ("Dispatch refused these for good (4xx): `panicgw outbox list --dead` shows each "
+            "with its error; fix the cause (payload schema, unknown site at dispatch) with the "
+            f"dispatch centre, then `panicgw outbox requeue {ids}` (or `--all-dead`) sends "
+            "them again. Alarms among them must be phoned in now.")
     return Result("dead_letters", title, FAIL if alarms else WARN, finding, hint,
-                  {"recent": len(rows), "alarms": len(alarms), "total": total})
+                  {"recent": len(rows), "alarms": len(alarms), "total": total,
+                   "outbox_ids": [r[4] for r in rows]})
 
 
 @check("devices")

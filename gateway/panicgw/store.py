@@ -135,6 +135,13 @@ MIGRATIONS: list[str] = [
         last_at REAL NOT NULL
     );
     """,
+    # v2: dead letters can be requeued by a technician (`panicgw outbox requeue`); the dead
+    # letter row keeps when, and the outbox row how often, so the history stays readable.
+    """
+    ALTER TABLE dead_letters ADD COLUMN requeued_at REAL;
+    ALTER TABLE outbox ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX dead_letters_by_outbox ON dead_letters (outbox_id);
+    """,
 ]
 
 
@@ -607,12 +614,56 @@ class Store:
             )
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters not requeued since, newest first."""
         rows = self.db.execute(
-            "SELECT outbox_id, incident_id, reason, at FROM dead_letters ORDER BY id DESC LIMIT ?",
+            "SELECT outbox_id, incident_id, reason, at FROM dead_letters "
+            "WHERE requeued_at IS NULL ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [{"outbox_id": r[0], "incident_id": r[1], "reason": r[2], "at": r[3]}
                 for r in rows]
+
+    def outbox_list(self, states: tuple[str, ...] = ("pending", "dead"),
+                    limit: int = 1000) -> list[dict[str, Any]]:
+        """Outbox rows in ``states`` for `panicgw outbox list`: most urgent first, then oldest.
+        ``dead_at``/``dead_reason`` come from the row's latest dead letter."""
+        marks = ",".join("?" * len(states))
+        rows = self.db.execute(
+            "SELECT o.id, o.incident_id, o.priority, o.state, o.attempts, o.created_at, "
+            "o.next_at, o.last_error, o.requeues, json_extract(o.payload, '$.event'), "
+            "(SELECT max(d.at) FROM dead_letters d WHERE d.outbox_id = o.id) "
+            f"FROM outbox o WHERE o.state IN ({marks}) "
+            "ORDER BY o.priority, o.created_at, o.id LIMIT ?",
+            (*states, limit),
+        ).fetchall()
+        keys = ("id", "incident_id", "priority", "state", "attempts", "created_at", "next_at",
+                "last_error", "requeues", "event", "dead_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def requeue(self, item_ids: list[int] | None, at: float) -> list[int]:
+        """Move dead items (``None``: every dead item) back to pending, due at ``at``, with
+        attempts reset so the forwarder's backoff starts over; their dead letters are marked
+        requeued. Returns the ids moved; ids that are not dead are left alone."""
+        with self.transaction():
+            if item_ids is None:
+                ids = [int(r[0]) for r in self.db.execute(
+                    "SELECT id FROM outbox WHERE state = 'dead' ORDER BY id")]
+            else:
+                ids = [i for i in dict.fromkeys(item_ids) if self.db.execute(
+                    "SELECT 1 FROM outbox WHERE id = ? AND state = 'dead'", (i,)).fetchone()]
+            for i in ids:
+                self.db.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, "
+                    "requeues = requeues + 1, last_error = substr('requeued (was: ' || "
+                    "coalesce(last_error, '?') || ')', 1, 1000) WHERE id = ?",
+                    (at, i),
+                )
+                self.db.execute(
+                    "UPDATE dead_letters SET requeued_at = ? WHERE outbox_id = ? "
+                    "AND requeued_at IS NULL",
+                    (at, i),
+                )
+        return ids
 
     def outbox_counts(self) -> dict[str, int]:
         counts = {"pending": 0, "delivered": 0, "dead": 0, "pending_alarms": 0}

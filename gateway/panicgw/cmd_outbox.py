@@ -1,0 +1,191 @@
+"""`panicgw outbox`: what is waiting for dispatch, and sending dead letters again.
+
+A dead letter is a message dispatch refused for good (a permanent 4xx such as a payload the
+dispatch centre's schema rejected, or a check-in that expired). Once the cause is fixed (at
+dispatch or in the gateway's config) a technician requeues it: the row goes back to pending
+with its attempts reset, its dead letter is marked requeued (the history stays), and a
+running daemon is told to look at the outbox now (else its forwarder finds it within its
+poll interval, 5 s). Works with the daemon running or stopped (SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from panicgw import config as config_mod
+from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store, StoreError
+
+EXIT_OK = 0
+EXIT_NONE = 1
+EXIT_USAGE = 2
+EXIT_DB = 3
+
+PRIORITY_NAMES = {PRIO_ALARM: "alarm", PRIO_EVENT: "event", PRIO_TROUBLE: "trouble",
+                  PRIO_OTHER: "other"}
+
+app = typer.Typer(
+    help="List pending and dead dispatch messages; requeue dead letters once the cause is "
+         "fixed.",
+    no_args_is_help=True,
+)
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
+                          help="Gateway TOML (the DB is in its gateway data_dir).")
+DB_OPT = typer.Option(None, "--db", help="Gateway DB path (overrides --config; a running "
+                      "daemon is then not woken and picks changes up within 5 s).")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _open(config: Path | None, db: Path | None) -> tuple[Store, config_mod.Config | None]:
+    cfg = None
+    try:
+        if db is None:
+            cfg = config_mod.load(config)
+            db = cfg.db_path
+    except config_mod.ConfigError as e:
+        typer.echo(f"error: bad config: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not db.exists():
+        typer.echo(f"error: no gateway database at {db} (check --config / [gateway] data_dir "
+                   "or --db)", err=True)
+        raise typer.Exit(EXIT_DB)
+    try:
+        return Store(db), cfg
+    except StoreError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_DB) from None
+
+
+def _wake_daemon(cfg: config_mod.Config | None) -> bool:
+    """Ask a running daemon's forwarder to look at the outbox now (False: not running)."""
+    if cfg is None:
+        return False
+    from panicgw.diag import status_endpoint
+
+    ep = status_endpoint(cfg)
+    if ep is None:
+        return False
+    req = urllib.request.Request(f"http://{ep[0]}:{ep[1]}/v1/outbox/wake", data=b"",
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=2.0) as r:
+            return bool(json.loads(r.read(10_000)).get("woken"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _row(r: dict[str, Any], now: float) -> dict[str, Any]:
+    return {**r, "priority_name": PRIORITY_NAMES.get(r["priority"], str(r["priority"])),
+            "age_s": round(now - r["created_at"], 1)}
+
+
+@app.command("list")
+def list_cmd(
+    config: Path = CONFIG_OPT,
+    db: Path = DB_OPT,
+    dead: bool = typer.Option(False, "--dead", help="Only dead letters."),
+    limit: int = typer.Option(1000, "--limit", "-n", min=1, max=100000,
+                              help="At most this many (most urgent, then oldest, first)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List dispatch messages not delivered: pending ones (retried automatically) and dead
+    letters (refused for good, waiting for `panicgw outbox requeue`), with priority, age,
+    attempts and the last error.
+
+    Examples: `panicgw outbox list`, `panicgw outbox list --dead --json`.
+
+    Exit codes: 0 listed, 1 nothing to list, 2 bad arguments or config, 3 no/unreadable DB.
+    """
+    from panicgw.cmd_events import fmt_time
+    from panicgw.diag import fmt_age
+
+    store, _ = _open(config, db)
+    try:
+        rows = store.outbox_list(("dead",) if dead else ("pending", "dead"), limit)
+    except sqlite3.Error as e:  # locked beyond the busy timeout, not a gateway DB
+        typer.echo(f"error: cannot read the outbox: {e}", err=True)
+        raise typer.Exit(EXIT_DB) from None
+    finally:
+        store.close()
+    now = time.time()
+    rows = [_row(r, now) for r in rows]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        raise typer.Exit(EXIT_OK if rows else EXIT_NONE)
+    if not rows:
+        typer.echo("no dead letters" if dead else "outbox empty: everything was delivered")
+        raise typer.Exit(EXIT_NONE)
+    from rich.console import Console
+    from rich.table import Table
+
+    ndead = sum(1 for r in rows if r["state"] == "dead")
+    table = Table(title=f"{len(rows)} message(s) not delivered ({ndead} dead)")
+    for col in ("id", "state", "priority", "event", "incident", "age", "attempts", "next try",
+                "last error"):
+        table.add_column(col)
+    for r in rows:
+        state = "[bold red]dead[/]" if r["state"] == "dead" else "pending"
+        prio = r["priority_name"]
+        table.add_row(
+            str(r["id"]), state, f"[bold red]{prio}[/]" if r["priority"] == PRIO_ALARM else prio,
+            r["event"] or "?", r["incident_id"], fmt_age(r["age_s"]), str(r["attempts"]),
+            fmt_time(r["next_at"]) if r["state"] == "pending" else "-",
+            (r["last_error"] or "")[:80])
+    Console().print(table)
+    if ndead:
+        typer.echo("Fix the cause (see the last error; docs/dispatch-api.md), then "
+                   "`panicgw outbox requeue --all-dead` (or the ids).")
+
+
+@app.command("requeue")
+def requeue_cmd(
+    ids: list[int] = typer.Argument(None, help="Outbox ids of dead letters (from `list`).",
+                                    show_default=False),
+    all_dead: bool = typer.Option(False, "--all-dead", help="Every dead letter."),
+    config: Path = CONFIG_OPT,
+    db: Path = DB_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Send dead letters again: back to pending, attempts reset, sent at once (a running
+    daemon is woken; a stopped one sends them when it starts). Fix the cause first (token,
+    payload, dispatch's site list): an unchanged refusal dead-letters them again.
+
+    Examples: `panicgw outbox requeue 12 15`, `panicgw outbox requeue --all-dead`.
+
+    Exit codes: 0 requeued (ids that were not dead are named on stderr), 1 nothing matched
+    (no such dead letter), 2 bad arguments or config, 3 no/unreadable DB.
+    """
+    if bool(ids) == all_dead:
+        typer.echo("error: give outbox ids (see `panicgw outbox list --dead`) or --all-dead, "
+                   "not both", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    store, cfg = _open(config, db)
+    try:
+        moved = store.requeue(None if all_dead else list(ids), time.time())
+    except sqlite3.Error as e:  # locked beyond the busy timeout, read-only file
+        typer.echo(f"error: cannot update the outbox: {e}", err=True)
+        raise typer.Exit(EXIT_DB) from None
+    finally:
+        store.close()
+    missed = [i for i in dict.fromkeys(ids or []) if i not in moved]
+    woken = _wake_daemon(cfg) if moved else False
+    if as_json:
+        typer.echo(json.dumps({"requeued": moved, "not_dead": missed, "daemon_woken": woken}))
+    else:
+        if moved:
+            typer.echo(f"requeued {len(moved)} message(s): {', '.join(map(str, moved))}; "
+                       + ("the running daemon is sending them now" if woken else
+                          "the daemon sends them within 5 s (or when it starts)"))
+        else:
+            typer.echo("no dead letters " + ("to requeue" if all_dead else "with those ids"))
+    if missed:
+        typer.echo(f"not dead (pending, delivered or no such id): "
+                   f"{', '.join(map(str, missed))}", err=True)
+    raise typer.Exit(EXIT_OK if moved else EXIT_NONE)
