@@ -26,7 +26,13 @@ Quick use::
     btn.set_tamper(True)
     btn.power_cut(); btn.start()   # RAM and sleep memory lost, NVM kept (btn.nvm_writes)
     btn.console, btn.led_log, btn.radio.sent, btn.wait_for_line(pred, timeout)
+    usb = btn.usb_console()        # USB serial console on a pty: usb.path for pyserial /
+                                   # panictool (raw REPL, Ctrl-C stops, Ctrl-D reloads)
+    btn.reload()                   # soft reload: code.py again, sleep memory kept
     btn.stop()
+
+    SimButton(..., drive="path/CIRCUITPY")   # settings.toml re-read there at every boot;
+                                             # the console's open()/os are rooted there
 
 Semantics worth knowing:
 
