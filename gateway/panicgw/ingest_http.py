@@ -127,7 +127,8 @@ class HttpIngest:
             return self._reject("http_content_type", request, 415,
                                 "Content-Type must be application/octet-stream")
         try:
-            body = await asyncio.wait_for(request.read(), self.client_timeout_s)
+            async with asyncio.timeout(self.client_timeout_s):  # no extra task per request
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._reject("http_too_large", request, 413,
                                 f"body over {self.max_body} bytes")
