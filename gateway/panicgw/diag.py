@@ -1031,8 +1031,9 @@ def check_dispatch(ctx: Context) -> list[Result]:
             auth = Result("dispatch.auth", "Dispatch accepts our credentials", FAIL,
                           f"dispatch rejected our token or signature (HTTP {code})",
                           "Ask the dispatch centre for this gateway's token and signing "
-                          "secret and set [dispatch] token / secret; every delivery fails "
-                          "(dead letters) until it is fixed.")
+                          "secret and set [dispatch] token / secret, then restart panicgw; "
+                          "until then nothing is sent (alarms are kept and retried, never "
+                          "dead-lettered): phone alarms in.")
         elif code >= 500 or code in (404, 405):
             auth = Result("dispatch.auth", "Dispatch accepts our credentials", SKIP,
                           f"cannot tell: dispatch answered HTTP {code}")
@@ -1044,7 +1045,7 @@ def check_dispatch(ctx: Context) -> list[Result]:
             auth = Result("dispatch.auth", "Dispatch accepts our credentials", PASS,
                           f"token and signature accepted (HTTP {code} to {detail}, "
                           "which creates no incident)")
-    out.append(auth)
+    out.append(_running_auth(ctx, auth))
     if not d["secret"]:
         out.append(Result("dispatch.signing", "Dispatch body signing", WARN,
                           "no [dispatch] secret: bodies are not signed",
@@ -1052,6 +1053,33 @@ def check_dispatch(ctx: Context) -> list[Result]:
                           "that alarms come from this gateway."))
     out.append(tls_expiry(parts, sctx, ctx))
     return out
+
+
+def _running_auth(ctx: Context, probe: Result) -> Result:
+    """The running daemon's forwarder knows better than one probe: it may still use the
+    credentials it loaded at start (config fixed but not restarted), or dispatch may refuse
+    it for a reason the probe does not hit (403 by client certificate or address)."""
+    fwd = (ctx.status or {}).get("dispatch")
+    if not isinstance(fwd, dict) or not fwd.get("auth_failed"):
+        return probe
+    n = fwd.get("auth_failures") or 0
+    since = fwd.get("auth_failed_since")
+    age = f" for {fmt_age(ctx.now - since)}" if isinstance(since, (int, float)) else ""
+    status = fwd.get("last_status")
+    running = (f"the running daemon's deliveries are refused (HTTP {status}, {n} times"
+               f"{age}); nothing is sent, messages are kept and retried")
+    data = {**probe.data, "daemon_auth_failed": True, "auth_failures": n,
+            "auth_failed_since": since}
+    if probe.status == PASS:
+        return Result("dispatch.auth", probe.title, FAIL,
+                      f"{running}, although this config's credentials are accepted",
+                      "The daemon still uses the token/secret/certificate it loaded at start: "
+                      "restart panicgw (`sudo systemctl restart panicgw`) to load the fixed "
+                      "config. Phone pending alarms in meanwhile.", data)
+    return Result("dispatch.auth", probe.title, FAIL, f"{probe.finding}; {running}",
+                  probe.hint or "Ask the dispatch centre for this gateway's token, signing "
+                  "secret and client certificate; check the clock (`timedatectl`), then "
+                  "restart panicgw.", data)
 
 
 PROBE_BODY = b'{"probe":"panicgw-diag"}'

@@ -9,8 +9,16 @@ Why it is shaped this way:
   order, so alarms reach dispatch first.
 - One global pause after a transport failure (connection refused, timeout, 5xx, 429): a down
   dispatch gets one probe per backoff step, not one POST per queued item.
-- Alarms retry forever; a permanent 4xx (not 408/429) is a dead letter (shown by diagnostics,
-  logged at error level) because repeating the same request cannot succeed.
+- Auth failures (401/403) are the gateway's configuration (token, signing secret, clock,
+  client certificate), which a technician fixes: nothing is dead-lettered, everything stays
+  pending and is retried like during an outage (one probe per capped backoff step, alarms
+  first), ``auth_failed`` is set in the stats (status API, ``panicgw diag``) and the error is
+  logged at a bounded rate.
+- Any other permanent 4xx (not 408/425/429) dead-letters a non-alarm (shown by diagnostics,
+  logged at error level; `panicgw outbox requeue` sends it again once fixed) because
+  repeating the same request cannot succeed. An ALARM is never dead-lettered: a lost alarm
+  is the worst outcome, so it stays pending, is retried at the alarm backoff cap and is
+  raised loudly (error log, ``alarms_refused`` in the stats, the outbox check of diag).
 - The body is signed (HMAC-SHA256 over ``<t>.<body>``) and carries an ``Idempotency-Key``
   derived from the incident, equal on every gateway (see dispatch_payload.idempotency_key).
 """
@@ -41,6 +49,8 @@ log = logging.getLogger("panicgw.forwarder")
 SIGNATURE_HEADER = "X-Panic-Signature"
 RETRYABLE_4XX = (408, 425, 429)
 ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered
+AUTH_FAILED = (401, 403)  # our credentials: fix the config, never drop what is queued
+LOUD_LOG_EVERY_S = 60.0  # auth failures / refused alarms: one error line a minute at most
 
 
 class OutboxStore(Protocol):
@@ -101,7 +111,7 @@ def make_ssl_context(ca_file: str | None = None, client_cert: str | None = None,
 
 
 class Outcome(NamedTuple):
-    kind: str  # "delivered" | "retry" | "dead"
+    kind: str  # "delivered" | "retry" | "dead" | "auth"
     status: int | None
     reason: str  # counter key: "http_500", "timeout", "connect", "tls", ...
     detail: str
@@ -181,6 +191,13 @@ class Forwarder:
         self.last_error_at: float | None = None
         self.last_success_at: float | None = None
         self.last_status: int | None = None
+        self.auth_failed = False  # dispatch refuses our credentials right now
+        self.auth_failures = 0
+        self.auth_failed_since: float | None = None
+        self.alarms_refused = 0  # permanent 4xx answers to alarms (kept, retried)
+        self.last_alarm_refused: str | None = None
+        self._loud_at: dict[str, float] = {}  # last error line per kind (bounded logging)
+        self._loud_suppressed: dict[str, int] = {}
 
     # -- public API ------------------------------------------------------------------------
 
@@ -220,6 +237,11 @@ class Forwarder:
             "last_error_at": self.last_error_at,
             "last_success_at": self.last_success_at,
             "last_status": self.last_status,
+            "auth_failed": self.auth_failed,
+            "auth_failures": self.auth_failures,
+            "auth_failed_since": self.auth_failed_since,
+            "alarms_refused": self.alarms_refused,
+            "last_alarm_refused": self.last_alarm_refused,
         }
 
     async def run(self) -> None:
@@ -310,6 +332,18 @@ class Forwarder:
         base = min(cap, self.backoff_base_s * (2 ** min(attempts, 30)))
         return base * self._rng.uniform(0.5, 1.5)
 
+    def _loud(self, kind: str, msg: str, *args: Any) -> None:
+        """An error line at most every LOUD_LOG_EVERY_S per ``kind``, with how many were
+        suppressed: a misconfigured gateway retrying for a weekend must not fill the disk."""
+        now = self._clock()
+        if now - self._loud_at.get(kind, float("-inf")) < LOUD_LOG_EVERY_S:
+            self._loud_suppressed[kind] = self._loud_suppressed.get(kind, 0) + 1
+            return
+        self._loud_at[kind] = now
+        suppressed = self._loud_suppressed.pop(kind, 0)
+        log.error(msg + (" (%d similar lines suppressed)" if suppressed else ""),
+                  *args, *((suppressed,) if suppressed else ()))
+
     def _note_error(self, reason: str, detail: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1
         self.last_error = f"{reason}: {detail}"[:300]
@@ -361,6 +395,8 @@ class Forwarder:
             return Outcome("retry", None, "connect", str(e))
         if 200 <= status < 300 or status == ALREADY_HAVE:
             return Outcome("delivered", status, "ok", text)
+        if status in AUTH_FAILED:
+            return Outcome("auth", status, f"http_{status}", text[:300], retry_after)
         if 400 <= status < 500 and status not in RETRYABLE_4XX:
             return Outcome("dead", status, f"http_{status}", text[:300])
         return Outcome("retry", status, f"http_{status}", text[:300], retry_after)
@@ -374,11 +410,32 @@ class Forwarder:
                 self.sent += 1
                 self.last_success_at = now
                 self.last_status = out.status
+                if self.auth_failed:
+                    log.warning("dispatch accepts our credentials again after %d refusals",
+                                self.auth_failures)
+                    self.auth_failed, self.auth_failed_since = False, None
                 if self._failures_in_row:
                     log.info("dispatch reachable again after %d failures", self._failures_in_row)
                     self._sweep = True  # everything held back goes now, alarms first
                 self._failures_in_row = 0
                 self._pause_until = 0.0
+            elif out.kind == "dead" and item.priority == PRIO_ALARM:
+                # Never dead-letter an alarm: keep it, retry at the alarm cap, say so loudly.
+                self.alarms_refused += 1
+                self.last_status = out.status
+                self._note_error(out.reason, out.detail)
+                self.last_alarm_refused = (f"{item.incident_id}: HTTP {out.status}: "
+                                           f"{out.detail}")[:300]
+                delay = self._backoff(item.attempts, item.priority)
+                await self._store(self.store.reschedule, item.id, now + delay,
+                                  f"refused: HTTP {out.status}: {out.detail}"[:1000])
+                self._next_retry = min(self._next_retry, now + delay)
+                self._sweep = False  # honour its backoff: no tight loop, lower tiers go on
+                self._loud("alarm_refused",
+                           "dispatch REFUSED ALARM %s (item %s) with HTTP %s: kept and retried "
+                           "every <= %g s; fix the cause with the dispatch centre and phone "
+                           "the alarm in", item.incident_id, item.id, out.status,
+                           self.alarm_backoff_max_s)
             elif out.kind == "dead":
                 reason = f"HTTP {out.status}: {out.detail}".strip()
                 await self._store(self.store.dead_letter, item.id, now, reason)
@@ -388,6 +445,15 @@ class Forwarder:
                 log.error("dispatch rejected %s (%s, %s) permanently, dead-lettered: HTTP %s",
                           item.incident_id, item.payload.get("event"), item.id, out.status)
             else:
+                if out.kind == "auth":
+                    self.auth_failures += 1
+                    if not self.auth_failed:
+                        self.auth_failed, self.auth_failed_since = True, now
+                    self._loud("auth", "dispatch refuses our credentials (HTTP %s, %d times "
+                               "since %s): nothing is dropped, every message stays pending and "
+                               "is retried; check [dispatch] token / secret, the clock and the "
+                               "client certificate (`panicgw diag`)", out.status,
+                               self.auth_failures, rfc3339(self.auth_failed_since or now))
                 self._note_error(out.reason, out.detail)
                 self.last_status = out.status
                 self._failures_in_row += 1
@@ -402,8 +468,9 @@ class Forwarder:
                     pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
                 self._pause_until = max(self._pause_until, now + pause)
                 self._sweep = False
-                log.warning("dispatch %s failed (%s), retry in %.1f s", item.incident_id,
-                            out.reason, delay)
+                if out.kind != "auth":  # auth failures are logged by _loud, rate-bounded
+                    log.warning("dispatch %s failed (%s), retry in %.1f s", item.incident_id,
+                                out.reason, delay)
         except Exception as e:  # a store failure: the row stays pending and is retried
             self._note_error("store", f"{type(e).__name__}: {e}")
             log.exception("forwarder: store update for outbox item %s failed", item.id)

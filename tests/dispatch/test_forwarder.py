@@ -135,28 +135,28 @@ def test_permanent_4xx_dead_letters_and_retryable_codes_do_not(outbox: MemoryOut
     async def main() -> None:
         srv = DispatchServer(token="the-right-token", secret=SECRET)
         await srv.start()
-        outbox.add(payload("panic"))
-        fwd = fwd_for(outbox, srv)  # wrong token
-        task = asyncio.create_task(fwd.run())
-        assert await until(lambda: outbox.states() == {"dead": 1})
-        await fwd.stop()
-        await task
-        assert fwd.stats()["dead_lettered"] == 1 and fwd.failed == {"http_401": 1}
-        assert "HTTP 401" in outbox.rows[1].error
-        assert [r.verdict for r in srv.received] == ["bad_token"]
 
-        # bad signature secret -> 401 as well; schema-invalid body -> 422: dead letters
+        # schema-invalid body -> 422: a TEST is dead-lettered, an ALARM never (kept, loud)
         srv2 = MemoryOutbox()
-        broken = payload("panic", device_id=9)
-        broken["contact_id"]["code"] = 137
-        srv2.add(broken)
+        broken_test = payload("test", device_id=8)
+        del broken_test["times"]
+        broken_alarm = payload("panic", device_id=9)
+        broken_alarm["contact_id"]["code"] = 137
+        t_id, a_id = srv2.add(broken_test), srv2.add(broken_alarm)
         fwd2 = Forwarder(srv2, srv.url, gateway_id="gw-1", token="the-right-token",
                          secret=SECRET, **FAST)
         task = asyncio.create_task(fwd2.run())
-        assert await until(lambda: srv2.states() == {"dead": 1})
+        assert await until(lambda: srv2.rows[t_id].state == "dead"
+                           and srv2.rows[a_id].item.attempts >= 3)
         await fwd2.stop()
         await task
         assert srv.received[-1].verdict == "schema" and srv.received[-1].status == 422
+        assert srv2.rows[a_id].state == "pending"
+        assert srv2.rows[a_id].error.startswith("refused: HTTP 422")
+        st = fwd2.stats()
+        assert st["dead_lettered"] == 1 and st["alarms_refused"] >= 3
+        assert st["last_alarm_refused"].startswith(broken_alarm["incident_id"])
+        assert st["auth_failed"] is False
 
         # 429 with Retry-After and 408 are retried; a 409 means dispatch already has it
         srv3 = MemoryOutbox()
@@ -180,6 +180,68 @@ def test_permanent_4xx_dead_letters_and_retryable_codes_do_not(outbox: MemoryOut
         assert fwd3.failed == {"http_429": 1, "http_408": 1}
         assert fwd3.dead_lettered == 0
     run(main())
+
+
+def test_auth_failure_never_dead_letters_then_token_fixed_alarm_first(tmp_path: Any) -> None:
+    """401 (wrong token) and 403 keep every message pending on the SQLite outbox, flagged as
+    auth_failed in the stats; once the technician fixes the token (and restarts), the alarm
+    is delivered first and nothing was ever dead."""
+    from panicgw.dispatch_payload import priority_for
+    from panicgw.store import Store
+
+    async def main() -> None:
+        store = Store(tmp_path / "gw.db")
+        now = time.time()
+        for i, ev in enumerate(("test", "low_battery", "panic")):
+            body = payload(ev, device_id=0x100 + i)
+            store.enqueue(body["incident_id"], priority_for(ev), body, now)
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        fwd = fwd_for(store, srv, token="an-old-token")  # type: ignore[arg-type]
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: fwd.auth_failures >= 3)
+        srv.fail(403, count=2)  # a 403 (e.g. certificate / IP rule) is an auth failure too
+        assert await until(lambda: fwd.failed.get("http_403", 0) == 2)
+        await fwd.stop()
+        await task
+        st = fwd.stats()
+        assert st["auth_failed"] is True and st["auth_failures"] >= 5
+        assert st["auth_failed_since"] and st["dead_lettered"] == 0 and st["sent"] == 0
+        assert store.outbox_counts()["pending"] == 3 and store.outbox_counts()["dead"] == 0
+        assert store.dead_letters() == []
+        # Paced like an outage: only the alarm probes, the rest waits (no POST per item).
+        alarm_key = store.outbox_rows()[2]["payload"]["idempotency_key"]
+        assert len(srv.received) >= 5 and srv.accepted() == []
+        assert {r.idempotency_key for r in srv.received} == {alarm_key}
+
+        fixed = fwd_for(store, srv)  # type: ignore[arg-type]  # config fixed, restarted
+        task = asyncio.create_task(fixed.run())
+        assert await until(lambda: store.outbox_counts()["delivered"] == 3)
+        await fixed.stop()
+        await task
+        await srv.stop()
+        assert [r.body["event"] for r in srv.accepted()] == ["panic", "test", "low_battery"]
+        assert store.outbox_counts()["dead"] == 0 and fixed.stats()["auth_failed"] is False
+        store.close()
+    run(main())
+
+
+def test_auth_failure_logs_at_a_bounded_rate(outbox: MemoryOutbox, caplog: Any) -> None:
+    async def main() -> None:
+        srv = DispatchServer(token="the-right-token", secret=SECRET)
+        await srv.start()
+        outbox.add(payload("panic"))
+        fwd = fwd_for(outbox, srv)  # wrong token
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: fwd.auth_failures >= 6)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert outbox.states() == {"pending": 1}
+    with caplog.at_level("WARNING", logger="panicgw.forwarder"):
+        run(main())
+    lines = [r for r in caplog.records if "credentials" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR"
 
 
 def test_two_gateways_one_incident_at_dispatch() -> None:
