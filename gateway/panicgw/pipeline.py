@@ -16,6 +16,10 @@ Rules (docs/gateway.md):
   derive from the first press's (device, counter), so a press retried across a gateway
   crash, or heard by another gateway, always names the same incident.
 - Every rejection gets a reason, is counted, and is logged at a bounded rate.
+- A dispatch payload that cannot be built (bad site data, a builder bug) never fails the
+  batch: the event is stored and acknowledged and the outbox gets a degraded body (the failed
+  parts replaced, ``detail`` starting with ``DEGRADED:``), see ``_payload``. Only when even
+  the minimal body fails is that one frame rolled back and rejected (``payload_error``).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from panicgw import dispatch_payload
 from panicgw.dispatch_payload import build_payload
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, Store
@@ -127,6 +133,36 @@ PayloadBuilder = Callable[..., dict[str, Any]]
 _UNKNOWN_SITE = SiteRecord("(device removed from registry)", "shop", "", 0.0, 0.0)
 
 
+class PayloadFailed(Exception):
+    """Not even a minimal dispatch body could be built for a stored event."""
+
+
+def _safe_text(value: Any, limit: int = 500) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _safe_site(site: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The site with every field the payload schema would refuse replaced; and their names."""
+    out: dict[str, Any] = {}
+    replaced: list[str] = []
+    name = _safe_text(site.get("name"))
+    out["name"] = name or "(site name unavailable)"
+    kind = site.get("kind")
+    out["kind"] = kind if kind in dispatch_payload.SITE_KINDS else "shop"
+    for k in ("address", "contact", "phone"):
+        v = _safe_text(site.get(k))
+        out[k] = v if v is not None else ""
+    for k, lim in (("lat", 90.0), ("lon", 180.0)):
+        v = site.get(k)
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) \
+            and -lim <= v <= lim
+        out[k] = float(v) if ok else 0.0
+    for k in ("name", "kind", "address", "contact", "phone", "lat", "lon"):
+        if out[k] != site.get(k):
+            replaced.append(f"site.{k}")
+    return out, replaced
+
+
 class _Dev:
     """A registered device as the hot path needs it: key, replay window, supervision
     interval. Site and contact details stay in SQLite and are read only when an incident is
@@ -166,7 +202,8 @@ class Pipeline:
         self.clock = clock
         self.devices: dict[int, _Dev] = {}
         self.generation = -1
-        self.stats = {"stored": 0, "duplicate": 0, "resync": 0, "rejected": 0}
+        self.stats = {"stored": 0, "duplicate": 0, "resync": 0, "rejected": 0,
+                      "payload_degraded": 0}
         self.reload_devices()
 
     # -- registry cache -------------------------------------------------------------------
@@ -294,7 +331,11 @@ class Pipeline:
         incident_id = None
         prio = PRIO_OTHER
         event_fields: dict[str, Any] | None = None
+        window_before = dev.window.state()
         if up.kind in EVENT_KIND:
+            # Events only (rare; heartbeats skip it): lets _payload's last resort undo just
+            # this frame inside the batch's transaction.
+            st.db.execute("SAVEPOINT frame")
             event, code, prio = EVENT_KIND[up.kind]
             since = at - self.incident_window_s
             found = st.open_incident(up.device_id, kind_name, since)
@@ -320,20 +361,34 @@ class Pipeline:
             rec = st.get_device(up.device_id)
             if rec is None:  # removed between reload and now: still store and forward
                 rec = DeviceRecord(up.device_id, dev.key, _UNKNOWN_SITE, "(unregistered)")
-            payload = self.build_payload(
-                incident_id=incident_id,
-                event=event_fields["event"],
-                gateway_id=self.gateway_id,
-                first_heard=first_heard,
-                last_heard=at,
-                site=rec.site.to_dict(),
-                device={"id": rec.device_id, "label": rec.label, "battery_mv": up.battery_mv,
-                        "low_battery": up.low_battery, "firmware": rec.firmware},
-                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-                press_count=event_fields["press_count"],
-                counter=first_counter,
-                frame_counter=up.counter,  # a repeat press is a new document for dispatch
-            )
+            try:
+                payload = self._payload(
+                    incident_id=incident_id,
+                    event=event_fields["event"],
+                    gateway_id=self.gateway_id,
+                    first_heard=first_heard,
+                    last_heard=at,
+                    site=rec.site.to_dict(),
+                    device={"id": rec.device_id, "label": rec.label,
+                            "battery_mv": up.battery_mv, "low_battery": up.low_battery,
+                            "firmware": rec.firmware},
+                    paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
+                    press_count=event_fields["press_count"],
+                    counter=first_counter,
+                    frame_counter=up.counter,  # a repeat press is a new document for dispatch
+                )
+            except PayloadFailed as e:
+                # Undo this frame only (event, incident, reception, replay state): the rest
+                # of the batch commits; the button is not acknowledged and retries.
+                st.db.execute("ROLLBACK TO frame")
+                st.db.execute("RELEASE frame")
+                dev.window.highest, dev.window.bitmap = window_before
+                self.rejections.count(PAYLOAD_ERROR, str(e), path=f.path, source=f.source,
+                                      device_id=up.device_id)
+                self.stats["rejected"] += 1
+                return Outcome(REJECTED, PAYLOAD_ERROR, device_id=up.device_id,
+                               counter=up.counter, kind=kind_name)
+            st.db.execute("RELEASE frame")
             st.enqueue(incident_id, prio, payload, at, event_id)
         return Outcome(STORED, None, device_id=up.device_id, counter=up.counter, kind=kind_name,
                        incident_id=incident_id, priority=prio,
@@ -341,6 +396,47 @@ class Pipeline:
                               "type": kind_name, "path": f.path, "rssi": f.rssi,
                               "snr": f.snr, "battery_mv": up.battery_mv, "at": at,
                               "incident_id": incident_id})
+
+
+    def _payload(self, **kw: Any) -> dict[str, Any]:
+        """The dispatch body for a stored event, degraded rather than lost.
+
+        1. the configured builder with everything; 2. on any exception, the same builder
+        with the site's unusable fields replaced; 3. the reference builder with the bare
+        minimum (device id, battery, event, times). A degraded body says so in ``detail``
+        ("DEGRADED: ..."; the schema allows no extra field), is logged at error level and
+        counted (``payload_degraded`` in the status API's frames). Raises PayloadFailed only
+        when even step 3 fails (a gateway-wide fault such as an invalid gateway id).
+        """
+        try:
+            return self.build_payload(**kw)
+        except Exception as e:  # a bug or bad registry data must not lose a stored alarm
+            first = f"{type(e).__name__}: {e}"
+        site, replaced = _safe_site(kw["site"])
+        dev = kw["device"]
+        attempts = [
+            (self.build_payload, {**kw, "site": site}, replaced),
+            (dispatch_payload.build_payload, {
+                **kw, "site": site, "paths": [],
+                "device": {"id": dev["id"], "label": "", "firmware": None,
+                           "low_battery": bool(dev.get("low_battery")),
+                           "battery_mv": min(max(int(dev.get("battery_mv") or 0), 0), 10000)}},
+             [*replaced, "device.label", "device.firmware", "paths"]),
+        ]
+        for builder, args, parts in attempts:
+            note = (f"DEGRADED: the gateway could not build this message normally ({first}); "
+                    f"replaced: {', '.join(parts) or 'nothing'}. Verify site and caller by "
+                    "phone.")
+            try:
+                body = builder(**{**args, "detail": note[:500]})
+            except Exception as e:
+                last = f"{type(e).__name__}: {e}"
+                continue
+            self.stats["payload_degraded"] += 1
+            log.error("dispatch payload for %s degraded: %s", kw["incident_id"], first,
+                      extra={"fields": {"incident_id": kw["incident_id"], "replaced": parts}})
+            return body
+        raise PayloadFailed(f"{first}; minimal body: {last}")
 
 
 def frame_priority(data: bytes) -> int:

@@ -172,3 +172,79 @@ def test_random_bytes_never_crash_never_acked(store, data):
     p = _pipe(store)
     out = p.process(pl.Frame(data, "wifi"))
     assert out.status == pl.REJECTED and out.downlink is None and out.reason
+
+
+OTHER = 0x0000CAFE
+OTHER_KEY = bytes(range(16, 32))
+
+
+def test_payload_builder_failure_degrades_one_frame_not_the_batch(store):
+    """A builder that raises for one device: that alarm is still stored, ACKed and queued with
+    a body marked DEGRADED (valid against the dispatch schema); the rest of the batch commits
+    normally."""
+    from panicgw.dispatch_payload import build_payload
+    from panicgw.dispatch_server import schema_errors
+
+    store.upsert_device(make_record(OTHER, OTHER_KEY))
+
+    def builder(**kw):
+        if kw["device"]["id"] == OTHER:
+            raise KeyError("site_code")  # a bug tied to this device's registry data
+        return build_payload(**kw)
+
+    p = _pipe(store, payload_builder=builder)
+    outs = p.process_batch([
+        pl.Frame(uplink(counter=0x00010001), "lora", -97, 7.5),
+        pl.Frame(uplink(counter=0x00010001, device_id=OTHER, key=OTHER_KEY), "wifi"),
+        pl.Frame(uplink(frames.HEARTBEAT, 0x00010002), "lora"),
+        pl.Frame(uplink(frames.TEST, 0x00010003), "lora"),
+    ])
+    assert [o.status for o in outs] == [pl.STORED] * 4
+    assert _ack(outs[1], OTHER_KEY).status == frames.STORED  # acknowledged: it is on disk
+    assert all(o.downlink is not None for o in outs)
+    rows = {r["incident_id"]: r for r in store.outbox_rows()}
+    assert set(rows) == {"0000BEEF-00010001-panic", "0000CAFE-00010001-panic",
+                         "0000BEEF-00010003-test"}
+    degraded = rows["0000CAFE-00010001-panic"]["payload"]
+    assert degraded["detail"].startswith("DEGRADED:") and "KeyError" in degraded["detail"]
+    assert degraded["device"]["id"] == "0000CAFE" and degraded["event"] == "panic"
+    assert degraded["site"]["name"] == "Toko Sinar"  # what could be kept was kept
+    assert degraded["contact_id"]["code"] == 122 and rows[
+        "0000CAFE-00010001-panic"]["priority"] == PRIO_ALARM
+    assert schema_errors(degraded) == []
+    assert rows["0000BEEF-00010001-panic"]["payload"]["detail"] == ""
+    assert store.find_event(OTHER, 0x00010001) is not None
+    assert p.stats["payload_degraded"] == 1 and p.stats["stored"] == 4
+
+
+def test_bad_site_field_replaced_and_named(store):
+    """Registry data the schema refuses (latitude out of range): the builder's own error, and
+    the degraded body names the replaced field."""
+    store.db.execute("UPDATE sites SET lat = 123.0")
+    p = _pipe(store)
+    out = p.process(pl.Frame(uplink(counter=0x00010001), "lora"))
+    assert out.status == pl.STORED and out.downlink is not None
+    [row] = store.outbox_rows()
+    body = row["payload"]
+    assert "site.lat" in body["detail"] and "bad_site_lat" in body["detail"]
+    assert body["site"]["lat"] == 0.0 and body["site"]["lon"] == 107.6071
+    assert body["device"]["label"] == "kasir"  # step 2 kept the device data
+
+
+def test_no_payload_at_all_rejects_only_that_frame(store):
+    """A gateway-wide fault (here an invalid gateway id) that even the minimal body trips:
+    only the event frame is rolled back and rejected with payload_error (counted, not
+    ACKed, its counter still unused); the heartbeat in the same batch commits."""
+    p = pl.Pipeline(store, "g" * 65, clock=Clock())
+    outs = p.process_batch([
+        pl.Frame(uplink(frames.HEARTBEAT, 0x00010001), "lora"),
+        pl.Frame(uplink(counter=0x00010002), "lora"),
+    ])
+    assert outs[0].status == pl.STORED and outs[0].downlink is not None
+    assert (outs[1].status, outs[1].reason, outs[1].downlink) == (
+        pl.REJECTED, pl.PAYLOAD_ERROR, None)
+    assert store.find_event(DEV, 0x00010001) is not None
+    assert store.find_event(DEV, 0x00010002) is None and store.outbox_rows() == []
+    assert store.db.execute("SELECT count(*) FROM incidents").fetchone()[0] == 0
+    assert store.rejections() == {pl.PAYLOAD_ERROR: 1}
+    assert p.devices[DEV].window.highest == 0x00010001  # the alarm's retry is new again
