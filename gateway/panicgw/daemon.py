@@ -149,8 +149,10 @@ class Gateway:
         if not stored:
             return
         self.stored_events += len(stored)
-        if self.forwarder is not None and any(o.incident_id for o in stored):
-            self.forwarder.wake()
+        if self.forwarder is not None:
+            fresh = [o.outbox for o in stored if o.outbox is not None]
+            if fresh:
+                self.forwarder.offer(fresh)  # alarms go out now, not after an outbox read
         for listener in self.commit_listeners:
             listener(stored)
 
@@ -290,13 +292,19 @@ class Gateway:
 
         from panicgw.forwarder import Forwarder
 
-        # Own connection on its own thread: delivered()/reschedule() commit with fsync too.
+        # Reads (due) on the forwarder's own connection and thread: WAL readers never wait.
+        # Writes (delivered, reschedule, dead_letter) on the pipeline thread with its
+        # connection: one writer, so no SQLite lock contention, whose busy handler sleeps
+        # 1-100 ms (with two writers those sleeps were the alarm latency tail).
         self.outbox_store = Store(self.cfg.db_path, check_same_thread=False,
                                   autocheckpoint=False)
         self._fwd_exec = ThreadPoolExecutor(1, thread_name_prefix="forwarder-store")
         loop = asyncio.get_running_loop()
 
         async def call_store(fn: Any, *args: Any) -> Any:
+            name = getattr(fn, "__name__", "")
+            if getattr(fn, "__self__", None) is self.outbox_store and name != "due":
+                return await self.processor.run_sync(getattr(self.store, name), *args)
             return await loop.run_in_executor(self._fwd_exec, fn, *args)
 
         self.forwarder = Forwarder(

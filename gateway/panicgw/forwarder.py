@@ -205,6 +205,19 @@ class Forwarder:
         """Something new was committed to the outbox: look now (call from the loop thread)."""
         self._kick.set()
 
+    def offer(self, items: list[Any]) -> None:
+        """Items just committed to the outbox (the pipeline's fast lane): start them now
+        instead of reading them back from the store. Only when dispatch is healthy and the
+        slots allow; anything not started is found by the next step as usual. Call from the
+        loop thread."""
+        if self._stopping or self._session is None:
+            return
+        fresh = sorted((i for i in items if i.id not in self._inflight),
+                       key=lambda i: (i.priority, i.created_at))
+        healthy = self._clock() >= self._pause_until and not self._failures_in_row
+        if not (healthy and fresh and self._admit(fresh) == len(fresh)):
+            self._kick.set()
+
     def wake_threadsafe(self, loop: asyncio.AbstractEventLoop) -> None:
         """``wake()`` from another thread (e.g. the store thread after a commit)."""
         loop.call_soon_threadsafe(self._kick.set)
@@ -297,6 +310,17 @@ class Forwarder:
             items = items[:1] if not self._inflight else []
         if not items and not self._inflight:
             self._sweep = False
+        self._admit(items)
+        if paused:
+            return max(0.001, min(self.poll_s, self._pause_until - now))
+        if self._next_retry <= now:
+            self._next_retry = float("inf")
+        return max(0.001, min(self.poll_s, self._next_retry - now))
+
+    def _admit(self, items: list[Any]) -> int:
+        """Start deliveries for ``items`` (most urgent first) as far as the slots and tiers
+        allow; return how many started."""
+        started = 0
         for item in items:
             if len(self._inflight) >= self.concurrency:
                 break
@@ -307,11 +331,8 @@ class Forwarder:
                 break  # keep one slot for an alarm
             task = asyncio.create_task(self._deliver(item))
             self._inflight[item.id] = (item.priority, task)
-        if paused:
-            return max(0.001, min(self.poll_s, self._pause_until - now))
-        if self._next_retry <= now:
-            self._next_retry = float("inf")
-        return max(0.001, min(self.poll_s, self._next_retry - now))
+            started += 1
+        return started
 
     async def _expired(self, item: Any, now: float) -> bool:
         limit = self.expire_after_s.get(item.priority)

@@ -158,3 +158,32 @@ def test_malformed_http_refused_gateway_keeps_working(tmp_path):
         assert c.recv(100).startswith(b"HTTP/1.1 413")
         c.close()
         assert _post(port, uplink(counter=0x00010002)) == 200
+
+
+def test_alarm_fast_lane_needs_no_outbox_read_and_delivery_is_recorded(tmp_path):
+    """The committed outbox item goes straight to the forwarder: with the forwarder's outbox
+    reads returning nothing, the alarm still reaches dispatch, and its delivery (written on
+    the pipeline thread, the single writer) is on disk."""
+    disp = DispatchThread()
+    try:
+        cfg = _gw(tmp_path, dispatch={"url": disp.srv.url})
+        with GatewayThread(cfg) as g:
+            reads: list[float] = []
+
+            def blind_due(now: float, limit: int) -> list:
+                reads.append(now)
+                return []
+
+            g.run(setattr, g.gw.outbox_store, "due", blind_due)
+            assert _post(g.gw.http.port, uplink(counter=0x00010001)) == 200
+            assert _wait(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
+            assert _wait(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)
+            assert g.status()["outbox"]["delivered"] == 1
+        s = Store(cfg.db_path)
+        try:
+            rows = s.db.execute("SELECT state, attempts FROM outbox WHERE priority = 0").fetchall()
+        finally:
+            s.close()
+        assert rows == [("delivered", 1)], rows
+    finally:
+        disp.close()
