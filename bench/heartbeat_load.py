@@ -24,7 +24,7 @@ import time
 
 from panicproto import frames
 
-CONNECTIONS = 6
+CONNECTIONS = 32
 REQUEST = (b"POST /v1/frames HTTP/1.1\r\nHost: gateway\r\n"
            b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n")
 

@@ -88,6 +88,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "replay_window": (64, _int(8, 1024)),
         "incident_window_s": (300, _int(0, 86400)),
         "batch_max": (256, _int(1, 10000)),
+        "linger_ms": (10, _int(0, 100)),
         "heartbeat_retention_days": (30, _int(1, 3650)),
         "reject_log_per_min": (20, _int(0, 10000)),
     },

@@ -128,7 +128,8 @@ class Gateway:
         )
         self.recent = RecentFrames()  # last judged frames with verdicts: GET /v1/frames
         self.processor = pl.Processor(self.pipeline, cfg.pipeline["batch_max"],
-                                      on_commit=self._on_commit, on_judged=self.recent.record)
+                                      on_commit=self._on_commit, on_judged=self.recent.record,
+                                      linger_s=cfg.pipeline["linger_ms"] / 1000)
         # Read-side connection for status and housekeeping from the event loop.
         self.status_store = Store(cfg.db_path)
         self.http: Any = None

@@ -248,3 +248,44 @@ def test_no_payload_at_all_rejects_only_that_frame(store):
     assert store.db.execute("SELECT count(*) FROM incidents").fetchone()[0] == 0
     assert store.rejections() == {pl.PAYLOAD_ERROR: 1}
     assert p.devices[DEV].window.highest == 0x00010001  # the alarm's retry is new again
+
+
+def test_dense_routine_frames_linger_into_one_batch_and_an_alarm_cuts_in(tmp_path):
+    """Heartbeats closer together than the linger wait to share a commit (here until the batch
+    is full); an alarm arriving meanwhile is committed first, in a batch of its own, and the
+    heartbeat that was waiting does not wait a second time."""
+    import asyncio
+
+    s = Store(tmp_path / "gw.db", check_same_thread=False)
+    s.upsert_device(make_record())
+    proc = pl.Processor(_pipe(s, clock=__import__("time").time), batch_max=4, linger_s=30.0)
+
+    def hb(n: int) -> pl.Frame:
+        return pl.Frame(uplink(frames.HEARTBEAT, counter=0x00010000 + n), "wifi")
+
+    async def scenario() -> tuple[list[str], list[int]]:
+        task = asyncio.create_task(proc.run())
+        first = await proc.submit(hb(1))  # sparse so far: no linger
+        assert first.status == pl.STORED and proc.batches == 1
+        done: list[str] = []
+        waiting = proc.submit_nowait(hb(2))  # dense now: lingers (for up to 30 s)
+        waiting.add_done_callback(lambda _f: done.append("hb2"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and proc.batches == 1
+        alarm = await proc.submit(pl.Frame(uplink(frames.ALARM, counter=0x00010020), "wifi"))
+        done.append("alarm")
+        assert alarm.status == pl.STORED and alarm.outbox is not None
+        sizes = [proc.largest_batch]
+        assert (await asyncio.wait_for(waiting, 10)).status == pl.STORED  # no second wait
+        rest = [proc.submit_nowait(hb(n)) for n in (3, 4, 5, 6)]  # lingers until batch full
+        outs = await asyncio.wait_for(asyncio.gather(*rest), 10)
+        assert all(o.status == pl.STORED for o in outs)
+        sizes.append(proc.largest_batch)
+        task.cancel()
+        return done, sizes
+
+    done, sizes = asyncio.run(scenario())
+    proc.close()
+    s.close()
+    assert done == ["alarm", "hb2"]
+    assert sizes == [1, 4]  # the alarm alone; later hb3..hb6 in one commit
