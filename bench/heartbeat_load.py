@@ -15,6 +15,7 @@ enough to check the status and consume the body (Content-Length).
 
 from __future__ import annotations
 
+import collections
 import json
 import selectors
 import socket
@@ -69,7 +70,7 @@ def run(port: int, rate: float, secs: float, n_dev: int) -> dict[str, float]:
     requests = [REQUEST % len(b) + b for b in bodies]
     print(json.dumps({"ready": len(requests)}), flush=True)
     sel = selectors.DefaultSelector()
-    idle = [Conn(port) for _ in range(CONNECTIONS)]
+    idle = collections.deque(Conn(port) for _ in range(CONNECTIONS))  # FIFO: all stay warm
     for c in idle:
         sel.register(c.sock, selectors.EVENT_READ, c)
     acks: list[float] = []
@@ -79,7 +80,7 @@ def run(port: int, rate: float, secs: float, n_dev: int) -> dict[str, float]:
     while k < len(requests) or len(idle) < CONNECTIONS:
         now = time.monotonic()
         while k < len(requests) and idle and t0 + k / rate <= now:
-            c = idle.pop()
+            c = idle.popleft()
             late += now - (t0 + k / rate) > 0.005  # sent over 5 ms after it was due
             c.sent_at = time.perf_counter()
             c.sock.sendall(requests[k])  # ~100 bytes into an empty socket buffer
