@@ -134,6 +134,17 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
                            capture_output=True, text=True, timeout=90)
         assert r.returncode == 0, r.stdout + r.stderr
         doc = json.loads(r.stdout)
+
+        # 4. Again as an installer who may not read the service's DB: the registry from the
+        # export file, "did the gateway hear it" from its status API (GET /v1/frames).
+        status_port = json.loads((data / "runtime.json").read_text())["status_port"]
+        status_url = f"http://127.0.0.1:{status_port}"
+        r = subprocess.run([str(BIN / "panictool"), "verify", "--port", usb.path,
+                            "--export", str(export), "--gateway", status_url,
+                            "--timeout", "30", "--json"],
+                           capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stdout + r.stderr
+        doc2 = json.loads(r.stdout)
     finally:
         btn.stop()
         bridge.stop()
@@ -159,7 +170,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
             up = frames.decode_uplink(raw[4:], key)
             sent.append((up.kind, up.counter))
     tests = [c for k, c in sent if k == frames.TEST]
-    assert tests and set(tests) == {counter}, sent
+    assert tests and set(tests) == {counter, doc2["test"]["counter"]}, sent
     # ... stored by the gateway as the device's TEST, heard on LoRa with the air's RSSI/SNR,
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -172,11 +183,18 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
                               "kind = 'test'", (dev,)).fetchone()[0]
     finally:
         con.close()
-    assert recs[0] == ("lora", RSSI, SNR) and n_tests == 1
+    assert recs[0] == ("lora", RSSI, SNR) and n_tests == 2  # this one and doc2's
     # ... queued once by the firmware after its boot report, and the request erased.
     after = btn.console[n_console:]
     presses = [ln for ln in after if ln.startswith("PANIC-BUTTON press: test")]
-    assert presses == [f"PANIC-BUTTON press: test counter={counter}"], after
+    assert presses == [f"PANIC-BUTTON press: test counter={c}"
+                       for c in (counter, doc2["test"]["counter"])], after
     assert f"PANIC-BUTTON ack: test counter={counter} status=1 via lora" in after
     assert nvmstore.read_remote_test(btn.nvm.data) is None
-    assert usb.reloads == 1 and usb.execs > 0
+    assert usb.reloads == 2 and usb.execs > 0
+    # The status-API run: a new TEST (new counter), heard and graded the same way.
+    checks2 = {c["name"]: c["status"] for c in doc2["checks"]}
+    assert doc2["ok"] is True and checks2["gateway heard TEST"] == "PASS", doc2["checks"]
+    assert doc2["test"]["counter"] > counter and doc2["test"]["trigger"] == "usb"
+    assert [(h["path"], h["rssi"], h["snr"], h["margin_db"]) for h in doc2["heard"]] == \
+        [("lora", RSSI, SNR, 9.5)]

@@ -126,7 +126,8 @@ def test_provisioned_button_test_press_heard(tmp_path):
         btn.test()
         counter, _ = verify.wait_for_press(lines, 15)
         assert counter is not None
-        verify.check_heard(res, db, device_id, counter, rep["paths"], 9, 20, lines)
+        verify.check_heard(res, verify.db_source(db), str(db), device_id, counter, rep["paths"],
+                           9, 20, lines)
     finally:
         btn.stop()
         stop(proc)
@@ -164,7 +165,8 @@ def test_sim_over_virtual_lora_bridge(tmp_path):
         assert line is not None, btn.console
         counter = int(verify.PRESS_RE.search(line).group(1))
         res = verify.Result()
-        verify.check_heard(res, db, device_id, counter, ["lora"], 9, 30)
+        verify.check_heard(res, verify.db_source(db), str(db), device_id, counter, ["lora"], 9,
+                           30)
     finally:
         if btn is not None:
             btn.stop()

@@ -24,13 +24,17 @@ Examples:
   panictool verify --gateway-db /var/lib/panicgw/gateway.db     # on the Pi, button on USB
   panictool verify --port /dev/ttyACM0 --gateway-db gw.db --timeout 90
   panictool verify --gateway-db gw.db --press                   # you press 5 times instead
+  panictool verify --export today.json --gateway http://127.0.0.1:8765
+                                    # on the Pi as yourself: the DB is the service's (0600)
   panictool verify --export today.json --no-test                # identity checks only
 
 It reads the key fingerprint from the board (the key itself never leaves it), writes a
 TEST request into the board's NVM, restarts code.py and reads the PANIC-BUTTON boot
 report; the firmware erases the request and sends one TEST (exactly as 5 quick presses
-would), and verify waits for the gateway to store it: paths heard, RSSI/SNR and link
-margin for the configured SF, and the button's ACK. Firmware older than 0.2.0 or a board
+would), and verify waits for the gateway to store it (asking the running gateway's status
+API with --gateway, or reading its DB with --gateway-db): paths heard, RSSI/SNR and link
+margin for the configured SF, and the button's ACK. A TEST the gateway heard but rejected
+(another key, not imported) fails with the reason. Firmware older than 0.2.0 or a board
 with too little NVM cannot take the request: verify says so and asks you to press the
 button 5 times quickly instead (as --press does).
 
@@ -95,8 +99,11 @@ def verify_cmd(
                                     "(default: the USB device with vendor 0x239A)."),
     gateway_db: Path | None = typer.Option(None, "--gateway-db", help="Gateway database: the "
                                            "registry and the frames it stored."),
-    export: Path | None = typer.Option(None, "--export", help="Registry export file (identity "
-                                       "checks only; the TEST check needs --gateway-db)."),
+    export: Path | None = typer.Option(None, "--export", help="Registry export file (the "
+                                       "identity checks; add --gateway for the TEST check)."),
+    gateway: str | None = typer.Option(None, "--gateway", help="The running gateway's status "
+                                       "API, e.g. http://127.0.0.1:8765 on the gateway: where "
+                                       "the TEST is looked for without reading its DB."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the TEST "
                                   "(its press, with --press) and for the gateway to store it."),
     boot_timeout: float = typer.Option(30.0, "--boot-timeout", help="Seconds to wait for the "
@@ -109,8 +116,16 @@ def verify_cmd(
     """Check a provisioned button against the registry and have it send a TEST to the gateway."""
     if gateway_db is None and export is None:
         common.fail(common.USAGE, "say where the registry is",
-                    "pass --gateway-db PATH (needed for the TEST check) or --export FILE",
-                    as_json)
+                    "pass --gateway-db PATH, or --export FILE (with --gateway URL for the "
+                    "TEST check)", as_json)
+    heard_src: tuple[verify.HeardSource, str] | None = None
+    if gateway is not None:
+        if not gateway.startswith(("http://", "https://")):
+            common.fail(common.USAGE, f"--gateway {gateway!r} is not a URL",
+                        "pass the status API, e.g. --gateway http://127.0.0.1:8765", as_json)
+        heard_src = (verify.api_source(gateway), f"the gateway at {gateway}")
+    elif gateway_db is not None:
+        heard_src = (verify.db_source(gateway_db), f"the gateway DB {gateway_db}")
     if press and no_test:
         common.fail(common.USAGE, "--press and --no-test contradict each other",
                     "pass one of them", as_json)
@@ -136,7 +151,7 @@ def verify_cmd(
             res.add("registered", verify.PASS, f"0x{device_id:08X} at {rec.site.name}")
             nonce: int | None = None
             why_not: str | None = None
-            if not no_test and not press and gateway_db is not None:
+            if not no_test and not press and heard_src is not None:
                 why_not = testrequest.unavailable(t)
                 if why_not is None:
                     nonce = testrequest.request(t)
@@ -145,10 +160,11 @@ def verify_cmd(
             rep = verify.read_boot_report(lines, boot_timeout)
             verify.check_report(res, rep, rec, board_fp, identity.fingerprint)
             if not no_test and rep is not None and "error" not in rep:
-                if gateway_db is None:
-                    res.add("gateway heard TEST", verify.WARN, "not checked (no --gateway-db)")
+                if heard_src is None:
+                    res.add("gateway heard TEST", verify.WARN,
+                            "not checked (no --gateway or --gateway-db)")
                 else:
-                    run_test(res, lines, rec, rep, gateway_db, timeout, as_json, nonce,
+                    run_test(res, lines, rec, rep, heard_src, timeout, as_json, nonce,
                              why_not)
     except TransportError as e:
         common.fail(common.SERIAL, str(e), e.hint, as_json)
@@ -168,7 +184,8 @@ def _remote_outcome(rep: dict[str, Any], nonce: int) -> str | None:
 
 
 def run_test(res: verify.Result, lines: verify.LineSource, rec: registry.DeviceRecord,
-             rep: dict[str, Any], gateway_db: Path, timeout: float, as_json: bool,
+             rep: dict[str, Any], heard_src: tuple[verify.HeardSource, str],
+             timeout: float, as_json: bool,
              nonce: int | None = None, why_not: str | None = None) -> None:
     """Wait for the TEST the firmware sends (requested over USB, or pressed by the
     installer), then for the gateway to store it."""
@@ -199,8 +216,8 @@ def run_test(res: verify.Result, lines: verify.LineSource, rec: registry.DeviceR
     res.test["counter"] = counter
     sf = int((rep.get("settings") or {}).get("sf") or 9)
     left = max(5.0, timeout - (time.monotonic() - start))
-    verify.check_heard(res, gateway_db, rec.device_id, counter, list(rep.get("paths") or []),
-                       sf, left, lines)
+    verify.check_heard(res, heard_src[0], heard_src[1], rec.device_id, counter,
+                       list(rep.get("paths") or []), sf, left, lines)
 
 
 VERIFY = common.command_help(verify_cmd, EPILOG)

@@ -1,16 +1,19 @@
 """The checks behind `panictool verify`, independent of where the console lines come from.
 
-A button's console (real serial port or a simulated board) yields lines; the registry and
-the gateway's events come from the gateway DB (read-only: the daemon keeps running). The
-gateway has no per-event status API yet, so "did it hear the TEST" is answered from the
-``events`` and ``receptions`` tables that the daemon commits before it ACKs.
+A button's console (real serial port or a simulated board) yields lines. "Did the gateway
+hear the TEST" is answered by a ``HeardSource``: the running gateway's status API
+(``GET /v1/frames``: the frames it judged, rejections included, for a user who may not read
+the 0600 DB), or the gateway DB's ``events`` and ``receptions`` tables (read-only, beside the
+running daemon), which the daemon commits before it ACKs.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,6 +153,35 @@ def heard(db: Path, device_id: int, counter: int) -> tuple[str, list[dict[str, A
                           "duplicate": bool(r[4])} for r in recs]
 
 
+HeardSource = Callable[[int, int], "tuple[str, list[dict[str, Any]]] | None"]
+
+
+def db_source(db: Path) -> HeardSource:
+    """What the gateway stored, read from its DB (needs read access to the 0600 file)."""
+    return lambda device_id, counter: heard(db, device_id, counter)
+
+
+def api_source(url: str) -> HeardSource:
+    """What the running gateway judged, from its status API (``GET /v1/frames``): works
+    for a user who may not read the DB. A TEST the gateway rejected comes back as the kind
+    ``rejected:<reason>`` with no receptions."""
+    base = url.rstrip("/")
+
+    def get(device_id: int, counter: int) -> tuple[str, list[dict[str, Any]]] | None:
+        q = f"{base}/v1/frames?device={device_id:08X}&limit=500"
+        with urllib.request.urlopen(q, timeout=5) as r:
+            frames = [f for f in json.load(r)["frames"] if f.get("counter") == counter]
+        kept = [f for f in frames if f.get("verdict") in ("stored", "duplicate")]
+        if not kept:
+            return (f"rejected:{frames[-1].get('reason')}", []) if frames else None
+        kind = next((f["kind"] for f in kept if f["verdict"] == "stored"), kept[0]["kind"])
+        return str(kind), [{"path": f["path"], "rssi": f["rssi"], "snr": f["snr"],
+                            "at": f["at"], "duplicate": f["verdict"] == "duplicate"}
+                           for f in kept]
+
+    return get
+
+
 def _ack(line: str | None, counter: int) -> dict[str, Any] | None:
     m = ACK_RE.search(line or "")
     if m is None or int(m.group(1)) != counter:
@@ -157,9 +189,9 @@ def _ack(line: str | None, counter: int) -> dict[str, Any] | None:
     return {"status": int(m.group(2)), "path": m.group(3)}
 
 
-def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list[str],
-                sf: int, timeout: float, next_line: LineSource | None = None,
-                ack_wait: float = 10.0) -> None:
+def check_heard(res: Result, source: HeardSource, where: str, device_id: int, counter: int,
+                paths: list[str], sf: int, timeout: float,
+                next_line: LineSource | None = None, ack_wait: float = 10.0) -> None:
     """Wait until the gateway stored the TEST (and each of the button's paths delivered a
     copy, or ``timeout`` passed), then grade each path's link margin. With the console
     (``next_line``) also wait up to ``ack_wait`` s for the button's ACK line: the gateway
@@ -169,10 +201,19 @@ def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list
     ack: dict[str, Any] | None = None
     while time.monotonic() < end:
         try:
-            found = heard(db, device_id, counter)
-        except sqlite3.Error as e:
-            res.add("gateway heard TEST", FAIL, f"cannot read {db}: {e}",
-                    "pass the gateway's DB (data_dir/gateway.db) with --gateway-db")
+            found = source(device_id, counter)
+        except (sqlite3.Error, OSError, ValueError, KeyError) as e:
+            res.add("gateway heard TEST", FAIL, f"cannot read {where}: {e}",
+                    "pass the gateway's status API (--gateway http://127.0.0.1:8765 on the "
+                    "gateway) or its DB (--gateway-db data_dir/gateway.db)")
+            return
+        if found and found[0].startswith("rejected:"):
+            reason = found[0].split(":", 1)[1]
+            res.add("gateway heard TEST", FAIL, f"the gateway heard frame "
+                    f"0x{device_id:08X}/{counter} but rejected it: {reason}",
+                    "bad_tag or unknown_device: the gateway has another key or no record "
+                    "for this button; import the provision export again (`panicgw devices "
+                    "import`) or re-provision")
             return
         if found and {r["path"] for r in found[1]} >= set(paths):
             break
@@ -181,8 +222,8 @@ def check_heard(res: Result, db: Path, device_id: int, counter: int, paths: list
         else:
             time.sleep(0.2)
     if found is None:
-        res.add("gateway heard TEST", FAIL, f"no frame 0x{device_id:08X}/{counter} in the "
-                f"gateway DB after {timeout:.0f} s",
+        res.add("gateway heard TEST", FAIL, f"no frame 0x{device_id:08X}/{counter} in "
+                f"{where} after {timeout:.0f} s",
                 "check the bridge and the radio settings match (`panicgw diag`), or move "
                 "the button/gateway antenna; for Wi-Fi check PB_GATEWAY_URL")
         return
