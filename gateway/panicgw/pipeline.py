@@ -474,7 +474,7 @@ class Processor:
         self.batch_max = batch_max
         self.linger_s = linger_s
         self._urgent = asyncio.Event()  # ends a linger: an alarm/event, or a full batch
-        self._last_routine_at = float("-inf")  # arrival of the newest routine frame batched
+        self._last_routine_n = 0  # routine frames in the last batch that had any
         self._lingered = -1  # seq of the frame that already waited once (never twice)
         self.on_commit = on_commit
         self.on_judged = on_judged
@@ -514,7 +514,7 @@ class Processor:
     async def run(self) -> None:
         while True:
             head = await self.queue.get()
-            if head[0] >= PRIO_OTHER and head[1] != self._lingered and self._dense(head[2]):
+            if head[0] >= PRIO_OTHER and head[1] != self._lingered and self._dense():
                 head = await self._linger(head)
             batch = [head]
             alarms_only = batch[0][0] == PRIO_ALARM
@@ -527,9 +527,9 @@ class Processor:
                     break
                 batch.append(item)
             self.in_flight = len(batch)
-            for prio, _, f, _ in batch:
-                if prio >= PRIO_OTHER and f.at is not None:
-                    self._last_routine_at = max(self._last_routine_at, f.at)
+            routine = sum(1 for b in batch if b[0] >= PRIO_OTHER)
+            if routine:
+                self._last_routine_n = routine
             try:
                 outs = await self.run_sync(self.pipeline.process_batch, [b[2] for b in batch])
             except Exception:  # process_batch handles store errors; this is a bug guard
@@ -554,10 +554,11 @@ class Processor:
             if self.queue.empty():
                 self._idle.set()
 
-    def _dense(self, head: Frame) -> bool:
-        """Routine frames arrive closer together than the linger: waiting gathers more."""
-        return (self.linger_s > 0 and head.at is not None
-                and head.at - self._last_routine_at < self.linger_s)
+    def _dense(self) -> bool:
+        """Routine frames are arriving faster than one commit each: the last routine batch
+        held several, or another one is already queued. A single sender that waits for each
+        ACK (one frame per batch, nothing queued) never lingers: nothing would join it."""
+        return self.linger_s > 0 and (self._last_routine_n > 1 or not self.queue.empty())
 
     async def _linger(self, head: tuple[int, int, Frame, asyncio.Future[Outcome]],
                       ) -> tuple[int, int, Frame, asyncio.Future[Outcome]]:

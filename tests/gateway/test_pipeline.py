@@ -251,9 +251,10 @@ def test_no_payload_at_all_rejects_only_that_frame(store):
 
 
 def test_dense_routine_frames_linger_into_one_batch_and_an_alarm_cuts_in(tmp_path):
-    """Heartbeats closer together than the linger wait to share a commit (here until the batch
-    is full); an alarm arriving meanwhile is committed first, in a batch of its own, and the
-    heartbeat that was waiting does not wait a second time."""
+    """A sender that waits for each ACK never lingers. Heartbeats arriving faster than one
+    commit each wait to share a commit (here until the batch is full); an alarm arriving
+    meanwhile is committed first, in a batch of its own, and the heartbeat that was waiting
+    does not wait a second time."""
     import asyncio
 
     s = Store(tmp_path / "gw.db", check_same_thread=False)
@@ -265,19 +266,24 @@ def test_dense_routine_frames_linger_into_one_batch_and_an_alarm_cuts_in(tmp_pat
 
     async def scenario() -> tuple[list[str], list[int]]:
         task = asyncio.create_task(proc.run())
-        first = await proc.submit(hb(1))  # sparse so far: no linger
-        assert first.status == pl.STORED and proc.batches == 1
+        for n in (1, 2):  # one at a time, each after the previous ACK: no 30 s wait
+            out = await asyncio.wait_for(proc.submit(hb(n)), 10)
+            assert out.status == pl.STORED
+        assert proc.batches == 2
         done: list[str] = []
-        waiting = proc.submit_nowait(hb(2))  # dense now: lingers (for up to 30 s)
-        waiting.add_done_callback(lambda _f: done.append("hb2"))
+        waiting = proc.submit_nowait(hb(3))
+        second = proc.submit_nowait(hb(4))  # two queued at once: dense, hb3 lingers
+        waiting.add_done_callback(lambda _f: done.append("hb3"))
         await asyncio.sleep(0.05)
-        assert not waiting.done() and proc.batches == 1
+        assert not waiting.done() and proc.batches == 2
         alarm = await proc.submit(pl.Frame(uplink(frames.ALARM, counter=0x00010020), "wifi"))
         done.append("alarm")
         assert alarm.status == pl.STORED and alarm.outbox is not None
         sizes = [proc.largest_batch]
-        assert (await asyncio.wait_for(waiting, 10)).status == pl.STORED  # no second wait
-        rest = [proc.submit_nowait(hb(n)) for n in (3, 4, 5, 6)]  # lingers until batch full
+        outs = await asyncio.wait_for(asyncio.gather(waiting, second), 10)  # no second wait
+        assert all(o.status == pl.STORED for o in outs)
+        sizes.append(proc.largest_batch)
+        rest = [proc.submit_nowait(hb(n)) for n in (5, 6, 7, 8)]  # lingers until batch full
         outs = await asyncio.wait_for(asyncio.gather(*rest), 10)
         assert all(o.status == pl.STORED for o in outs)
         sizes.append(proc.largest_batch)
@@ -287,5 +293,5 @@ def test_dense_routine_frames_linger_into_one_batch_and_an_alarm_cuts_in(tmp_pat
     done, sizes = asyncio.run(scenario())
     proc.close()
     s.close()
-    assert done == ["alarm", "hb2"]
-    assert sizes == [1, 4]  # the alarm alone; later hb3..hb6 in one commit
+    assert done == ["alarm", "hb3"]
+    assert sizes == [1, 2, 4]  # the alarm alone; hb3+hb4; then hb5..hb8 in one commit
