@@ -182,6 +182,10 @@ class Forwarder:
         self._sweep = True  # at start: everything pending is sent, backoff or not
         self._run_task: asyncio.Task[None] | None = None
         self._next_retry = float("inf")  # earliest reschedule we wrote: wake for it
+        # Deliveries that ended while a due() read was in flight: its snapshot may predate
+        # their delivered/reschedule write (reads and writes may run on different threads
+        # and connections), so they must not be started again from it.
+        self._settled: set[int] | None = None
         # diagnostics
         self.sent = 0
         self.failed: dict[str, int] = {}
@@ -296,13 +300,17 @@ class Forwarder:
         # During an outage per-item retry times do not matter: the global pause paces the
         # probes and the probe is always the most urgent item, so recovery starts with it.
         horizon = now if paused or not (self._sweep or failing) else float("inf")
+        self._settled = settled = set()
         try:
-            items = await self._store(self.store.due, horizon, self.batch)
-        except Exception as e:  # the store is A's; a bad moment there must not kill us
-            self._note_error("store", f"outbox read failed: {e}")
-            return min(self.poll_s, 1.0)
-        items = [i for i in items if i.id not in self._inflight
-                 and not await self._expired(i, now)]
+            try:
+                items = await self._store(self.store.due, horizon, self.batch)
+            except Exception as e:  # the store is A's; a bad moment there must not kill us
+                self._note_error("store", f"outbox read failed: {e}")
+                return min(self.poll_s, 1.0)
+            items = [i for i in items if i.id not in self._inflight and i.id not in settled
+                     and not await self._expired(i, now)]
+        finally:
+            self._settled = None
         if paused:
             # Dispatch looked down: only a fresh alarm may probe before the pause ends.
             items = [i for i in items if i.priority == PRIO_ALARM and i.attempts == 0]
@@ -322,6 +330,8 @@ class Forwarder:
         allow; return how many started."""
         started = 0
         for item in items:
+            if item.id in self._inflight:
+                continue  # started meanwhile (offer() while this step awaited the store)
             if len(self._inflight) >= self.concurrency:
                 break
             busy_prio = min((p for p, _ in self._inflight.values()), default=None)
@@ -497,6 +507,8 @@ class Forwarder:
             log.exception("forwarder: store update for outbox item %s failed", item.id)
         finally:
             self._inflight.pop(item.id, None)
+            if self._settled is not None:
+                self._settled.add(item.id)
             self._kick.set()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from panicgw.dispatch_server import DispatchServer
@@ -334,4 +336,61 @@ def test_against_the_sqlite_store(tmp_path: Any) -> None:
         assert all(r["state"] == "delivered" for r in rows)
         assert max(r["attempts"] for r in rows) == 2  # the 500 was counted as an attempt
         store.close()
+    run(main())
+
+
+def test_outbox_read_overlapping_a_delivery_never_sends_it_again(outbox: MemoryOutbox) -> None:
+    """The daemon reads the outbox on one thread and writes it on another (the pipeline
+    thread). A ``due()`` snapshot taken while an offered alarm was in flight, returning only
+    after that alarm's delivery was recorded and it left the in-flight set, must not start
+    it again: the alarm is POSTed exactly once."""
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        reader, writer = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+        loop = asyncio.get_running_loop()
+        reads: list[list[int]] = []
+        stale_at: list[int] = []
+        stale_returned = threading.Event()
+        alarm_id = 0
+        fwd: Forwarder | None = None
+
+        def due(now: float, limit: int) -> list[Any]:
+            items = MemoryOutbox.due(outbox, now, limit)
+            reads.append([i.id for i in items])
+            if alarm_id and alarm_id in reads[-1] and not stale_returned.is_set():
+                # A slow read: its snapshot predates the delivery being recorded.
+                end = time.monotonic() + 10
+                while time.monotonic() < end and (
+                        outbox.rows[alarm_id].state != "delivered"
+                        or fwd is None or alarm_id in fwd._inflight):
+                    time.sleep(0.005)
+                stale_at.append(len(reads))
+                stale_returned.set()
+            return items
+
+        async def call_store(fn: Any, *args: Any) -> Any:
+            pool = reader if fn is due else writer
+            return await loop.run_in_executor(pool, fn, *args)
+
+        outbox.due = due  # type: ignore[method-assign]
+        fwd = fwd_for(outbox, srv, poll_s=60.0, call_store=call_store)
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: len(reads) >= 1)  # the start-up sweep saw an empty outbox
+        srv.fail(None, count=1, delay_s=0.3)  # dispatch takes a moment to answer the alarm
+        alarm_id = outbox.add(payload("panic"))
+        fwd.offer([outbox.rows[alarm_id].item])  # the pipeline's fast lane
+        assert alarm_id in fwd._inflight
+        fwd.wake()  # e.g. another commit: the loop reads the outbox while the POST flies
+        assert await until(stale_returned.is_set)
+        # the read after the stale one: its step (and any POST it started) is done
+        assert await until(lambda: len(reads) > stale_at[0] and not fwd._inflight
+                           and not srv.active)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        reader.shutdown()
+        writer.shutdown()
+        assert outbox.states() == {"delivered": 1}
+        assert len(srv.received) == 1, [(r.status, r.verdict) for r in srv.received]
     run(main())
