@@ -394,3 +394,37 @@ def test_outbox_read_overlapping_a_delivery_never_sends_it_again(outbox: MemoryO
         assert outbox.states() == {"delivered": 1}
         assert len(srv.received) == 1, [(r.status, r.verdict) for r in srv.received]
     run(main())
+
+
+def test_offer_while_a_step_awaits_the_store_starts_the_alarm_once(
+        outbox: MemoryOutbox) -> None:
+    """A step read an alarm (not yet offered) and an expired check-in; while it awaits the
+    check-in's dead-letter write, the pipeline's fast lane offers that alarm. The step must
+    not start it a second time."""
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        offered: list[int] = []
+        fwd: Forwarder | None = None
+        alarm_id = 0
+
+        async def call_store(fn: Any, *args: Any) -> Any:
+            if fn == outbox.dead_letter and alarm_id and not offered and fwd is not None:
+                offered.append(alarm_id)  # on_commit runs while this write is pending
+                fwd.offer([outbox.rows[alarm_id].item])
+            return fn(*args)
+
+        fwd = fwd_for(outbox, srv, poll_s=60.0, call_store=call_store)
+        task = asyncio.create_task(fwd.run())
+        assert await until(lambda: not fwd._sweep)  # the start-up sweep saw an empty outbox
+        srv.fail(None, count=1, delay_s=0.3)  # the alarm's POST is still in flight later
+        outbox.add(payload("gateway_checkin"), at=time.time() - 2 * 86400)  # expired
+        alarm_id = outbox.add(payload("panic"))
+        fwd.wake()
+        assert await until(lambda: bool(offered) and not fwd._inflight and not srv.active)
+        await fwd.stop()
+        await task
+        await srv.stop()
+        assert outbox.states() == {"dead": 1, "delivered": 1}
+        assert len(srv.received) == 1, [(r.status, r.verdict) for r in srv.received]
+    run(main())
