@@ -380,11 +380,17 @@ class Gateway:
                 try:
                     serial = self.serial
                     last_seen = (serial.last_pong or serial.last_rx) if serial else None
+                    undo = sr.undo_point(sup)
                     events = await loop.run_in_executor(pool, functools.partial(
                         sr.evaluate, reader.db, sup, time.time(), bridge_last_seen=last_seen,
                         bridge_enabled=serial is not None, checkins=self.forwarder is not None))
-                    n = await self.processor.run_sync(
-                        sr.store_events, self.store, self.gateway_id, events) if events else 0
+                    try:
+                        n = await self.processor.run_sync(
+                            sr.store_events, self.store, self.gateway_id, events) \
+                            if events else 0
+                    except Exception:
+                        undo()  # not stored: the next tick raises them again
+                        raise
                     if n:
                         for ev in events:
                             log.info("supervision event %s", ev.event, extra={"fields": {

@@ -16,7 +16,7 @@ press-to-dispatch. Now:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from panicgw import dispatch_payload as dp
@@ -61,6 +61,14 @@ def evaluate(db: sqlite3.Connection, sup: Supervisor, now: float, *,
     if not checkins:  # no dispatch: check-ins would only pile up unsent
         events = [e for e in events if e.event != "gateway_checkin"]
     return events
+
+
+def undo_point(sup: Supervisor) -> Callable[[], None]:
+    """Undo for the Supervisor's own state (check-in time, bridge trouble), which ``tick``
+    advances before its events are stored: call it when storing fails, so the next tick
+    raises them again instead of believing they were sent."""
+    saved = dict(vars(sup))
+    return lambda: vars(sup).update(saved)
 
 
 def store_events(store: Store, gateway_id: str, events: Iterable[SupervisionEvent]) -> int:

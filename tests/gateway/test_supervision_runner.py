@@ -96,3 +96,20 @@ def test_stored_events_reach_the_outbox_with_their_state(tmp_path):
     assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
                        checkins=False) == []
     store.close()
+
+
+def test_undo_point_lets_a_failed_store_raise_bridge_trouble_and_checkin_again(tmp_path):
+    store = Store(tmp_path / "gw.db")
+    sup = Supervisor(started_at=NOW - 5000, bridge_missing_s=300.0, checkin_interval_s=3600.0)
+    undo = sr.undo_point(sup)
+    first = sr.evaluate(store.db, sup, NOW, bridge_last_seen=None, bridge_enabled=True,
+                        checkins=True)
+    assert sorted(e.event for e in first) == ["gateway_checkin", "gateway_trouble"]
+    # storing them failed: without the undo, the next tick would believe both were sent
+    assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
+                       checkins=True) == []
+    undo()
+    again = sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
+                        checkins=True)
+    assert sorted(e.event for e in again) == ["gateway_checkin", "gateway_trouble"]
+    store.close()
