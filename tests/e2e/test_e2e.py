@@ -13,8 +13,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from e2ekit import free_port, stop_group, wait_for
 
 from panicbutton.nvmstore import read_identity
 from panicgw.dispatch_server import SCHEMA_PATH
@@ -40,20 +39,8 @@ SITE = {"name": "Toko Emas Mulia", "kind": "shop", "address": "Jl. Malioboro 52,
         "lat": -7.7925, "lon": 110.3658, "contact": "Pak Budi", "phone": "+62 811 2345 678"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def _documented_example() -> dict:
@@ -72,14 +59,6 @@ def _keys(doc: object) -> object:
     return None
 
 
-def _wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -97,14 +76,14 @@ def procs():
     running: list[subprocess.Popen] = []
     yield running
     for p in reversed(running):
-        _stop(p)
+        stop_group(p)
 
 
 @pytest.mark.parametrize("paths", [["lora"], ["lora", "wifi"]])
 def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_path):
     # 1. Provision (installed console script) a button: NVM over the raw REPL, settings.
     wifi = "wifi" in paths
-    http_port = _free_port()
+    http_port = free_port()
     extra = ["--wifi-ssid", "TokoEmas", "--wifi-password", "rahasia-toko",
              "--gateway-url", f"http://127.0.0.1:{http_port}",
              "--board-profile", "feather_esp32s3_rfm95_wing"] if wifi else []
@@ -129,14 +108,14 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
 
     # 2. Dispatch receiver (installed console script), token + signature required.
     token, secret = secrets.token_hex(16), secrets.token_hex(32)
-    dport = _free_port()
+    dport = free_port()
     record = tmp_path / "dispatch.jsonl"
     env = dict(os.environ, PANICGW_DISPATCH_TOKEN=token, PANICGW_DISPATCH_SECRET=secret)
     procs.append(subprocess.Popen(
         [str(BIN / "panicgw"), "dispatch-server", "--port", str(dport), "--record", str(record),
          "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True))
-    _wait(lambda: _answers(f"http://127.0.0.1:{dport}/healthz"), 15, "dispatch-server")
+    wait_for(lambda: _answers(f"http://127.0.0.1:{dport}/healthz"), 15, "dispatch-server")
 
     # 3. Gateway config, import the export file, run the gateway on a virtual bridge.
     air = Air(SimClock(1.0), seed=5)
@@ -161,8 +140,8 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
         procs.append(subprocess.Popen([str(BIN / "panicgw"), "run", "--config", str(cfg)],
                                       stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
-        status_port = _wait(lambda: _runtime(data), 20, "gateway runtime.json")
-        _wait(lambda: (_status(status_port).get("bridge") or {}).get("state") == "connected",
+        status_port = wait_for(lambda: _runtime(data), 20, "gateway runtime.json")
+        wait_for(lambda: (_status(status_port).get("bridge") or {}).get("state") == "connected",
               15, "gateway connected to the bridge")
 
         # 4. The button boots the real firmware from the provisioned NVM and settings.toml.
@@ -187,7 +166,7 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
             evs = {(x.get("body") or {}).get("event") for x in lines}
             return lines if {"panic", "test"} <= evs else []
 
-        lines = _wait(got, 20, "panic and test at dispatch")
+        lines = wait_for(got, 20, "panic and test at dispatch")
         time.sleep(1.0)  # a duplicate delivery, if any, would arrive now
         lines = got()
         if wifi:  # the gateway heard the panic on both paths (and delivered it once, below)

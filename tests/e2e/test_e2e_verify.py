@@ -18,17 +18,14 @@ reception (path, RSSI, SNR), the button's console, and the erased request in NVM
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from e2ekit import free_port, stop_group, wait_for
 
 from panicbutton import nvmstore
 from panicproto import frames
@@ -42,20 +39,8 @@ from drivefakes import make_circuitpy  # noqa: E402
 RSSI, SNR = -104.0, -3.0  # SF9 floor is -12.5 dB: 9.5 dB margin, a PASS
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(data: Path) -> dict:
@@ -72,13 +57,7 @@ def gateway_proc():
     box: list[subprocess.Popen] = []
     yield box
     for p in box:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_group(p)
 
 
 def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_proc):
@@ -113,7 +92,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
         cfg.write_text(
             f'[gateway]\nid = "gw-verify"\ndata_dir = "{data}"\nlog_format = "text"\n'
             f'[serial]\nport = "{bridge.port_path}"\nfrequency_mhz = 921.4\n'
-            f'spreading_factor = 9\n[http]\nhost = "127.0.0.1"\nport = {_free_port()}\n'
+            f'spreading_factor = 9\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
             '[status]\nport = 0\n')
         r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
                             str(export), "--json"], capture_output=True, text=True, timeout=30)
@@ -122,7 +101,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
         gateway_proc.append(subprocess.Popen(
             [str(BIN / "panicgw"), "run", "--config", str(cfg)], stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True))
-        _wait(lambda: (_status(data).get("bridge") or {}).get("state") == "connected", 20,
+        wait_for(lambda: (_status(data).get("bridge") or {}).get("state") == "connected", 20,
               "gateway connected to the bridge")
         db = data / "gateway.db"
 
