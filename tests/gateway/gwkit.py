@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from panicgw.registry import DeviceRecord, SiteRecord
@@ -30,3 +33,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post_frame(port: int, body: bytes) -> int:
+    """POST one raw frame to a gateway's HTTP ingest; the status code."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("POST", "/v1/frames", body=body,
+                  headers={"Content-Type": "application/octet-stream"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def wait_until(pred: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``pred`` every 20 ms; True as soon as it is truthy, False after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False

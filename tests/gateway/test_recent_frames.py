@@ -9,23 +9,16 @@ import json
 
 import pytest
 from gwharness import GatewayThread, make_config
-from gwkit import DEV, KEY, make_record, uplink
+from gwkit import DEV, KEY, make_record, post_frame, uplink
 
 from panicgw import pipeline as pl
 from panicgw.recent import RecentFrames
 from panicgw.store import Store
 from panicproto import frames
 
-OCTET = {"Content-Type": "application/octet-stream"}
 OTHER = 0x0000CAFE
 
 
-def _post(port: int, body: bytes) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request("POST", "/v1/frames", body=body, headers=OCTET)
-    status = c.getresponse().status
-    c.close()
-    return status
 
 
 def _get(port: int, query: str) -> tuple[int, dict]:
@@ -51,16 +44,16 @@ def gw(tmp_path):
 def test_frames_endpoint_attributes_good_bad_tag_and_replay(gw):
     http_port, status_port = gw.gw.http.port, gw.gw.status_port
     good = uplink(frames.ALARM, 0x00030001, wifi=True)
-    assert _post(http_port, good) == 200
+    assert post_frame(http_port, good) == 200
     forged = uplink(frames.ALARM, 0x00030002, key=bytes(16), wifi=True)
-    assert _post(http_port, forged) == 403
+    assert post_frame(http_port, forged) == 403
     stale = uplink(frames.TEST, 0x00010005, wifi=True)  # an older epoch: behind the window
-    assert _post(http_port, stale) == 200  # answered with a signed RESYNC, never stored
-    assert _post(http_port, good) == 200  # the retry: re-acknowledged as a duplicate
-    assert _post(http_port, uplink(frames.HEARTBEAT, 7, device_id=0x0BADF00D)) == 403
-    assert _post(http_port, uplink(frames.TEST, 0x00020001, device_id=OTHER,
+    assert post_frame(http_port, stale) == 200  # answered with a signed RESYNC, never stored
+    assert post_frame(http_port, good) == 200  # the retry: re-acknowledged as a duplicate
+    assert post_frame(http_port, uplink(frames.HEARTBEAT, 7, device_id=0x0BADF00D)) == 403
+    assert post_frame(http_port, uplink(frames.TEST, 0x00020001, device_id=OTHER,
                                    key=bytes(range(16, 32)))) == 200
-    assert _post(http_port, b"\x11\x00") == 400  # too short to name a device
+    assert post_frame(http_port, b"\x11\x00") == 400  # too short to name a device
 
     code, doc = _get(status_port, "")
     assert code == 200

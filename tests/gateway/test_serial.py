@@ -5,11 +5,10 @@ bytes on the line (hypothesis) never crash it or block the next good frame."""
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from gwharness import GatewayThread, make_config
-from gwkit import KEY, make_record, uplink
+from gwkit import KEY, make_record, uplink, wait_until
 from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,13 +20,6 @@ from panicproto import frames, link
 _COUNTERS = itertools.count(0x00100000)
 
 
-def _wait(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def rig(tmp_path_factory):
     s.upsert_device(make_record())
     s.close()
     with GatewayThread(cfg) as g:
-        assert _wait(lambda: g.status()["bridge"]["state"] == "connected")
+        assert wait_until(lambda: g.status()["bridge"]["state"] == "connected")
         yield g, bridge
     bridge.unplug()
 
@@ -56,7 +48,7 @@ def _ack_for(bridge: PtyBridge, counter: int, timeout: float = 10.0) -> frames.D
             if d.counter == counter:
                 return d
         return None
-    assert _wait(lambda: find() is not None, timeout), f"no TX for counter {counter:#x}"
+    assert wait_until(lambda: find() is not None, timeout), f"no TX for counter {counter:#x}"
     return find()
 
 
@@ -72,7 +64,7 @@ def test_rx_acked_as_tx_with_path_recorded(rig):
 
 def test_radio_mismatch_reported(rig):
     g, _ = rig
-    assert _wait(lambda: g.status()["bridge"]["radio_mismatches"])
+    assert wait_until(lambda: g.status()["bridge"]["radio_mismatches"])
     assert "frequency_mhz" in g.status()["bridge"]["radio_mismatches"][0]
     assert radio_mismatches({"sf": 10, "freq_mhz": 921.4, "bw_hz": 125000, "tx_power": 14},
                             g.cfg.serial) == []
@@ -99,10 +91,10 @@ def test_unplug_and_back_resumes_without_restart(rig):
     pid_before = g.status()["pid"]
     connects = g.status()["bridge"]["connects"]
     bridge.unplug()
-    assert _wait(lambda: g.status()["bridge"]["state"] in ("missing", "disconnected"))
+    assert wait_until(lambda: g.status()["bridge"]["state"] in ("missing", "disconnected"))
     bridge.tx.clear()
     bridge.plug()
-    assert _wait(lambda: g.status()["bridge"]["state"] == "connected"
+    assert wait_until(lambda: g.status()["bridge"]["state"] == "connected"
                  and g.status()["bridge"]["connects"] > connects)
     bridge.rx(uplink(counter=0x00010003))
     assert _ack_for(bridge, 0x00010003).kind == frames.ACK
@@ -114,10 +106,10 @@ def test_silent_bridge_is_reconnected(rig):
     connects = g.status()["bridge"]["connects"]
     bridge.answer_pings = False
     try:
-        assert _wait(lambda: g.status()["bridge"]["connects"] > connects, 10)
+        assert wait_until(lambda: g.status()["bridge"]["connects"] > connects, 10)
     finally:
         bridge.answer_pings = True
-    assert _wait(lambda: g.status()["bridge"]["state"] == "connected")
+    assert wait_until(lambda: g.status()["bridge"]["state"] == "connected")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[

@@ -15,31 +15,11 @@ import time
 
 import pytest
 from gwharness import DispatchThread, GatewayThread, make_config
-from gwkit import DEV, free_port, make_record, uplink
+from gwkit import DEV, free_port, make_record, post_frame, uplink, wait_until
 
 from panicgw import pipeline as pl
 from panicgw.store import Store
 from panicproto import frames
-
-OCTET = {"Content-Type": "application/octet-stream"}
-
-
-def _wait(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _post(port: int, body: bytes) -> int:
-    import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request("POST", "/v1/frames", body=body, headers=OCTET)
-    status = c.getresponse().status
-    c.close()
-    return status
 
 
 def test_alarms_processed_before_queued_heartbeats(tmp_path):
@@ -81,11 +61,11 @@ def test_dead_broker_does_not_delay_dispatch(tmp_path):
                   dispatch={"url": disp.srv.url})
         with GatewayThread(cfg) as g:
             t0 = time.monotonic()
-            assert _post(g.gw.http.port, uplink(counter=0x00010001)) == 200
-            assert _wait(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
+            assert post_frame(g.gw.http.port, uplink(counter=0x00010001)) == 200
+            assert wait_until(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
             assert time.monotonic() - t0 < 3.0
             assert g.status()["broker"]["connected"] is False
-            assert _wait(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)
+            assert wait_until(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)
     finally:
         disp.close()
 
@@ -116,19 +96,19 @@ def test_events_and_status_reach_a_live_broker(tmp_path):
                 return True
             except OSError:
                 return False
-        assert _wait(up, 10)
+        assert wait_until(up, 10)
         sub.connect("127.0.0.1", port)
         sub.subscribe("panic/gw-test/#", qos=1)
         sub.loop_start()
         cfg = _gw(tmp_path, mqtt={"enabled": True, "port": port})
         with GatewayThread(cfg) as g:
-            assert _post(g.gw.http.port, uplink(counter=0x00010001)) == 200
-            assert _wait(lambda: any(t.endswith("/events") for t, _ in got))
+            assert post_frame(g.gw.http.port, uplink(counter=0x00010001)) == 200
+            assert wait_until(lambda: any(t.endswith("/events") for t, _ in got))
             ev = next(p for t, p in got if t.endswith("/events"))
             assert ev["device_id"] == DEV and ev["type"] == "alarm"
-            assert _wait(lambda: any(t.endswith("/status") and p.get("state") == "online"
+            assert wait_until(lambda: any(t.endswith("/status") and p.get("state") == "online"
                                      for t, p in got))
-            assert _wait(lambda: any("/devices" in t for t, _ in got))
+            assert wait_until(lambda: any("/devices" in t for t, _ in got))
     finally:
         sub.loop_stop()
         sub.disconnect()
@@ -157,7 +137,7 @@ def test_malformed_http_refused_gateway_keeps_working(tmp_path):
         c.settimeout(5)
         assert c.recv(100).startswith(b"HTTP/1.1 413")
         c.close()
-        assert _post(port, uplink(counter=0x00010002)) == 200
+        assert post_frame(port, uplink(counter=0x00010002)) == 200
 
 
 def test_alarm_fast_lane_needs_no_outbox_read_and_delivery_is_recorded(tmp_path):
@@ -175,9 +155,9 @@ def test_alarm_fast_lane_needs_no_outbox_read_and_delivery_is_recorded(tmp_path)
                 return []
 
             g.run(setattr, g.gw.outbox_store, "due", blind_due)
-            assert _post(g.gw.http.port, uplink(counter=0x00010001)) == 200
-            assert _wait(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
-            assert _wait(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)
+            assert post_frame(g.gw.http.port, uplink(counter=0x00010001)) == 200
+            assert wait_until(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
+            assert wait_until(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)
             assert g.status()["outbox"]["delivered"] == 1
         s = Store(cfg.db_path)
         try:

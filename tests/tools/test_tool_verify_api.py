@@ -3,29 +3,16 @@ is found with its path and signal; one it rejected (another key) fails with the 
 
 from __future__ import annotations
 
-import http.client
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 from gwharness import GatewayThread, make_config  # noqa: E402
-from gwkit import DEV, KEY, make_record, uplink  # noqa: E402
+from gwkit import DEV, KEY, make_record, post_frame, uplink  # noqa: E402
 
 from panicgw.store import Store  # noqa: E402
 from panicproto import frames  # noqa: E402
 from panictool import verify  # noqa: E402
-
-
-def _post(port: int, body: bytes) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        c.request("POST", "/v1/frames", body=body,
-                  headers={"Content-Type": "application/octet-stream"})
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
 
 
 def test_api_source_reports_stored_and_rejected_tests(tmp_path):
@@ -36,7 +23,7 @@ def test_api_source_reports_stored_and_rejected_tests(tmp_path):
     with GatewayThread(cfg) as g:
         url = f"http://127.0.0.1:{g.gw.status_port}"
         source = verify.api_source(url)
-        assert _post(g.gw.http.port, uplink(frames.TEST, counter=0x00010005)) == 200
+        assert post_frame(g.gw.http.port, uplink(frames.TEST, counter=0x00010005)) == 200
         good = verify.Result()
         verify.check_heard(good, source, url, DEV, 0x00010005, ["wifi"], 9, 5.0)
         assert [(c.name, c.status) for c in good.checks] == [("gateway heard TEST", "PASS")]
@@ -44,7 +31,7 @@ def test_api_source_reports_stored_and_rejected_tests(tmp_path):
         assert "stored as test via wifi" in good.checks[0].detail
 
         other_key = bytes(reversed(KEY))
-        assert _post(g.gw.http.port, uplink(frames.TEST, counter=0x00010006,
+        assert post_frame(g.gw.http.port, uplink(frames.TEST, counter=0x00010006,
                                              key=other_key)) == 403
         bad = verify.Result()
         verify.check_heard(bad, source, url, DEV, 0x00010006, ["wifi"], 9, 5.0)
