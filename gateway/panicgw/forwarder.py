@@ -328,6 +328,8 @@ class Forwarder:
     def _admit(self, items: list[Any]) -> int:
         """Start deliveries for ``items`` (most urgent first) as far as the slots and tiers
         allow; return how many started."""
+        if self._stopping:
+            return 0  # stop() began while this step awaited the store: start nothing new
         started = 0
         for item in items:
             if item.id in self._inflight:

@@ -428,3 +428,43 @@ def test_offer_while_a_step_awaits_the_store_starts_the_alarm_once(
         assert outbox.states() == {"dead": 1, "delivered": 1}
         assert len(srv.received) == 1, [(r.status, r.verdict) for r in srv.received]
     run(main())
+
+
+def test_stop_during_an_outbox_read_starts_nothing_new(outbox: MemoryOutbox) -> None:
+    """stop() while a step awaits its outbox read: what that read returns is not sent (the
+    item stays pending for the next start), so shutdown is not held up by a new POST."""
+    async def main() -> None:
+        srv = DispatchServer(token=TOKEN, secret=SECRET)
+        await srv.start()
+        reader = ThreadPoolExecutor(1)
+        loop = asyncio.get_running_loop()
+        in_read, release = threading.Event(), threading.Event()
+
+        def due(now: float, limit: int) -> list[Any]:
+            items = MemoryOutbox.due(outbox, now, limit)
+            if items:
+                in_read.set()
+                release.wait(10)
+            return items
+
+        async def call_store(fn: Any, *args: Any) -> Any:
+            if fn is due:
+                return await loop.run_in_executor(reader, fn, *args)
+            return fn(*args)
+
+        outbox.due = due  # type: ignore[method-assign]
+        fwd = fwd_for(outbox, srv, poll_s=60.0, call_store=call_store)
+        task = asyncio.create_task(fwd.run())
+        outbox.add(payload("panic"))
+        fwd.wake()
+        assert await until(in_read.is_set)
+        stopping = asyncio.create_task(fwd.stop(timeout=3.0))
+        await asyncio.sleep(0.05)
+        release.set()
+        await stopping
+        await task
+        await srv.stop()
+        reader.shutdown()
+        assert srv.received == []
+        assert outbox.states() == {"pending": 1}
+    run(main())
