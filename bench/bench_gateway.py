@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from panicgw import pipeline as pl
@@ -207,44 +208,68 @@ def memory(tmp: Path) -> None:
 # -- serial ACK latency ---------------------------------------------------------------------
 
 
+class PtyBridge:
+    """The LoRa bridge's side of a pty: answers the gateway's PINGs, injects RX frames, and
+    hands every other message the gateway sends (ACKs, PONGs) with its arrival time to
+    ``on_message`` (or drops it). The gateway opens ``port`` like /dev/ttyACM0."""
+
+    def __init__(self, on_message: Callable[[link.Message, float], None] | None = None,
+                 ) -> None:
+        self.on_message = on_message
+        self.master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        os.close(slave)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def send(self, kind: int, seq: int, payload: bytes) -> None:
+        with self._lock:
+            os.write(self.master, link.encode(kind, seq & 0xFF, payload))
+
+    def rx(self, seq: int, up: bytes) -> None:
+        """An uplink heard by the radio (RSSI -110 dBm, SNR -5 dB)."""
+        self.send(link.RX, seq, link.rx_payload(up, -110, -5))
+
+    def _read(self) -> None:
+        dec = link.Decoder()
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([self.master], [], [], 0.2)
+                data = os.read(self.master, 4096) if r else b""
+            except OSError:  # EIO until the gateway has opened its side
+                time.sleep(0.01)
+                continue
+            now = time.perf_counter()
+            for m in dec.feed(data):
+                if m.kind == link.PING:
+                    self.send(link.PONG, m.seq, m.payload)
+                elif self.on_message is not None:
+                    self.on_message(m, now)
+
+    def close(self) -> None:
+        self._stop.set()
+        time.sleep(0.25)
+        os.close(self.master)
+
+
 def serial_latency(tmp: Path) -> None:
     """RX -> ACK (TX) over a pty through the real daemon, vs PING -> PONG on the same pty."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
     from gwharness import GatewayThread, make_config  # the tests' in-process daemon runner
 
-    master, slave = os.openpty()
-    name = os.ttyname(slave)
-    os.close(slave)
-    cfg = make_config(tmp / "ser", http={"enabled": False}, serial={
-        "enabled": True, "port": name, "ping_interval_s": 60.0})
-    (tmp / "ser" / "data").mkdir(parents=True)
-    _populate(cfg.db_path, 1000)
-    dec = link.Decoder()
     lock = threading.Lock()
     got: dict[tuple[int, bytes], float] = {}
 
-    def reader() -> None:
-        while True:
-            try:
-                r, _, _ = select.select([master], [], [], 0.2)
-                if not r:
-                    continue
-                data = os.read(master, 4096)
-            except OSError:  # EIO while the gateway has not opened its side yet
-                if stop.is_set():
-                    return
-                time.sleep(0.01)
-                continue
-            now = time.perf_counter()
-            for m in dec.feed(data):
-                if m.kind == link.PING and m.payload == b"panicgw":
-                    os.write(master, link.encode(link.PONG, m.seq, m.payload))
-                    continue
-                with lock:
-                    got[(m.kind, m.payload[:10] if m.kind == link.TX else m.payload)] = now
+    def record(m: link.Message, now: float) -> None:
+        with lock:
+            got[(m.kind, m.payload[:10] if m.kind == link.TX else m.payload)] = now
 
-    stop = threading.Event()
-    threading.Thread(target=reader, daemon=True).start()
+    bridge = PtyBridge(on_message=record)
+    cfg = make_config(tmp / "ser", http={"enabled": False}, serial={
+        "enabled": True, "port": bridge.port, "ping_interval_s": 60.0})
+    (tmp / "ser" / "data").mkdir(parents=True)
+    _populate(cfg.db_path, 1000)
     with GatewayThread(cfg) as g:
         end = time.monotonic() + 10
         while g.status()["bridge"]["state"] != "connected" and time.monotonic() < end:
@@ -258,18 +283,17 @@ def serial_latency(tmp: Path) -> None:
                 frames.make_counter(2, n + 1), battery_mv=3600))
             down_head = bytes([0x10 | frames.ACK]) + up[1:9] + bytes([frames.STORED])
             t0 = time.perf_counter()
-            os.write(master, link.encode(link.RX, n & 0xFF, link.rx_payload(up, -110, -5)))
+            bridge.rx(n, up)
             while (link.TX, down_head) not in got:
                 time.sleep(0.0002)
             rx.append((got[(link.TX, down_head)] - t0) * 1000)
             token = b"bench%05d" % n
             t0 = time.perf_counter()
-            os.write(master, link.encode(link.PING, n & 0xFF, token))
+            bridge.send(link.PING, n, token)
             while (link.PONG, token) not in got:
                 time.sleep(0.0002)
             ping.append((got[(link.PONG, token)] - t0) * 1000)
-    stop.set()
-    os.close(master)
+    bridge.close()
     q = statistics.quantiles
     emit("serial ACK after receipt, p99 (RX -> TX ACK over the pty)", q(rx, n=100)[98], "ms",
          "lower", "PING -> PONG p99, same pty and thread", q(ping, n=100)[98],
@@ -278,42 +302,6 @@ def serial_latency(tmp: Path) -> None:
 
 
 # -- press-to-dispatch latency under heartbeat load ---------------------------------------------
-
-class PtyBridge:
-    """The LoRa bridge's side of a pty: answers the gateway's PINGs, injects RX frames, and
-    drains what the gateway sends (ACKs). The gateway opens ``port`` like /dev/ttyACM0."""
-
-    def __init__(self) -> None:
-        self.master, slave = os.openpty()
-        self.port = os.ttyname(slave)
-        os.close(slave)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def rx(self, seq: int, up: bytes) -> None:
-        with self._lock:
-            os.write(self.master, link.encode(link.RX, seq & 0xFF, link.rx_payload(up, -110, -5)))
-
-    def _read(self) -> None:
-        dec = link.Decoder()
-        while not self._stop.is_set():
-            try:
-                r, _, _ = select.select([self.master], [], [], 0.2)
-                data = os.read(self.master, 4096) if r else b""
-            except OSError:  # EIO until the gateway has opened its side
-                time.sleep(0.01)
-                continue
-            for m in dec.feed(data):
-                if m.kind == link.PING:
-                    with self._lock:
-                        os.write(self.master, link.encode(link.PONG, m.seq, m.payload))
-
-    def close(self) -> None:
-        self._stop.set()
-        time.sleep(0.25)
-        os.close(self.master)
-
 
 LOAD = Path(__file__).resolve().parent / "heartbeat_load.py"
 
