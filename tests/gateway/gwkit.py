@@ -48,7 +48,7 @@ def post_frame(port: int, body: bytes) -> int:
         c.close()
 
 
-def wait_until(pred: Callable[[], object], timeout: float = 10.0) -> bool:
+def wait_until(pred: Callable[[], object], timeout: float = 15.0) -> bool:
     """Poll ``pred`` every 20 ms; True as soon as it is truthy, False after ``timeout`` s."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from gwharness import DispatchThread, GatewayThread, make_config
-from gwkit import make_record, uplink
+from gwkit import make_record, uplink, wait_until
 
 from panicgw.store import Store
 from panicproto import frames
@@ -24,13 +23,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
 
 
-def _wait(pred, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 @pytest.fixture
@@ -70,11 +62,11 @@ def _tests(disp: DispatchThread) -> list[dict]:
 def _dead_letter_one(gw: GatewayThread, disp: DispatchThread, counter: int,
                      dead: int = 1) -> None:
     # The start-up check-in goes first, so only our TEST meets the failure.
-    assert _wait(lambda: any(b["event"] == "gateway_checkin" for b in disp.bodies())
+    assert wait_until(lambda: any(b["event"] == "gateway_checkin" for b in disp.bodies())
                  and gw.status()["outbox"]["pending"] == 0)
     disp.call(_fail(disp, 400))
     assert _post(gw, uplink(frames.TEST, counter, wifi=True)) == 200
-    assert _wait(lambda: gw.status()["outbox"]["dead"] == dead)
+    assert wait_until(lambda: gw.status()["outbox"]["dead"] == dead)
     disp.call(_heal(disp))
 
 
@@ -107,8 +99,8 @@ def test_dead_letter_requeued_with_daemon_running_is_delivered(tmp_path, disp):
         doc = json.loads(res.stdout)
         assert doc == {"requeued": [row["id"]], "not_dead": [999], "daemon_woken": True}
         assert "999" in res.stderr
-        assert _wait(lambda: len(_tests(disp)) == 1, timeout=10.0)
-        assert _wait(lambda: gw.status()["outbox"]["pending"] == 0)
+        assert wait_until(lambda: len(_tests(disp)) == 1, timeout=10.0)
+        assert wait_until(lambda: gw.status()["outbox"]["pending"] == 0)
         st = gw.status()
         assert st["outbox"]["dead"] == 0 and st["dead_letters"] == []
 
@@ -155,6 +147,6 @@ def test_requeue_all_dead_with_daemon_stopped_then_started(tmp_path, disp):
     assert dl["status"] == "PASS"
 
     with GatewayThread(cfg) as gw:
-        assert _wait(lambda: len(_tests(disp)) == 2)
-        assert _wait(lambda: gw.status()["outbox"]["pending"] == 0)
+        assert wait_until(lambda: len(_tests(disp)) == 2)
+        assert wait_until(lambda: gw.status()["outbox"]["pending"] == 0)
         assert gw.status()["outbox"]["dead"] == 0

@@ -5,11 +5,9 @@ unplugged and plugged back while the gateway keeps running."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from gwharness import GatewayThread, make_config
-from gwkit import make_record
+from gwkit import make_record, wait_until
 
 from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge
@@ -18,13 +16,6 @@ LORA_DEV, WIFI_DEV = 0x5151A001, 0x5151A002
 KEY1, KEY2 = bytes(range(16)), bytes(range(16, 32))
 
 
-def _wait(pred, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def rig(tmp_path):
     s.upsert_device(make_record(WIFI_DEV, KEY2))
     s.close()
     with GatewayThread(cfg) as g:
-        assert _wait(lambda: g.status()["bridge"]["state"] == "connected")
+        assert wait_until(lambda: g.status()["bridge"]["state"] == "connected")
         yield g, air, bridge
     bridge.stop()
 
@@ -64,9 +55,9 @@ def test_lora_button_through_real_bridge_firmware(rig):
         pid = g.status()["pid"]
         connects = g.status()["bridge"]["connects"]
         bridge.unplug()
-        assert _wait(lambda: g.status()["bridge"]["state"] != "connected")
+        assert wait_until(lambda: g.status()["bridge"]["state"] != "connected")
         bridge.replug()
-        assert _wait(lambda: g.status()["bridge"]["state"] == "connected"
+        assert wait_until(lambda: g.status()["bridge"]["state"] == "connected"
                      and g.status()["bridge"]["connects"] > connects, 20)
         btn.test()
         assert btn.wait_for_line(lambda ln: "ack: test" in ln, 20)
@@ -97,7 +88,7 @@ def test_dual_path_button_one_event_both_paths_recorded(rig):
                 return set()
             return {r["path"] for r in g.run(g.gw.status_store.receptions, ev[0]["id"])}
 
-        assert _wait(lambda: paths() == {"lora", "wifi"}, 10)
+        assert wait_until(lambda: paths() == {"lora", "wifi"}, 10)
         alarms = [r for r in g.run(g.gw.status_store.outbox_rows)
                   if r["payload"]["device"]["id"] == f"{WIFI_DEV:08X}"]
         assert len(alarms) == 1  # forwarded once, whichever path came first
