@@ -1,7 +1,7 @@
 """Message handling half of the button app: presses, sending attempts, downlinks.
 
 Split from app.py so neither file needs a large parse tree when CircuitPython compiles
-the source on the device (the whole firmware must load in a 96 KB heap).
+the source on the device (docs/firmware.md, "RAM budget").
 """
 
 from panicbutton import feedback, policy
