@@ -385,14 +385,17 @@ class Gateway:
                         sr.evaluate, reader.db, sup, time.time(), bridge_last_seen=last_seen,
                         bridge_enabled=serial is not None, checkins=self.forwarder is not None))
                     try:
-                        n = await self.processor.run_sync(
+                        stored = await self.processor.run_sync(
                             sr.store_events, self.store, self.gateway_id, events) \
-                            if events else 0
+                            if events else []
                     except Exception:
                         undo()  # not stored: the next tick raises them again
                         raise
-                    if n:
-                        for ev in events:
+                    if len(stored) < len(events):
+                        log.info("supervision: %d event(s) dropped, their device was heard"
+                                 " while they were decided", len(events) - len(stored))
+                    if stored:
+                        for ev in stored:
                             log.info("supervision event %s", ev.event, extra={"fields": {
                                 "device_id": ev.device_id, "detail": ev.detail}})
                         if self.forwarder is not None:

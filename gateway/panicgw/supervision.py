@@ -55,6 +55,10 @@ class SupervisionEvent:
     counter: int | None = None
     detail: str = ""
     state: dict[str, Any] = field(default_factory=dict)
+    # The device state the rules decided on. The daemon decides on a snapshot and stores on
+    # another thread: a frame stored in between makes the decision stale (silent -> lost
+    # just as the device was heard), so the store drops it and the next tick decides again.
+    basis: DeviceView | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -90,12 +94,12 @@ class Supervisor:
                 "supervision_lost", 381, 1, now, d.device_id, d.last_counter,
                 f"silent for {silent:.0f} s (limit {limit:.0f} s = 2 x {d.supervision_s} s"
                 f" + {self.grace_s:.0f} s grace)",
-                {"supervision": LOST},
+                {"supervision": LOST}, d,
             ))
         elif d.supervision == LOST and d.last_heard is not None and now - d.last_heard <= limit:
             out.append(SupervisionEvent(
                 "supervision_restore", 381, 3, now, d.device_id, d.last_counter,
-                "heard again", {"supervision": OK},
+                "heard again", {"supervision": OK}, d,
             ))
         low = d.low_battery or (
             self.low_battery_mv is not None and d.battery_mv is not None
@@ -109,12 +113,12 @@ class Supervisor:
         if low and not d.battery_alarm:
             out.append(SupervisionEvent(
                 "low_battery", 384, 1, now, d.device_id, d.last_counter,
-                f"low battery ({volts})", {"battery_alarm": True},
+                f"low battery ({volts})", {"battery_alarm": True}, d,
             ))
         elif good and d.battery_alarm:
             out.append(SupervisionEvent(
                 "low_battery_restore", 384, 3, now, d.device_id, d.last_counter,
-                f"battery good ({volts})", {"battery_alarm": False},
+                f"battery good ({volts})", {"battery_alarm": False}, d,
             ))
         return out
 

@@ -71,14 +71,25 @@ def undo_point(sup: Supervisor) -> Callable[[], None]:
     return lambda: vars(sup).update(saved)
 
 
-def store_events(store: Store, gateway_id: str, events: Iterable[SupervisionEvent]) -> int:
+def is_stale(ev: SupervisionEvent, current_last_heard: float | None) -> bool:
+    """True when the device was heard after the snapshot the event was decided on."""
+    return ev.basis is not None and current_last_heard != ev.basis.last_heard
+
+
+def store_events(store: Store, gateway_id: str,
+                 events: Iterable[SupervisionEvent]) -> list[SupervisionEvent]:
     """Store the events with their outbox rows and state changes in one durable commit
-    (call on the pipeline thread: the only writer)."""
+    (call on the pipeline thread: the only writer). Returns the events stored: a device
+    event whose device was heard since it was decided is dropped (:func:`is_stale`)."""
     events = list(events)
     if not events:
-        return 0
+        return []
     ids = [e.device_id for e in events if e.device_id is not None]
     states = store.device_states_for(ids)
+    events = [e for e in events if e.device_id is None or not is_stale(
+        e, states[e.device_id].last_heard if e.device_id in states else None)]
+    if not events:
+        return []
     with store.transaction():
         for ev in events:
             dev = store.get_device(ev.device_id) if ev.device_id is not None else None
@@ -113,4 +124,4 @@ def store_events(store: Store, gateway_id: str, events: Iterable[SupervisionEven
                 store.set_meta("last_checkin", repr(ev.state["last_checkin"]))
             if "bridge_trouble" in ev.state:
                 store.set_meta("bridge_trouble", "1" if ev.state["bridge_trouble"] else "0")
-    return len(events)
+    return events

@@ -86,13 +86,42 @@ def test_stored_events_reach_the_outbox_with_their_state(tmp_path):
                          checkins=False)
     assert [(e.event, e.device_id, e.counter) for e in events] == [
         ("supervision_lost", 0xABC, 7)]
-    assert sr.store_events(store, "gw-1", events) == 1
+    assert sr.store_events(store, "gw-1", events) == events
     assert store.device_state(0xABC).supervision == "lost"
     item = store.due(NOW + 1, 10)[0]
     assert item.payload["event"] == "supervision_lost"
     assert item.payload["contact_id"]["code"] == 381
     assert item.payload["device"]["label"] == "kasir"
     # evaluated again: lost already recorded, nothing new
+    assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
+                       checkins=False) == []
+    store.close()
+
+
+def test_a_device_heard_between_decision_and_store_raises_no_loss(tmp_path):
+    """The runner decides on a read snapshot; the pipeline may store a frame from the same
+    device before the events reach the writer. Storing the stale 381 would send dispatch a
+    false "supervision lost" followed at once by a 3381."""
+    store = Store(tmp_path / "gw.db")
+    site = SiteRecord("Toko", "shop", "Jl. Contoh 1", -6.9, 107.6, "Ani", "+62811")
+    store.upsert_devices([DeviceRecord(0xABC, bytes(16), site, "kasir", ["lora"], 60, "0.2.0"),
+                          DeviceRecord(0xDEF, bytes(16), site, "gudang", ["lora"], 60, "0.2.0")])
+    with store.transaction():
+        for dev in (0xABC, 0xDEF):
+            store.save_replay(dev, 7, 1)
+            store.heard(dev, NOW - 1000, "lora", -101.0, 4.5, 3700, False)
+    sup = Supervisor(started_at=NOW - 5000)
+    events = sr.evaluate(store.db, sup, NOW, bridge_last_seen=None, bridge_enabled=False,
+                         checkins=False)
+    assert sorted(e.device_id for e in events) == [0xABC, 0xDEF]
+    with store.transaction():  # a heartbeat from 0xABC is stored in between
+        store.heard(0xABC, NOW + 0.5, "lora", -99.0, 6.0, 3700, False)
+    stored = sr.store_events(store, "gw-1", events)
+    assert [(e.event, e.device_id) for e in stored] == [("supervision_lost", 0xDEF)]
+    assert store.device_state(0xABC).supervision == "ok"
+    assert store.device_state(0xDEF).supervision == "lost"
+    assert [i.payload["device"]["id"] for i in store.due(NOW + 1, 10)] == ["00000DEF"]
+    # the next tick decides on the new state: 0xABC is fine, 0xDEF already recorded
     assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
                        checkins=False) == []
     store.close()
