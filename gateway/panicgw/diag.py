@@ -695,7 +695,7 @@ def _bridge_direct(ctx: Context, cfg_serial: dict[str, Any]) -> list[Result]:
     port, how = find_bridge_port(cfg_serial)
     unplugged_hint = ("Check the bridge's USB cable and power; `ls -l /dev/serial/by-id/`; "
                       "set [serial] port to the by-id path (or \"auto\"); reflash with "
-                      "`panictool flash --bridge` if it does not enumerate.")
+                      "`panictool flash --role bridge` if it does not enumerate.")
     if port is None:
         return [Result("bridge.present", "Bridge present", FAIL,
                        f"bridge not found: {how}", unplugged_hint),
@@ -739,7 +739,8 @@ def _bridge_direct(ctx: Context, cfg_serial: dict[str, Any]) -> list[Result]:
                     Result("bridge.ping", "Bridge answers PING", FAIL,
                            f"no PONG from {port} within {t.bridge_timeout_s:g} s{logs}",
                            "Wrong device or bridge firmware not running: check the port, "
-                           "watch `panictool console`, reflash with `panictool flash --bridge`."),
+                           "watch `panictool console`, reflash with "
+                           "`panictool flash --role bridge`."),
                     Result("bridge.radio", "Bridge radio settings", SKIP, "bridge silent"),
                     Result("bridge.noise", "Radio noise floor", SKIP, "bridge silent")]
         ping = Result("bridge.ping", "Bridge answers PING", PASS, f"PONG from {port}")
@@ -754,7 +755,7 @@ def _bridge_direct(ctx: Context, cfg_serial: dict[str, Any]) -> list[Result]:
         return [present, ping,
                 Result("bridge.radio", "Bridge radio settings", FAIL,
                        "bridge answers PING but sent no valid STATUS",
-                       "Update the bridge firmware (`panictool flash --bridge`)."),
+                       "Update the bridge firmware (`panictool flash --role bridge`)."),
                 Result("bridge.noise", "Radio noise floor", SKIP, "no STATUS")]
     return [present, ping, *_radio_results(ctx, cfg_serial, status_doc, live=False)]
 
@@ -777,12 +778,12 @@ def _radio_results(ctx: Context, cfg_serial: dict[str, Any], status_doc: dict[st
                        "bridge radio differs from config: " + ", ".join(mism),
                        "Gateway, bridge and buttons must share frequency/SF/bandwidth: fix "
                        "[serial] in the config or the bridge's settings.toml (`panictool "
-                       "flash --bridge`), then restart panicgw"
+                       "flash --role bridge`), then restart panicgw"
                        + (" and check its log for the bridge's LOG lines." if live else "."))
     elif not reported:
         radio = Result("bridge.radio", "Bridge radio settings", WARN,
                        "bridge STATUS reports no radio settings",
-                       "Update the bridge firmware (`panictool flash --bridge`).")
+                       "Update the bridge firmware (`panictool flash --role bridge`).")
     else:
         radio = Result("bridge.radio", "Bridge radio settings", PASS,
                        f"match config ({cfg_serial['frequency_mhz']:g} MHz, "
@@ -840,7 +841,7 @@ def check_bridge(ctx: Context) -> list[Result]:
                       f"last PONG {fmt_age(pong_age)} ago (expected every "
                       f"{cfg_serial['ping_interval_s']:g} s)",
                       "The bridge is wedged: unplug and replug it; check `journalctl -u "
-                      "panicgw` for link errors; reflash with `panictool flash --bridge`.")
+                      "panicgw` for link errors; reflash with `panictool flash --role bridge`.")
     elif isinstance(pong_age, int | float):
         ping = Result("bridge.ping", "Bridge answers PING", PASS,
                       f"last PONG {fmt_age(pong_age)} ago")
@@ -855,7 +856,7 @@ def check_bridge(ctx: Context) -> list[Result]:
                 Result("bridge.radio", "Bridge radio settings", WARN,
                        "the daemon has no STATUS from the bridge yet",
                        "Run diag again in a few seconds; if it stays, update the bridge "
-                       "firmware (`panictool flash --bridge`).")]
+                       "firmware (`panictool flash --role bridge`).")]
     return [present, ping, *_radio_results(ctx, cfg_serial, bstatus, live=True)]
 
 

@@ -66,7 +66,7 @@ def test_bridge_silent(gw):
     code, doc = gw.diag("--set", "bridge_timeout_s=0.5")
     r = by_id(doc)["bridge.ping"]
     assert r["status"] == "FAIL" and "no PONG" in r["finding"]
-    assert "flash --bridge" in r["hint"]
+    assert "flash --role bridge" in r["hint"]
     assert code == 2
 
 
