@@ -189,11 +189,16 @@ def remove(device_id: str = typer.Argument(..., help="Device id, 8 hex digits.")
 def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
           key: str = typer.Option(None, "--key",
                                   help="New key, 32 hex digits; omitted: a random one is made"),
+          key_file: Path = typer.Option(
+              None, "--key-file", help="Write the generated key to this file (0600) for "
+              "`panictool rekey --use-key FILE` instead of printing it."),
           reset_counter: bool = typer.Option(
               False, "--reset-counter", help="Also forget the replay window (re-flashed button)."),
           config: Path = CONFIG_OPT, db: Path = DB_OPT, as_json: bool = JSON_OPT) -> None:
-    """Give a button a new key (after re-provisioning it). A generated key is printed once:
-    put it on the button (`panictool provision --key`), it is not shown again."""
+    """Give a button a new key, keeping its id, site and history. Put the same key on the
+    button with `panictool rekey --use-key FILE` (from --key-file here), or run
+    `panictool rekey --gateway-db` on the Pi instead of this command. Until both ends
+    have it, the button's frames are rejected as bad_tag."""
     dev = _parse_id(device_id)
     generated = key is None
     try:
@@ -203,14 +208,40 @@ def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
     except ValueError:
         typer.echo("error: --key must be 32 hex digits", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    if key_file is not None and not generated:
+        typer.echo("error: --key-file writes a generated key; it does not go with --key",
+                   err=True)
+        raise typer.Exit(EXIT_USAGE)
     s = _open(config, db)
+    if key_file is not None:  # the file first: a key only in the DB would lock the button out
+        try:
+            registry.write_key_file(key_file, dev, new)
+        except OSError as e:
+            s.close()
+            typer.echo(f"error: cannot write {key_file}: {e.strerror}; nothing changed",
+                       err=True)
+            raise typer.Exit(EXIT_USAGE) from None
     try:
         ok = s.rekey(dev, new, reset_counter)
+    except BaseException:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
+        raise
     finally:
         s.close()
     if not ok:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
         typer.echo(f"error: device {dev:08X} is not registered", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
+    if key_file is not None:
+        if as_json:
+            typer.echo(json.dumps({"device_id": f"{dev:08X}", "key": None,
+                                   "key_file": str(key_file)}))
+        else:
+            typer.echo(f"device {dev:08X} rekeyed; key in {key_file} (0600): put it on the "
+                       f"button with `panictool rekey --use-key {key_file}`")
+        return
     if as_json:
         typer.echo(json.dumps({"device_id": f"{dev:08X}",
                                "key": new.hex() if generated else None}))

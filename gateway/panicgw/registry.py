@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,41 @@ def register(db_path: str | os.PathLike[str], record: DeviceRecord) -> None:
         store.upsert_device(record)
     finally:
         store.close()
+
+
+def write_key_file(path: str | os.PathLike[str], device_id: int, key: bytes,
+                   **extra: Any) -> None:
+    """One device's key as a 0600 JSON file: a sealed backup (`panictool provision
+    --key-file`) or the hand-over from `panicgw devices rekey --key-file` to
+    `panictool rekey --use-key`."""
+    doc = {"device_id": device_id, "device_id_hex": f"{device_id:08X}", "key": key.hex(),
+           "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+    write_private(path, (json.dumps(doc) + "\n").encode())
+
+
+def read_key_file(path: str | os.PathLike[str]) -> tuple[int | None, bytes]:
+    """(device id or None, key) from a file of :func:`write_key_file` or one holding just
+    the 32 hex digits. Raises RegistryError saying what is wrong (never showing the key)."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    device_id = None
+    raw = text
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise RegistryError(f"{path}: not valid JSON") from None
+        raw = str(doc.get("key", ""))
+        device_id = doc.get("device_id")
+        if device_id is not None and not (isinstance(device_id, int)
+                                          and 0 < device_id < 0xFFFFFFFF):
+            raise RegistryError(f"{path}: device_id must be an integer id")
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise RegistryError(f"{path}: the key must be 32 hex digits")
+    return device_id, key

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -215,9 +214,7 @@ def provision(
                     "key)", as_json, {"device_id": device_id})
     try:
         if key_file is not None:
-            registry.write_private(key_file, (json.dumps(
-                {"device_id": device_id, "key": key.hex(), "site": site.name,
-                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n").encode())
+            registry.write_key_file(key_file, device_id, key, site=site.name)
             result["key_file"] = str(key_file)
         label_dir.mkdir(parents=True, exist_ok=True)
         svg, png = label.write_label(label_dir, rec)
