@@ -140,6 +140,41 @@ def fmt_paths(recs: list[dict[str, Any]]) -> str:
     return ", ".join(parts) or "-"
 
 
+def event_line(ev: dict[str, Any]) -> str:
+    """One event on one line (``--follow``): time, kind, device, site, incident, paths."""
+    dev = f"0x{ev['device_id']:08X}" + (f" {ev['label']}" if ev["label"] else "")
+    return (f"{fmt_time(ev['received_at'])}  {ev['kind']:<9} {dev}  "
+            f"{ev['site'] or '(unregistered)'}  {ev['incident_id'] or '-'}  "
+            f"{ev['battery_mv']} mV  {fmt_paths(ev['receptions'])}")
+
+
+def follow_events(db: sqlite3.Connection, filters: dict[str, Any], limit: int, as_json: bool,
+                  interval_s: float) -> None:
+    """The newest ``limit`` matches oldest first, then each new match as it is stored, until
+    Ctrl-C (or SIGTERM). Polls the read-only DB: WAL readers never hold up the daemon."""
+    import signal
+
+    def show(ev: dict[str, Any]) -> None:
+        typer.echo(json.dumps(ev) if as_json else event_line(ev))
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    rows = query_events(db, limit=limit, **filters)
+    for ev in reversed(rows):
+        show(ev)
+    last = rows[0]["id"] if rows else int(
+        db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+    if not as_json:
+        typer.echo("-- following new events (Ctrl-C to stop) --")
+    try:
+        while True:
+            time.sleep(interval_s)
+            for ev in query_events(db, limit=1000, after_id=last, **filters):
+                show(ev)
+                last = ev["id"]
+    except KeyboardInterrupt:
+        pass
+
+
 def load_config_and_db(config: Path | None) -> tuple[gwconfig.Config, sqlite3.Connection]:
     """Config and its read-only DB, or a clear error and exit code (events, monitor)."""
     try:
@@ -172,14 +207,23 @@ def events(
                              help=f"Only this kind: {', '.join(KINDS)}."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=100000,
                               help="At most this many (newest first)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts "
+                                 "(with --follow: one JSON object per line)."),
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Like tail -f: the newest matches oldest first, then each "
+                                "new one as it is stored, one line each, until Ctrl-C."),
+    interval: float = typer.Option(0.5, "--interval", min=0.05, max=60.0,
+                                   help="With --follow: seconds between looks at the DB."),
 ) -> None:
     """Show stored events, newest first, with the paths each was heard on (RSSI/SNR).
 
     Examples: `panicgw events --kind alarm --since 1d`,
-    `panicgw events --site "Toko Sinar" --json`, `panicgw events -d 0x0000BEEF -n 10`.
+    `panicgw events --site "Toko Sinar" --json`, `panicgw events -d 0x0000BEEF -n 10`,
+    `panicgw events --follow --kind alarm` (live; `panicgw monitor` also shows rejected
+    frames).
 
-    Exit codes: 0 events shown, 1 none matched, 2 bad arguments or config, 3 no database.
+    Exit codes: 0 events shown (or --follow stopped with Ctrl-C), 1 none matched, 2 bad
+    arguments or config, 3 no database.
     """
     try:
         dev = parse_device(device) if device else None
@@ -195,9 +239,19 @@ def events(
         typer.echo("error: --since is after --until", err=True)
         raise typer.Exit(EXIT_USAGE)
     _, db = load_config_and_db(config)
+    filters: dict[str, Any] = {"device": dev, "site": site, "since": t0, "until": t1,
+                               "kind": kind.lower() if kind else None}
+    if follow:
+        try:
+            follow_events(db, filters, limit, as_json, interval)
+        except sqlite3.Error as e:
+            typer.echo(f"error: cannot read events: {e}", err=True)
+            raise typer.Exit(EXIT_DB) from None
+        finally:
+            db.close()
+        raise typer.Exit(EXIT_OK)
     try:
-        rows = query_events(db, device=dev, site=site, since=t0, until=t1,
-                            kind=kind.lower() if kind else None, limit=limit)
+        rows = query_events(db, limit=limit, **filters)
     except sqlite3.Error as e:
         typer.echo(f"error: cannot read events: {e}", err=True)
         raise typer.Exit(EXIT_DB) from None
