@@ -282,7 +282,7 @@ class Pipeline:
                 self.store.add_rejections(
                     {r: unsaved.get(r, 0) + self.rejections.unsaved.get(r, 0)
                      for r in set(unsaved) | set(self.rejections.unsaved)}, now)
-        except Exception:
+        except Exception as e:
             # Nothing was committed: restore in-memory windows and do not acknowledge.
             for dev_id, (highest, bitmap) in touched.items():
                 d = self.devices.get(dev_id)
@@ -290,11 +290,18 @@ class Pipeline:
                     d.window.highest, d.window.bitmap = highest, bitmap
             self.rejections.restore_unsaved(unsaved)
             log.exception("store transaction failed; %d frames not acknowledged", len(batch))
+            lost = [i for i, _, _, _ in acks] + [i for i, o in enumerate(outcomes) if o is None]
             for _, _, _, out in acks:
                 out.status, out.reason, out.downlink, out.outbox = REJECTED, INTERNAL, None, None
-            for i, o in enumerate(outcomes):
-                if o is None:
-                    outcomes[i] = Outcome(REJECTED, INTERNAL)
+            for i in lost:
+                out = outcomes[i] or Outcome(REJECTED, INTERNAL)
+                outcomes[i] = out
+                # Counted like any rejection (docs/gateway.md): the status API and diag show
+                # why buttons get 503s (e.g. a full disk), not just the log.
+                self.rejections.count(INTERNAL, f"store could not commit: {e}",
+                                      path=batch[i].path, source=batch[i].source,
+                                      device_id=out.device_id)
+                self.stats["rejected"] += 1
             return [o for o in outcomes if o is not None]
         self.rejections.unsaved.clear()
         # Committed: now, and only now, sign the downlinks.
