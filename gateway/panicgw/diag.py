@@ -14,6 +14,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -312,7 +313,7 @@ def fetch_status(ctx: Context) -> None:
         if not isinstance(doc, dict):
             raise ValueError("status reply is not a JSON object")
         ctx.status = doc
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:  # not HTTP: not ours
         ctx.status_error = f"status API at {host}:{port} not answering ({_reason(e)})"
 
 
@@ -323,6 +324,10 @@ def _reason(e: BaseException) -> str:
         e = e.reason if isinstance(e.reason, BaseException) else e
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "closed the connection without an HTTP answer"
+    if isinstance(e, http.client.HTTPException):
+        return f"answered something that is not HTTP: {str(e).strip()[:40]!r}"
     if isinstance(e, TimeoutError | socket.timeout):
         return "timed out"
     if isinstance(e, socket.gaierror):
@@ -889,12 +894,20 @@ def check_http(ctx: Context) -> Result:
             code = r.status
     except urllib.error.HTTPError as e:
         body, code = e.read(65536), e.code
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:  # BadStatusLine: not HTTP at all
         if ctx.running:
             return Result("http", title, FAIL,
                           f"daemon runs but nothing answers {url} ({_reason(e)})",
                           "Check `journalctl -u panicgw` for a bind error; another program may "
                           "hold the port; check [http] host/port and the firewall.")
+        if _accepts(host, port, ctx.thresholds.probe_timeout_s):
+            # Something holds the port but does not speak the gateway's HTTP: panicgw would
+            # fail to bind there, so "start panicgw" would be the wrong advice.
+            return Result("http", title, FAIL,
+                          f"a program that is not the gateway holds {host}:{port} (it accepts "
+                          f"connections; the HTTP probe: {_reason(e)}); the daemon is stopped",
+                          "Another program holds the port, so panicgw cannot start its Wi-Fi "
+                          "ingest: find it with `sudo ss -ltnp`, move it or change [http] port.")
         return Result("http", title, SKIP if isinstance(
             e, ConnectionRefusedError) or "refused" in _reason(e) else WARN,
             f"nothing listening on {host}:{port} ({_reason(e)}); the daemon is stopped",
@@ -903,12 +916,22 @@ def check_http(ctx: Context) -> Result:
         doc = json.loads(body)
     except ValueError:
         doc = None
-    if code == 200 and isinstance(doc, dict):
+    # The gateway's health JSON names its gateway and protocol; any other JSON is not ours.
+    if code == 200 and isinstance(doc, dict) and "gateway_id" in doc and "protocol" in doc:
         return Result("http", title, PASS, f"{url} answers ({doc.get('status', 'ok')})")
     return Result("http", title, FAIL,
                   f"{url} answered HTTP {code}, not the gateway's health JSON",
                   "Another program holds the port: find it with `sudo ss -ltnp`, "
                   "move it or change [http] port.")
+
+
+def _accepts(host: str, port: int, timeout: float) -> bool:
+    """Whether anything accepts TCP connections on host:port (ours or another program)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 @check("mqtt")
