@@ -17,7 +17,7 @@ import struct
 import time
 
 import serial
-from serial.tools import list_ports
+from serial.tools import list_ports, list_ports_common
 
 from panictool.transport import Transport, TransportError
 
@@ -43,14 +43,29 @@ def find_ports(vid: int = ADAFRUIT_VID) -> list[str]:
     return [dev for _, dev in sorted(found)]
 
 
+def _board_of(p: list_ports_common.ListPortInfo) -> str:
+    """One key per USB board: its serial number, else its USB path without the interface
+    (``1-1.4:1.0`` and ``1-1.4:1.2`` are two ports of one board)."""
+    return p.serial_number or (p.location or "").partition(":")[0] or p.device
+
+
 def auto_port() -> str:
-    """The one Adafruit/CircuitPython serial port, or a TransportError saying why not."""
-    ports = find_ports()
-    if not ports:
+    """The console port of the one Adafruit/CircuitPython board, or a TransportError saying
+    why not. Several boards are refused: guessing could write a key to the wrong one."""
+    boards: dict[str, list[tuple[str, str]]] = {}
+    for p in list_ports.comports():
+        if p.vid == ADAFRUIT_VID:
+            boards.setdefault(_board_of(p), []).append((p.location or "", p.device))
+    if not boards:
         raise TransportError("no CircuitPython board found on USB (vendor 0x239A)",
                              "plug the board in with a data cable, or pass --port /dev/ttyACM0")
     # A bridge exposes console + data ports: the console is the first interface.
-    return ports[0]
+    consoles = sorted(min(ports)[1] for ports in boards.values())
+    if len(consoles) > 1:
+        raise TransportError(f"{len(consoles)} CircuitPython boards found on USB: "
+                             + ", ".join(consoles),
+                             f"unplug the others or pass --port (e.g. --port {consoles[0]})")
+    return consoles[0]
 
 
 class SerialTransport(Transport):

@@ -98,8 +98,9 @@ def check_report(res: Result, rep: dict[str, Any] | None, rec: Any,
                 f"paths {', '.join(rep.get('paths') or []) or 'none'}")
     if rec is None:
         return
-    if rep.get("device_id") != rec.device_id:
-        res.add("device id", FAIL, f"board says {rep.get('device_id')}, registry "
+    if (board_id := rep.get("device_id")) != rec.device_id:
+        said = f"0x{board_id:08X}" if isinstance(board_id, int) else str(board_id)
+        res.add("device id", FAIL, f"board says {said}, registry "  # both in hex: comparable
                 f"0x{rec.device_id:08X}", "provision the board again")
     if rec.firmware and rep.get("firmware") != rec.firmware:
         res.add("firmware version", WARN, f"board runs {rep.get('firmware')}, registry says "
