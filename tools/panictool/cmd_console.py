@@ -62,6 +62,9 @@ def console(
                 typer.echo("no serial ports")
         return
     try:
+        if interactive and not _stdin_is_terminal():
+            # Before opening the port: --reload would otherwise restart the board first.
+            raise TransportError("--interactive needs a terminal", "run it in a terminal window")
         used = port or auto_port()
         with SerialTransport(used) as t:
             if reload:
@@ -97,10 +100,15 @@ def _follow(t: SerialTransport, seconds: float, as_json: bool) -> None:
         typer.echo(buf.decode("utf-8", "replace"))
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (OSError, ValueError):  # closed, or no file descriptor at all (in-memory stdin)
+        return False
+
+
 def _interactive(t: SerialTransport) -> None:
     fd = sys.stdin.fileno()
-    if not os.isatty(fd):
-        raise TransportError("--interactive needs a terminal", "run it in a terminal window")
     old = termios.tcgetattr(fd)
     tty.setraw(fd)
     try:

@@ -11,6 +11,7 @@ and a rate it is a load generator: the summary counts acknowledged presses and l
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import statistics
@@ -30,11 +31,11 @@ EPILOG = """\
 Examples:
 
   panictool sim --gateway-url http://127.0.0.1:8080 --gateway-db panicgw-data/gateway.db
-  panictool sim --bridge --gateway-db gw.db            # prints the pty: set [serial] port
+  panictool sim --bridge --gateway-db gw.db            # prints the pty: set \\[serial] port
   panictool sim --gateway-url http://127.0.0.1:8080 --gateway-db gw.db \\
       --buttons 50 --rate 5 --duration 60 --json       # load: 5 TEST presses/s for 60 s
 
-A gateway limits HTTP frames per client address ([http] rate_per_s, rate_burst); all
+A gateway limits HTTP frames per client address (\\[http] rate_per_s, rate_burst); all
 simulated buttons share 127.0.0.1, so raise those for load runs.
 
 Exit codes: 0 every press acknowledged; 1 some presses were not acknowledged; 2 bad
@@ -112,7 +113,8 @@ def sim(
     bridge: bool = typer.Option(False, "--bridge", help="LoRa buttons and a virtual bridge on "
                                 "a pseudo-terminal (its path is printed)."),
     bridge_link: Path | None = typer.Option(None, "--bridge-link", help="Make the bridge's "
-                                            "port appear at this path (a symlink)."),
+                                            "port appear at this path (a symlink while sim "
+                                            "runs), so the gateway can be set up first."),
     gateway_db: Path | None = typer.Option(None, "--gateway-db", help="Register the simulated "
                                            "buttons in this gateway DB."),
     export: Path | None = typer.Option(None, "--export", help="Or write them to this export "
@@ -148,6 +150,7 @@ def sim(
     if gateway_url and not gateway_url.startswith(("http://", "https://")):
         common.fail(common.USAGE, "--gateway-url must start with http:// or https://",
                     as_json=as_json)
+    link = _check_link(bridge_link, bridge, as_json) if bridge_link is not None else None
     rng = random.Random(seed)
     recs = []
     taken: set[int] = set()
@@ -167,15 +170,24 @@ def sim(
     air = Air(clock, seed=seed)
     vbridge = None
     if bridge:
+        # The pty's own link lives in a private temp dir: a shared name next to the user's
+        # link would be clobbered by a second sim and deleted when the first one stops.
         vbridge = start_virtual_bridge(air, settings={"PB_FREQUENCY_MHZ": frequency,
-                                                      "PB_SF": sf},
-                                       link_dir=str(bridge_link.parent) if bridge_link
-                                       else None)
-        if bridge_link is not None and bridge_link != Path(vbridge.port_path):
-            bridge_link.unlink(missing_ok=True)
-            bridge_link.symlink_to(vbridge.port_path)
-        common.err_console.print(f"virtual bridge on {vbridge.port_path}: set the gateway's "
-                                 f"[serial] port to it (SF{sf}, {frequency} MHz)")
+                                                      "PB_SF": sf})
+        shown = vbridge.port_path
+        if link is not None:
+            try:
+                _point_link(link, vbridge.port_path)
+            except OSError as e:
+                vbridge.stop()
+                common.fail(common.FILES, f"cannot create the --bridge-link {link}: {e}",
+                            "choose a path in a directory you can write to", as_json)
+            shown = f"{link} (-> {vbridge.port_path})"
+        # markup=False: rich would eat "[serial]" as a style tag; soft_wrap: a long path
+        # folded at the terminal width cannot be copied into the gateway's config.
+        common.err_console.print(f"virtual bridge on {shown}: set the gateway's [serial] port "
+                                 f"to it (SF{sf}, {frequency} MHz)", markup=False,
+                                 soft_wrap=True)
     settings: dict[str, Any] = {"PB_REGION": "AS923-2", "PB_SF": sf,
                                 "PB_FREQUENCY_MHZ": frequency}
     if gateway_url:
@@ -212,6 +224,8 @@ def sim(
             b.stop()
         if vbridge is not None:
             vbridge.stop()
+            if link is not None:
+                _remove_link(link, vbridge.port_path)
     _summarise(summary, tracker, recs, kind)
     if as_json:
         typer.echo(json.dumps(summary))
@@ -220,6 +234,42 @@ def sim(
     if summary["presses"] == 0 or summary["unacknowledged"] \
             or summary["presses"] < summary.get("fired", 0):
         raise typer.Exit(common.CHECK_FAILED)
+
+
+def _check_link(bridge_link: Path, bridge: bool, as_json: bool) -> Path:
+    """The absolute --bridge-link path, refused before anything is registered when it
+    cannot work or would replace a file that is not a symlink (e.g. a typo'd config)."""
+    if not bridge:
+        common.fail(common.USAGE, "--bridge-link goes with --bridge (the LoRa path)",
+                    as_json=as_json)
+    link = bridge_link.expanduser().absolute()
+    if not link.parent.is_dir():
+        common.fail(common.USAGE, f"--bridge-link: directory {link.parent} does not exist",
+                    "create it first or choose another path", as_json)
+    if link.exists() and not link.is_symlink():
+        common.fail(common.USAGE, f"--bridge-link: {link} exists and is not a symlink; "
+                    "refusing to replace it", "choose a free path (an old link is replaced)",
+                    as_json)
+    return link
+
+
+def _point_link(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target`` atomically, so a gateway polling the path never
+    sees it missing or half-made."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def _remove_link(link: Path, target: str) -> None:
+    """Remove our link once the port is gone (as a by-id link goes with its device), unless
+    something else replaced it meanwhile."""
+    try:
+        if link.is_symlink() and os.readlink(link) == target:
+            link.unlink()
+    except OSError:
+        pass
 
 
 def _press_load(sims: list[Any], tracker: Tracker, rng: random.Random, rate: float,
