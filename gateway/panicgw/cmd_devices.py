@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 CONFIG_OPT = typer.Option(
-    None, "--config", "-c", help="Gateway TOML (its [gateway] data_dir holds the DB)."
+    None, "--config", "-c", help="Gateway TOML (its \\[gateway] data_dir holds the DB)."
 )
 DB_OPT = typer.Option(None, "--db", help="Gateway DB path (overrides --config).")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")

@@ -261,15 +261,32 @@ class Gateway:
                 log.exception("housekeeping failed")
 
     async def _checkpointer(self) -> None:
-        """WAL checkpoints off the commit path, on a connection of their own."""
+        """WAL checkpoints off the commit path, on a connection of their own. A failing
+        checkpoint (a full disk) is logged once with its traceback, then at most one line
+        a minute while it lasts, and once more when it recovers."""
         ck = Store(self.cfg.db_path, check_same_thread=False)
+        failing_since: float | None = None
+        failures = 0
+        last_line = 0.0
         try:
             while True:
                 await asyncio.sleep(1.0)
                 try:
                     await asyncio.to_thread(ck.checkpoint)
-                except Exception:
-                    log.exception("WAL checkpoint failed")
+                except Exception as e:
+                    now = time.monotonic()
+                    failures += 1
+                    if failing_since is None:
+                        failing_since = last_line = now
+                        log.exception("WAL checkpoint failed")
+                    elif now - last_line >= 60.0:
+                        last_line = now
+                        log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
+                                  failures, now - failing_since, e)
+                    continue
+                if failing_since is not None:
+                    log.warning("WAL checkpoint recovered after %d failed attempts", failures)
+                    failing_since, failures = None, 0
         finally:
             ck.close()
 

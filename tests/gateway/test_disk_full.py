@@ -340,6 +340,10 @@ def test_full_disk_refuses_without_ack_and_recovers(tmpfs, tmp_path):
         # Checkpointer alive: the main DB file alone ends up holding every alarm.
         assert wait_until(lambda: (_checkpointed(db, scratch) or {}).keys() >= set(acked),
                           15), "WAL checkpoints stopped after SQLITE_FULL"
+        # Logged at a bounded rate: one traceback for the whole outage (it failed every
+        # second), then one line when it recovered.
+        assert wait_until(lambda: "WAL checkpoint recovered" in d.log_text(), 15)
+        assert d.log_text().count("WAL checkpoint failed") == 1
 
         # Dispatch: every acknowledged alarm's incident accepted exactly once.
         want = {stored[p] for p in acked}

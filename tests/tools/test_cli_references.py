@@ -94,3 +94,29 @@ def test_the_sources_quote_many_commands() -> None:
 def test_quoted_command_exists(path: Path, no: int, line: str) -> None:
     problem = _problem(line)
     assert problem is None, f"{path.relative_to(ROOT)}:{no}: `{line}`: {problem}"
+
+
+def _commands(cmd, path: list[str]):  # noqa: ANN001, ANN202 - click objects
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, [*path, name])
+
+
+HELP_CASES = [(path, cmd) for root, tree in TREES.items() for path, cmd in _commands(tree, [root])]
+
+
+@pytest.mark.parametrize(("path", "cmd"), HELP_CASES, ids=[" ".join(p) for p, _ in HELP_CASES])
+def test_help_shows_config_section_names(path: list[str], cmd) -> None:  # noqa: ANN001
+    """rich reads "[gateway]" in a help text as a style tag and drops it; written "\\[gateway]"
+    it is shown. Every bracketed word a help text names must reach the screen."""
+    from typer.testing import CliRunner
+
+    texts = [cmd.help or "", cmd.epilog or ""] + [getattr(p, "help", "") or ""
+                                                  for p in cmd.params]
+    wanted = {m.replace("\\[", "[") for t in texts for m in re.findall(r"\\?\[[a-z_]+\]", t)}
+    if not wanted:
+        return
+    app = tool_app if path[0] == "panictool" else gw_app
+    out = CliRunner().invoke(app, [*path[1:], "--help"], env={"COLUMNS": "200"}).output
+    for w in sorted(wanted):
+        assert w in out, f"{' '.join(path)} --help lost {w}"
