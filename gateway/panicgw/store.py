@@ -194,25 +194,56 @@ class Store:
     """One connection, used from one thread (the daemon's store thread, or a CLI)."""
 
     def __init__(self, path: str | os.PathLike[str], *, check_same_thread: bool = True,
-                 autocheckpoint: bool = True) -> None:
+                 autocheckpoint: bool = True, create: bool = True,
+                 readonly: bool = False) -> None:
         """``autocheckpoint=False``: this connection never runs WAL checkpoints itself (the
-        daemon checkpoints from another thread so a commit never waits for one)."""
+        daemon checkpoints from another thread so a commit never waits for one).
+
+        ``create=False`` (every tool): the file must exist and carry the gateway's schema;
+        only the daemon creates the DB, so a mistyped path can never become a second,
+        unread registry. ``readonly=True`` also opens it read-only (no migration)."""
         self.path = Path(path)
-        _secure_create(self.path)
+        if create and not readonly:
+            _secure_create(self.path)
+        elif not self.path.is_file():
+            raise StoreError(f"no gateway DB at {self.path}: the daemon creates it when "
+                             "`panicgw run` first starts; pass the gateway's --config (or "
+                             "the DB path it uses, <data_dir>/gateway.db)")
         try:
-            self.db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=check_same_thread,
-                timeout=10.0,
-            )
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            if not autocheckpoint:
-                self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self.migrate()
+            if readonly:
+                self.db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                    isolation_level=None, check_same_thread=check_same_thread, timeout=10.0,
+                )
+            else:
+                self.db = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=check_same_thread,
+                    timeout=10.0,
+                )
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                if not autocheckpoint:
+                    self.db.execute("PRAGMA wal_autocheckpoint=0")
+            if not create or readonly:
+                self._check_schema()
+            if not readonly:
+                self.migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
         self._in_tx = False
+
+    def _check_schema(self) -> None:
+        """Refuse a file that is not a gateway DB (or one this panicgw cannot read)."""
+        have = self.schema_version
+        if have == 0:
+            self.db.close()
+            raise StoreError(f"{self.path} is not a gateway DB (no panicgw schema): pass the "
+                             "gateway's --config or the DB the daemon opens")
+        if have > len(MIGRATIONS):
+            self.db.close()
+            raise StoreError(f"{self.path} has schema v{have}, this panicgw knows up to "
+                             f"v{len(MIGRATIONS)}: upgrade panicgw")
 
     # -- schema -------------------------------------------------------------------------
 
