@@ -146,7 +146,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
     sent = []
     for _t, sender, raw, _sf in air.stats.log[n_air:]:
         if sender == btn.name:
-            up = frames.decode_uplink(raw[4:], key)
+            up = frames.decode_uplink(raw, key)
             sent.append((up.kind, up.counter))
     tests = [c for k, c in sent if k == frames.TEST]
     assert tests and set(tests) == {counter, doc2["test"]["counter"]}, sent
