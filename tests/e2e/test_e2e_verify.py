@@ -66,6 +66,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
                                   link_dir=str(tmp_path))
     cp = make_circuitpy(tmp_path / "CIRCUITPY")
     btn = SimButton(0, bytes(16), air=air, provisioned=False, drive=cp, name="kasir")
+    btn.flash()  # the board runs what is on its drive: what `panictool flash` writes
     usb = btn.usb_console(link_dir=tmp_path)
     try:
         btn.start()  # a flashed, unprovisioned button: it reports "not provisioned"

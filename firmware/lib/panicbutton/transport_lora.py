@@ -33,10 +33,7 @@ class LoraPath:
         self.duty_waits = 0
         self.received = 0
         self.last_sf = self.ladder[0]
-        # reception of the last packet poll() returned: RSSI (dBm), SNR (dB), SF
-        self.rx_rssi = None
-        self.rx_snr = None
-        self.rx_sf = None
+        self.rx = None  # (RSSI dBm, SNR dB, SF) of the last packet poll() returned
 
     def send(self, frame, kind, attempt, now):
         """(True, sf) when transmitted, (False, wait_s) when the duty budget is spent,
@@ -58,14 +55,13 @@ class LoraPath:
 
     def poll(self, timeout_s):
         """One received packet (bytes, the whole packet) or None; its RSSI, SNR and SF
-        (as the radio library measured them) in rx_rssi, rx_snr, rx_sf."""
+        (as the radio library measured them; the radio listens on the SF it last sent on)
+        in ``rx``."""
         pkt = self.radio.receive(timeout=timeout_s)
         if pkt is None:
             return None
         self.received += 1
-        self.rx_rssi = self.radio.last_rssi
-        self.rx_snr = self.radio.last_snr
-        self.rx_sf = self.last_sf  # the radio listens on the SF it last sent on
+        self.rx = (self.radio.last_rssi, self.radio.last_snr, self.last_sf)
         return bytes(pkt)
 
     def stats(self):
