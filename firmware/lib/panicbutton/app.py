@@ -116,11 +116,7 @@ class ButtonApp(Startup, Messaging):
         m = self.confirming
         if m is None or m.next_due > now or self.outbox.has_alarm():
             return  # an unacknowledged alarm goes first
-        x = None
-        for t in policy.CONFIRM_AT_S[:-1]:
-            if x is None and m.created + t > now:
-                x = m.created + t
-        if x is None:
+        if now >= m.created + policy.CONFIRM_AT_S[-1]:
             self.confirming = None
             self.hal.console("PANIC-BUTTON alarm counter=%d stored; delivery not confirmed "
                              "in %d s (stopped asking)" % (m.counter, policy.CONFIRM_AT_S[-1]))
@@ -130,7 +126,9 @@ class ButtonApp(Startup, Messaging):
             return  # DELIVERED arrived during this request
         if tried:
             m.attempts += 1
-            m.next_due = x
+            for t in policy.CONFIRM_AT_S:  # the next time; the last entry: stop asking
+                if m.next_due <= now and m.created + t > now:
+                    m.next_due = m.created + t
         else:
             m.next_due = now + (wait if wait > 1 else 1)
 

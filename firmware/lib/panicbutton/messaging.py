@@ -82,7 +82,8 @@ class Messaging:
     def _attempt(self, msg, now):
         tried, wait = self._send(msg.kind, msg.counter, msg.attempts, now, msg.kind)
         if msg not in self.outbox.items:
-            return  # acknowledged during this attempt
+            msg.attempts += 1  # acknowledged during this attempt, which counts
+            return
         if tried:
             self.outbox.sent(msg, now)
         else:
