@@ -36,8 +36,8 @@ class RecordingAir(Air):
         super().__init__(*a, **kw)
         self.packets: list[tuple[str, bytes, int, float]] = []
 
-    def transmit(self, sender, data, frequency_mhz, sf, bw_hz, start=None, modem=None):
-        dur = super().transmit(sender, data, frequency_mhz, sf, bw_hz, start, modem)
+    def transmit(self, sender, data, frequency_mhz, sf, bw_hz, start=None):
+        dur = super().transmit(sender, data, frequency_mhz, sf, bw_hz, start)
         self.packets.append((getattr(sender, "name", str(sender)), bytes(data), sf, dur))
         return dur
 

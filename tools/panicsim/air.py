@@ -73,11 +73,12 @@ class Air:
                                       modem["low_dr_opt"]) / 1000.0
 
     def transmit(self, sender, data: bytes, frequency_mhz: float, sf: int, bw_hz: int,
-                 start: float | None = None, modem: dict | None = None) -> float:
+                 start: float | None = None) -> float:
         """Put ``data`` (the whole packet as on air) on the channel; returns its airtime
-        in seconds (from ``modem``, the sender's modulation, when given)."""
+        in seconds, with the sender's full modulation when it has one (``sender.modem``:
+        the chip's coding rate, preamble, CRC, header mode, low-data-rate optimisation)."""
         t0 = self.clock.now() if start is None else start
-        dur = self.airtime_s(len(data), sf, bw_hz, modem)
+        dur = self.airtime_s(len(data), sf, bw_hz, getattr(sender, "modem", None))
         self.stats.sent += 1
         self.stats.log.append((t0, getattr(sender, "name", str(sender)), bytes(data), sf))
         del self.stats.log[:-200]

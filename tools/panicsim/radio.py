@@ -26,6 +26,7 @@ class SimRadio:
         self.lock = threading.RLock()
         self.chip = SX127x(board.clock.now, self._transmit, self._noise)
         self.sent: list[tuple[float, int, bytes]] = []  # (time, sf, packet as on air)
+        self.modem: dict | None = None  # modulation of the packet being transmitted
         self.attached = False
 
     # -- what the air sees ------------------------------------------------------------
@@ -81,8 +82,9 @@ class SimRadio:
                                           modem["cr"], modem["preamble"], modem["crc"],
                                           not modem["implicit_header"],
                                           modem["low_dr_opt"]) / 1000.0
+        self.modem = modem
         return self.air.transmit(self, packet, modem["frequency_mhz"], modem["sf"],
-                                 modem["bw_hz"], modem=modem)
+                                 modem["bw_hz"])
 
     def _noise(self) -> float:
         return self.air.noise_dbm + self.air.rng.uniform(-2, 2) if self.air else -120.0
