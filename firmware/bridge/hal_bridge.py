@@ -8,14 +8,13 @@ import digitalio
 import microcontroller
 import usb_cdc
 
-from panicbutton import boards
+from panicbridge.boards import PROFILE
 
 try:
     from watchdog import WatchDogMode
 except ImportError:
     WatchDogMode = None
 
-PROFILE = boards.PROFILES["bridge_feather_rp2040_rfm95"]
 SETTINGS = ("PB_FREQUENCY_MHZ", "PB_SF", "PB_BANDWIDTH_HZ", "PB_CODING_RATE", "PB_TX_POWER")
 
 
@@ -60,9 +59,11 @@ class BridgeHal:
             self._wd.feed()
 
     def radio(self, cfg):
-        import adafruit_rfm9x
+        from adafruit_rfm import rfm9x
 
         cs_name, rst_name = PROFILE["rfm"]
         cs = digitalio.DigitalInOut(getattr(board, cs_name))
         rst = digitalio.DigitalInOut(getattr(board, rst_name))
-        return adafruit_rfm9x.RFM9x(board.SPI(), cs, rst, cfg["frequency_mhz"])
+        r = rfm9x.RFM9x(board.SPI(), cs, rst, cfg["frequency_mhz"])
+        r.radiohead = False  # no 4-byte RadioHead header: the frame is the whole packet
+        return r

@@ -140,13 +140,15 @@ class BoardHal:
 
     # radio and network
     def radio(self, settings):
-        import adafruit_rfm9x
+        from adafruit_rfm import rfm9x
 
         cs_name, rst_name = self.profile["rfm"]
         cs = digitalio.DigitalInOut(getattr(board, cs_name))
         rst = digitalio.DigitalInOut(getattr(board, rst_name))
-        self._radio = adafruit_rfm9x.RFM9x(board.SPI(), cs, rst, settings.frequency_mhz)
-        return self._radio
+        r = rfm9x.RFM9x(board.SPI(), cs, rst, settings.frequency_mhz)
+        r.radiohead = False  # no 4-byte RadioHead header: the 19-byte frame is the packet
+        self._radio = r
+        return r
 
     def wifi_session(self, settings):
         import wifi

@@ -23,6 +23,7 @@ def btn(tmp_path):
     drive = tmp_path / "CIRCUITPY"
     drive.mkdir()
     b = SimButton(DEV, KEY, air=Air(SimClock()), drive=drive)
+    b.flash()
     b.usb_console(link_dir=tmp_path)
     b.start()
     assert b.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 15)
@@ -79,7 +80,8 @@ def test_raw_repl_runs_code_and_files_stay_on_the_drive(btn, paste):
         t.mkdir("/lib")
         t.write("/lib/blob.bin", body)
         assert t.read("/lib/blob.bin") == body and t.stat_size("/lib/blob.bin") == len(body)
-        assert [e.name for e in t.ls("/")] == ["lib"]
+        assert [e.name for e in t.ls("/")] == ["boot.py", "code.py", "hal_board.py", "lib",
+                                               "panictool.json"]  # as flashed
         t.exec("_kept = 5\n")
         assert t.eval("_kept") == 5  # globals live for the REPL session
         with pytest.raises(DeviceError) as e:

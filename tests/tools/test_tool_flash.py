@@ -37,8 +37,10 @@ def test_dry_run_changes_nothing(tmp_path, mounts):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["dry_run"] and doc["board_id"] == "adafruit_feather_rp2040_rfm"
-    assert "code.py" in doc["copy"] and "lib/adafruit_rfm9x.py" in doc["copy"]
+    assert "code.py" in doc["copy"] and "lib/adafruit_rfm/rfm9x.py" in doc["copy"]
+    assert "lib/asyncio/core.py" in doc["copy"] and "lib/adafruit_ticks.py" in doc["copy"]
     assert "lib/panicbutton/app.py" in doc["copy"]
+    assert not any("rfm9x" in d and not d.startswith("lib/adafruit_rfm/") for d in doc["copy"])
     assert sorted(p.name for p in cp.iterdir()) == ["boot_out.txt", "lib"]
 
 
@@ -46,13 +48,21 @@ def test_copy_and_verify_over_the_raw_repl(mpboard):
     cp = make_circuitpy(mpboard.fs)
     (cp / "lib" / "panicbutton").mkdir()
     (cp / "lib" / "panicbutton" / "old_module.py").write_text("stale = 1\n")
-    (cp / "lib" / "adafruit_rfm9x.mpy").write_bytes(b"C\x05old")
+    (cp / "lib" / "adafruit_ticks.mpy").write_bytes(b"C\x05old")  # would shadow the .py
+    # What an earlier flash (RadioHead era) installed and this one no longer ships:
+    (cp / "lib" / "adafruit_rfm9x.py").write_text("old = 1\n")
+    (cp / "lib" / "user_lib.py").write_text("mine = 1\n")  # not ours: left alone
+    (cp / manifest.MANIFEST_NAME).write_text(json.dumps(
+        {"format": "panictool-manifest/1", "role": "button", "firmware": "0.2.0",
+         "files": {"lib/adafruit_rfm9x.py": "0" * 64, "code.py": "0" * 64}}))
     (cp / "settings.toml").write_text('PB_REGION = "AS923-2"\n')
     r = run("flash", "--drive", str(cp), "--port", mpboard.port, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["verified"] is True and doc["mismatches"] == []
-    assert sorted(doc["remove"]) == ["lib/adafruit_rfm9x.mpy", "lib/panicbutton/old_module.py"]
+    assert sorted(doc["remove"]) == ["lib/adafruit_rfm9x.py", "lib/adafruit_ticks.mpy",
+                                     "lib/panicbutton/old_module.py"]
+    assert (cp / "lib" / "user_lib.py").is_file()
     for e in manifest.build("button"):
         assert hashlib.sha256((cp / e.dest).read_bytes()).hexdigest() == e.sha256
     assert (cp / "settings.toml").read_text() == 'PB_REGION = "AS923-2"\n'  # untouched
@@ -75,15 +85,25 @@ def test_verify_catches_a_file_the_board_reads_differently(mpboard, monkeypatch)
     monkeypatch.setattr(manifest, "build", lying_build)
     r = run("flash", "--drive", str(cp), "--port", mpboard.port)
     assert r.exit_code == 1, r.output
-    assert "VERIFY FAILED" in r.output and "lib/adafruit_rfm9x.py: different" in r.output
+    assert "VERIFY FAILED" in r.output and "lib/adafruit_rfm/__init__.py: different" in r.output
 
 
 def test_bridge_role_copies_bridge_firmware(tmp_path):
+    """The bridge's tree is self-contained: its board profile is panicbridge/boards.py, so
+    the button package a board may still hold from an earlier button flash is removed and
+    nothing the bridge imports goes with it (tests/gates/test_boot_tree.py boots the tree)."""
     cp = make_circuitpy(tmp_path / "CIRCUITPY")
+    (cp / "lib" / "panicbutton").mkdir()
+    (cp / "lib" / "panicbutton" / "boards.py").write_text("PROFILES = {}\n")
     r = run("flash", "--role", "bridge", "--drive", str(cp), "--no-verify", "--json")
     assert r.exit_code == 0, r.output
-    assert (cp / "hal_bridge.py").is_file() and (cp / "lib" / "panicbridge").is_dir()
-    assert not (cp / "lib" / "panicbutton").exists()
+    assert json.loads(r.output)["remove"] == ["lib/panicbutton/boards.py"]
+    assert (cp / "hal_bridge.py").is_file() and (cp / "lib" / "panicbridge" / "boards.py").is_file()
+    for lib in ("adafruit_rfm/rfm9x.py", "adafruit_bus_device/spi_device.py", "asyncio/core.py",
+                "adafruit_ticks.py"):
+        assert (cp / "lib" / lib).is_file(), lib
+    assert "from panicbridge.boards import" in (cp / "hal_bridge.py").read_text()
+    assert not list((cp / "lib" / "panicbutton").glob("*.py"))
 
 
 def test_wrong_board_is_refused(tmp_path):

@@ -1,5 +1,8 @@
-"""Simulated board: runs the real firmware (firmware/button/code.py, firmware/bridge/code.py)
-unchanged on a PC, for tests, ``panictool sim`` and the demo.
+"""Simulated board: runs the real firmware unchanged on a PC, for tests, ``panictool sim``
+and the demo: exactly the files ``panictool flash`` writes (panictool.manifest), imported
+as on a board (its built-ins, then ``/`` and ``/lib``; never the host's modules), with the
+real CircuitPython libraries (``adafruit_rfm`` over a register-level SX127x model on a
+fake SPI bus, ``adafruit_requests`` over real sockets).
 
 Quick use::
 
@@ -25,14 +28,20 @@ Quick use::
     btn.test()             # = btn.click(5) -> TEST
     btn.set_tamper(True)
     btn.power_cut(); btn.start()   # RAM and sleep memory lost, NVM kept (btn.nvm_writes)
-    btn.console, btn.led_log, btn.radio.sent, btn.wait_for_line(pred, timeout)
+    btn.console, btn.led_log, btn.wait_for_line(pred, timeout)
+    btn.radio.sent         # [(time, sf, packet)]: exactly what the chip put on air
+    btn.imported           # files of the flashed tree the last run of code.py imported
     usb = btn.usb_console()        # USB serial console on a pty: usb.path for pyserial /
                                    # panictool (raw REPL, Ctrl-C stops, Ctrl-D reloads)
     btn.reload()                   # soft reload: code.py again, sleep memory kept
     btn.stop()
 
-    SimButton(..., drive="path/CIRCUITPY")   # settings.toml re-read there at every boot;
-                                             # the console's open()/os are rooted there
+    SimButton(..., drive="path/CIRCUITPY")   # the board's filesystem: code.py and lib/ run
+                                             # from there (`panictool flash` or btn.flash()
+                                             # put them there), settings.toml re-read at
+                                             # every boot, the console's open()/os rooted
+                                             # there. Without drive: a private copy of
+                                             # what `panictool flash` writes.
 
 Semantics worth knowing:
 
@@ -45,9 +54,12 @@ Semantics worth knowing:
   tx, tx_failed, crc_errors, dropped, link_errors, ...}, noise_floor_dbm}; CONFIG JSON
   (any of frequency_mhz, sf, bw_hz, cr, tx_power) -> STATUS, or LOG "config rejected:
   ..." with the same seq. A STATUS is also sent when a host opens the port.
-* The air delivers a frame only to radios on the same frequency, SF and bandwidth that
-  listen for the whole packet; airtime comes from panicproto.airtime. ``air.inject(bytes,
-  frequency_mhz, sf)`` transmits garbage or forgeries.
+* The air delivers a packet only to radios on the same frequency, SF and bandwidth whose
+  modem receives for the whole packet; airtime comes from panicproto.airtime with the
+  sender's modulation. Packets carry no RadioHead header (the firmware sends with
+  ``radiohead = False``): an uplink is 19 bytes, a downlink 18. ``air.rssi``/``air.snr``
+  are what a receiving chip reports. ``air.inject(bytes, frequency_mhz, sf)`` transmits
+  garbage or forgeries.
 * Wi-Fi uses the host's real sockets and the real adafruit_requests library: the button
   POSTs to ``{PB_GATEWAY_URL}/v1/frames``.
 * ``SimClock(speed=k)`` runs k times faster than real time; a gateway answering in real

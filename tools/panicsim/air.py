@@ -1,8 +1,12 @@
 """A virtual LoRa channel: radios on the same frequency, SF and bandwidth hear each other.
 
-Airtime comes from panicproto.airtime (the payload includes the 4-byte RadioHead header
-adafruit_rfm9x adds). A receiver gets a packet only if it was listening for the whole
-packet, as a real SX127x would. Loss, duplication, latency and CRC corruption are
+What travels is the packet exactly as the sender's chip put it on air (the firmware sends
+with ``adafruit_rfm`` and ``radiohead = False``: a 19-byte uplink, an 18-byte downlink,
+no header). Airtime comes from panicproto.airtime with the sender's modulation (SF,
+bandwidth, coding rate, preamble, CRC, header mode, low-data-rate optimisation). A receiver
+gets a packet only if its modem was receiving for the whole packet, as a real SX127x.
+``rssi``/``snr`` are what a receiving chip reports for a packet (its packet RSSI and SNR
+registers, as the radio library reads them). Loss, duplication, latency and CRC corruption are
 configurable, and ``inject`` puts arbitrary bytes (garbage, forgeries) on the air.
 """
 
@@ -61,15 +65,20 @@ class Air:
             if radio in self.radios:
                 self.radios.remove(radio)
 
-    def airtime_s(self, nbytes: int, sf: int, bw_hz: int) -> float:
-        return airtime.time_on_air_ms(nbytes, sf, bw_hz) / 1000.0
+    def airtime_s(self, nbytes: int, sf: int, bw_hz: int, modem: dict | None = None) -> float:
+        if modem is None:
+            return airtime.time_on_air_ms(nbytes, sf, bw_hz) / 1000.0
+        return airtime.time_on_air_ms(nbytes, sf, bw_hz, modem["cr"], modem["preamble"],
+                                      modem["crc"], not modem["implicit_header"],
+                                      modem["low_dr_opt"]) / 1000.0
 
     def transmit(self, sender, data: bytes, frequency_mhz: float, sf: int, bw_hz: int,
                  start: float | None = None) -> float:
-        """Put ``data`` (as sent over the air, header included) on the channel; returns
-        its airtime in seconds."""
+        """Put ``data`` (the whole packet as on air) on the channel; returns its airtime
+        in seconds, with the sender's full modulation when it has one (``sender.modem``:
+        the chip's coding rate, preamble, CRC, header mode, low-data-rate optimisation)."""
         t0 = self.clock.now() if start is None else start
-        dur = self.airtime_s(len(data), sf, bw_hz)
+        dur = self.airtime_s(len(data), sf, bw_hz, getattr(sender, "modem", None))
         self.stats.sent += 1
         self.stats.log.append((t0, getattr(sender, "name", str(sender)), bytes(data), sf))
         del self.stats.log[:-200]
@@ -96,9 +105,8 @@ class Air:
                 self.stats.delivered += 1
         return dur
 
-    def inject(self, payload: bytes, frequency_mhz: float, sf: int, bw_hz: int = 125000,
-               header: bool = True) -> None:
-        """Transmit raw ``payload`` from nowhere (a RadioHead header is added unless
-        ``header`` is False), e.g. garbage or a forged downlink."""
-        data = (b"\xff\xff\x00\x00" + bytes(payload)) if header else bytes(payload)
-        self.transmit("injector", data, frequency_mhz, sf, bw_hz)
+    def inject(self, payload: bytes, frequency_mhz: float, sf: int,
+               bw_hz: int = 125000) -> None:
+        """Transmit raw ``payload`` as a whole packet from nowhere, e.g. garbage or a forged
+        downlink."""
+        self.transmit("injector", bytes(payload), frequency_mhz, sf, bw_hz)

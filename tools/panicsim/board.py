@@ -1,22 +1,46 @@
-"""A simulated CircuitPython board that runs a firmware directory's real ``code.py``.
+"""A simulated CircuitPython board that runs a flashed firmware tree's real ``code.py``.
 
-Each board gets its own fake hardware modules (board, digitalio, keypad, microcontroller,
-alarm, watchdog, usb_cdc, time, os, analogio, busio, wifi, socketpool, adafruit_rfm9x),
-handed to code.py and the glue modules beside it through a private ``__import__``, so
-several boards run side by side in one process, each in its own thread. Everything else
-(panicbutton, panicproto, the real adafruit_requests, ssl) is imported normally.
+The board runs exactly the files ``panictool flash`` writes to CIRCUITPY
+(``panictool.manifest``): from ``drive`` when it holds a ``code.py`` (flashed by the
+tool), else from a private copy of the manifest's tree. Imports resolve as on a board
+(panicsim.loader): the board's built-ins, then ``/`` and ``/lib`` of that tree, and
+nothing of the host's, so a module missing from the manifest raises ImportError here too.
+
+Built-ins are per board and per run: fake hardware (board, digitalio, keypad,
+microcontroller, alarm, watchdog, usb_cdc, analogio, busio; wifi, socketpool and ssl on
+Wi-Fi boards) and CircuitPython-shaped core modules (time on the simulated clock, os,
+sys with ``implementation.name == "circuitpython"``, hashlib with only ``new``, gc,
+micropython, supervisor, select with ``ipoll``, and the host's json, struct, math, random,
+errno, binascii, collections, re, io, array, traceback). The RFM95 is a register-level
+SX127x model on the SPI bus (panicsim.radio), driven by the real ``adafruit_rfm`` library.
 
 Deep sleep ends code.py, waits for the alarms and runs code.py again with sleep memory
-kept; a power cut stops it and loses RAM and sleep memory; NVM survives both.
+kept; a power cut stops it and loses RAM, sleep memory and the radio's registers; NVM
+survives both. Several boards run side by side in one process, each in its own thread.
 
 ``drive`` is the board's CIRCUITPY directory: settings.toml is read from it at every boot
 (as CircuitPython's ``os.getenv`` does), so a tool that rewrites it takes effect on reload.
 ``usb_console()`` adds the USB serial console (panicsim.console) with a raw REPL.
 """
 
-import builtins
+import atexit
+import binascii
+import collections
+import errno
+import hashlib as _hashlib
+import io
+import json
+import math
 import os as _os
+import random
+import re
+import select as _select
+import shutil
 import socket as _socket
+import ssl as _ssl
+import struct
+import sys as _sys
+import tempfile
 import threading
 import tomllib
 import traceback
@@ -24,9 +48,37 @@ import types
 from pathlib import Path
 
 from panicsim.clock import Halted, SimClock
+from panicsim.loader import ModuleSpace
+from panicsim.radio import SimRadio
+from panicsim.sx127x import SPIBus
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware"
+CIRCUITPY_VERSION = (9, 2, 1)
+# Host modules a CircuitPython board has as built-ins with the same API (for what the
+# firmware and its libraries use).
+HOST_BUILTINS = {"json": json, "struct": struct, "math": math, "random": random,
+                 "errno": errno, "binascii": binascii, "collections": collections, "re": re,
+                 "io": io, "array": __import__("array"), "traceback": traceback}
+
+_TREES: dict[tuple[str, str], Path] = {}
+_TREES_LOCK = threading.Lock()
+
+
+def flashed_tree(role: str) -> Path:
+    """A directory holding exactly what ``panictool flash`` writes for ``role`` (built
+    once per process from panictool.manifest, rebuilt when a firmware file changes)."""
+    from panictool import manifest
+
+    entries = manifest.build(role)
+    digest = _hashlib.sha256("".join(e.dest + e.sha256 for e in entries).encode()).hexdigest()
+    with _TREES_LOCK:
+        tree = _TREES.get((role, digest))
+        if tree is None:
+            tree = Path(tempfile.mkdtemp(prefix=f"panicsim-{role}-"))
+            atexit.register(shutil.rmtree, tree, True)
+            manifest.write_tree(role, tree, entries)
+            _TREES[(role, digest)] = tree
+    return tree
 
 
 class DeepSleepRequest(BaseException):
@@ -74,6 +126,14 @@ class Pin:
         self.level = True  # pulled up, idle
         self.output = None  # last value written by firmware
         self.changes: list = []  # (time, level) for inputs driven by the simulator
+        self.listeners: list = []  # called with the new level when the firmware drives it
+
+    def set_output(self, level: bool) -> None:
+        """The firmware drives the pin (a DigitalInOut output)."""
+        if self.output != level:
+            self.output = level
+            for fn in self.listeners:
+                fn(level)
 
     def drive(self, level: bool) -> None:
         if level != self.level:
@@ -93,11 +153,15 @@ class SimBoard:
 
     kind = "button"
     board_id = "adafruit_feather_rp2040_rfm"
+    radio_pins: tuple[str, str] | None = ("RFM_CS", "RFM_RST")  # RFM95 CS and RESET
+    wifi_capable = False
 
     def __init__(self, air=None, clock: SimClock | None = None, settings: dict | None = None,
                  settings_toml: str | Path | None = None, name: str = "board",
                  nvm_size: int = 4096, radio_present: bool = True,
                  firmware_dir: Path | None = None, drive: str | Path | None = None) -> None:
+        """``firmware_dir``: a flashed tree to run instead of the drive's or the manifest's
+        (it must hold code.py and lib/ as ``panictool.manifest.write_tree`` writes them)."""
         self.clock = clock or (air.clock if air is not None else SimClock())
         self.air = air
         self.name = name
@@ -107,7 +171,10 @@ class SimBoard:
         self.drive = Path(drive) if drive is not None else None
         self._base_settings = dict(self.settings)
         self.usb = None  # panicsim.console.UsbConsole once usb_console() was called
-        self.firmware_dir = Path(firmware_dir or FIRMWARE / self.kind)
+        self.firmware_dir = Path(firmware_dir) if firmware_dir is not None else None
+        self.tree: Path | None = None  # the tree the current run of code.py comes from
+        self.imported: list[str] = []  # files of the tree the last run imported
+        self.boot_error: str | None = None  # traceback of boot.py at the last power-on
         self.nvm = SimNVM(nvm_size)
         self.sleep_memory = bytearray(4096)
         self.radio_present = radio_present
@@ -120,7 +187,14 @@ class SimBoard:
         self.halt = threading.Event()
         self.wake_alarm = None
         self.reset_reason = "POWER_ON"
-        self.radio = None
+        self.spi = SPIBus()
+        self.radio: SimRadio | None = None
+        if radio_present and self.radio_pins is not None:
+            cs, rst = self.radio_pins
+            self.radio = SimRadio(air, self, name, cs, rst)
+            self.spi.attach(self.radio)
+            self.pin(cs).listeners.append(self.radio.cs)
+            self.pin(rst).listeners.append(self.radio.rst)
         self.watchdog_resets = 0
         self.battery_mv = 3900
         self._alarm_classes = None
@@ -152,6 +226,8 @@ class SimBoard:
         self.reset_reason = reason
         if self.usb is not None:
             self.usb.on_boot()  # before code.py prints its first line
+        if self.radio is not None:
+            self.radio.attach()
         self._thread = threading.Thread(target=self._run, args=(reason == "POWER_ON",),
                                         name="sim-" + self.name, daemon=True)
         self._thread.start()
@@ -174,6 +250,8 @@ class SimBoard:
         """Stop the firmware (like holding reset); NVM and sleep memory stay. The USB
         console, if any, is closed too."""
         self._halt_thread(timeout)
+        if self.radio is not None:
+            self.radio.detach()
         if self.usb is not None:
             self.usb.close()
             self.usb = None
@@ -182,15 +260,14 @@ class SimBoard:
         self.halt.set()
         if self._thread:
             self._thread.join(timeout)
-        if self.radio is not None and self.air is not None:
-            self.air.detach(self.radio)
-            self.radio = None
 
     def power_cut(self) -> None:
         """Cut power: the firmware stops wherever it is; RAM and sleep memory are lost,
         NVM is kept. ``start()`` powers on again."""
         self._halt_thread()
         self.sleep_memory[:] = bytes(len(self.sleep_memory))
+        if self.radio is not None:
+            self.radio.power_off()
 
     def check_alive(self) -> None:
         if self.halt.is_set():
@@ -229,9 +306,10 @@ class SimBoard:
             if cold:
                 self.cold_boots += 1
             self._read_drive_settings()
-            modules = self._modules()
             try:
-                self._exec(modules)
+                if cold:
+                    self._boot_py()
+                self._exec(self._modules())
                 self.say("Code done running.")
                 return
             except DeepSleepRequest as req:
@@ -256,42 +334,68 @@ class SimBoard:
                 return
             finally:
                 self._wd_deadline = None
-                if self.radio is not None and self.air is not None:
-                    self.air.detach(self.radio)
-                    self.radio = None
 
-    def _exec(self, modules: dict) -> None:
-        loaded: dict[str, types.ModuleType] = {}
-        real_import = builtins.__import__
-        fw = self.firmware_dir
+    def firmware_tree(self) -> Path:
+        """The filesystem this board runs from: ``firmware_dir``, else its CIRCUITPY
+        ``drive`` (what ``panictool flash`` wrote there; one without code.py runs
+        nothing, as a board would), else a private copy of the manifest's tree."""
+        if self.firmware_dir is not None:
+            return self.firmware_dir
+        if self.drive is not None:
+            return self.drive
+        return flashed_tree(self.kind)
 
-        def sim_import(name, globals=None, locals=None, fromlist=(), level=0):
-            root = name.split(".")[0]
-            if root in modules:
-                return modules[root]
-            if root in loaded:
-                return loaded[root]
-            glue = fw / (root + ".py")
-            if level == 0 and glue.exists():
-                mod = types.ModuleType(root)
-                mod.__file__ = str(glue)
-                mod.__dict__["__builtins__"] = sim_builtins
-                loaded[root] = mod
-                exec(compile(glue.read_text(), str(glue), "exec"), mod.__dict__)
-                return mod
-            return real_import(name, globals, locals, fromlist, level)
+    def flash(self) -> list:
+        """Put exactly what ``panictool flash`` writes onto the drive (no serial check);
+        for tests whose subject is not flashing. Returns the manifest entries."""
+        from panictool import manifest
 
-        def sim_print(*args, sep=" ", end="\n", **kw):
-            text = sep.join(str(a) for a in args)
+        if self.drive is None:
+            raise ValueError("this board has no CIRCUITPY drive")
+        return manifest.write_tree(self.kind, self.drive)
+
+    def module_space(self, modules: dict, root: Path) -> ModuleSpace:
+        """A fresh import table over ``root`` with this board's built-ins."""
+
+        def sim_print(*args, sep=" ", end="\n", file=None, **kw):
+            text = (" " if sep is None else sep).join(str(a) for a in args)
+            if file is not None and file not in (_sys.stdout, modules["sys"].stdout):
+                file.write(text + ("\n" if end is None else end))
+                return
             for ln in text.splitlines() or [""]:
                 self.say(ln)
 
-        sim_builtins = dict(builtins.__dict__)
-        sim_builtins["__import__"] = sim_import
-        sim_builtins["print"] = sim_print
-        code = fw / "code.py"
-        g = {"__name__": "__main__", "__file__": str(code), "__builtins__": sim_builtins}
-        exec(compile(code.read_text(), str(code), "exec"), g)
+        space = ModuleSpace(root, modules, sim_print)
+        modules["sys"].modules = space.modules
+        return space
+
+    def _exec(self, modules: dict) -> None:
+        self.tree = root = self.firmware_tree()
+        if not (root / "code.py").is_file():
+            self.say("[sim] no code.py on CIRCUITPY: nothing to run (`panictool flash` "
+                     "installs the firmware)")
+            return
+        space = self.module_space(modules, root)
+        try:
+            space.run("code.py")
+        finally:
+            self.imported = list(space.imported_files)
+
+    def _boot_py(self) -> None:
+        """boot.py at power-on, in its own VM as CircuitPython runs it; an error in it is
+        reported (CircuitPython writes it to boot_out.txt) and code.py still runs."""
+        root = self.firmware_tree()
+        if not (root / "boot.py").is_file():
+            return
+        try:
+            self.module_space(self._modules(), root).run("boot.py")
+            self.boot_error = None
+        except Halted:
+            raise
+        except Exception:
+            self.boot_error = traceback.format_exc()
+            for ln in self.boot_error.splitlines():
+                self.say("[boot.py] " + ln)
 
     def _read_drive_settings(self) -> None:
         if self.drive is None:
@@ -329,8 +433,10 @@ class _WatchdogReset(BaseException):
 
 
 def build_modules(b: SimBoard) -> dict:
-    """Fresh fake hardware modules for one run of code.py on board ``b``."""
+    """Fresh built-in modules (fake hardware and CircuitPython-shaped core modules) for
+    one run of code.py, boot.py or a REPL session on board ``b``."""
     clock = b.clock
+    host_time = __import__("time")
 
     # time
     time_mod = _Namespace(
@@ -338,14 +444,14 @@ def build_modules(b: SimBoard) -> dict:
         monotonic_ns=lambda: int(clock.now() * 1e9),
         time=lambda: int(1_700_000_000 + clock.now()),
         sleep=lambda s: (b.check_alive(), clock.sleep(s, b.halt))[1],
-        localtime=__import__("time").localtime,
-        struct_time=__import__("time").struct_time,
+        localtime=host_time.localtime,
+        mktime=host_time.mktime,
+        struct_time=host_time.struct_time,
     )
 
     # board
-    class _SPI:
-        def __init__(self) -> None:
-            self.locked = False
+    def spi_bus(*a, **kw) -> SPIBus:
+        return b.spi  # board.SPI() is the one bus object, as on CircuitPython
 
     class _I2C:
         def try_lock(self) -> bool:
@@ -366,7 +472,7 @@ def build_modules(b: SimBoard) -> dict:
                 raise AttributeError(name)
             return b.pin(name)
 
-    board_mod = _Board(board_id=b.board_id, SPI=_SPI, I2C=_I2C)
+    board_mod = _Board(board_id=b.board_id, SPI=spi_bus, I2C=_I2C)
 
     # digitalio
     class Pull:
@@ -402,7 +508,7 @@ def build_modules(b: SimBoard) -> dict:
             v = bool(v)
             if self.pin.output != v and self.pin.name == "LED":
                 b.led_log.append((clock.now(), v))
-            self.pin.output = v
+            self.pin.set_output(v)
 
         def deinit(self) -> None:
             pass
@@ -562,23 +668,91 @@ def build_modules(b: SimBoard) -> dict:
 
     analogio_mod = _Namespace(AnalogIn=AnalogIn)
 
-    # os: only getenv differs from the host's
+    # os: getenv reads settings.toml; the file calls act on the firmware's tree
+    version = ".".join(str(v) for v in CIRCUITPY_VERSION)
     os_mod = types.SimpleNamespace(**{k: getattr(_os, k) for k in ("listdir", "stat", "sep")})
     os_mod.getenv = b.getenv
-    os_mod.uname = lambda: ("sim", "sim", "9.0.0", "sim", b.board_id)
+    os_mod.urandom = _os.urandom
+    os_mod.uname = lambda: ("sim", "sim", version, "sim", b.board_id)
 
-    # radio
-    def RFM9x(spi, cs, reset, frequency, **kw):
-        from panicsim.radio import SimRFM9x
+    # sys, gc, micropython, supervisor, select, hashlib: CircuitPython's shapes
+    class _Console:
+        def write(self, text: str) -> int:
+            for ln in str(text).splitlines():
+                if ln:
+                    b.say(ln)
+            return len(text)
 
-        if not b.radio_present or b.air is None:
-            raise RuntimeError("Failed to find rfm9x with expected version -- check wiring")
-        if b.radio is not None:
-            b.air.detach(b.radio)
-        b.radio = SimRFM9x(b.air, b, b.name, frequency)
-        return b.radio
+        def flush(self) -> None:
+            pass
 
-    rfm_mod = _Namespace(RFM9x=RFM9x)
+    def print_exception(exc, file=None) -> None:
+        for ln in traceback.format_exception(exc):
+            (file or console).write(ln)
+
+    def _exit(code=0):
+        raise SystemExit(code)
+
+    console = _Console()
+    sys_mod = _Namespace(
+        implementation=_Namespace(name="circuitpython", version=CIRCUITPY_VERSION,
+                                  _machine=b.board_id, _mpy=6),
+        platform="Espressif" if b.wifi_capable else "RP2040",
+        path=["", "/", ".frozen", "/lib"], modules={}, argv=[], byteorder="little",
+        maxsize=2**31 - 1, version="3.4.0; CircuitPython " + version,
+        version_info=(3, 4, 0), stdout=console, stderr=console, stdin=None,
+        print_exception=print_exception, exit=_exit)
+    gc_mod = _Namespace(collect=lambda: None, enable=lambda: None, disable=lambda: None,
+                        isenabled=lambda: True, mem_free=lambda: 150_000,
+                        mem_alloc=lambda: 40_000)
+    micropython_mod = _Namespace(const=lambda v: v, native=lambda f: f, viper=lambda f: f,
+                                 opt_level=lambda *a: 0, mem_info=lambda *a: None)
+    supervisor_mod = _Namespace(
+        ticks_ms=lambda: (b.check_alive(), int(clock.now() * 1000) & (2**29 - 1))[1],
+        runtime=_Namespace(serial_connected=b.usb is not None, usb_connected=True,
+                           autoreload=False),
+        disable_autoreload=lambda: None)
+
+    class _Poll:
+        """select.poll() with MicroPython's ipoll (asyncio's wait); with nothing
+        registered it sleeps on the simulated clock."""
+
+        def __init__(self) -> None:
+            self._p = _select.poll()
+            self._n = 0
+
+        def register(self, obj, mask=_select.POLLIN | _select.POLLOUT) -> None:
+            self._p.register(obj, mask)
+            self._n += 1
+
+        def modify(self, obj, mask) -> None:
+            self._p.modify(obj, mask)
+
+        def unregister(self, obj) -> None:
+            self._p.unregister(obj)
+            self._n -= 1
+
+        def poll(self, timeout=-1):
+            b.check_alive()
+            if self._n == 0:
+                if timeout is not None and timeout >= 0:
+                    clock.sleep(timeout / 1000.0, b.halt)
+                return []
+            t = None if timeout is None or timeout < 0 else timeout / clock.speed
+            return self._p.poll(t)
+
+        def ipoll(self, timeout=-1, flags=0):
+            return iter(self.poll(timeout))
+
+    select_mod = _Namespace(poll=_Poll, POLLIN=_select.POLLIN, POLLOUT=_select.POLLOUT,
+                            POLLERR=_select.POLLERR, POLLHUP=_select.POLLHUP)
+
+    def _hash_new(name: str, data: bytes = b""):
+        if name not in ("sha1", "sha256"):
+            raise ValueError("Unsupported hash algorithm")
+        return _hashlib.new(name, data)
+
+    hashlib_mod = _Namespace(new=_hash_new)  # CircuitPython: no hashlib.sha256
 
     # Wi-Fi: the real network stack of the host (127.0.0.1 servers in tests)
     class _Radio:
@@ -629,11 +803,17 @@ def build_modules(b: SimBoard) -> dict:
     usb_cdc_mod = _Namespace(data=getattr(b, "serial", None), console=None,
                              enable=lambda **kw: None)
 
-    return {"time": time_mod, "board": board_mod, "digitalio": digitalio_mod,
-            "keypad": keypad_mod, "microcontroller": micro_mod, "watchdog": watchdog_mod,
-            "alarm": alarm_mod, "analogio": analogio_mod, "os": os_mod,
-            "adafruit_rfm9x": rfm_mod, "wifi": wifi_mod, "socketpool": socketpool_mod,
-            "usb_cdc": usb_cdc_mod, "busio": _Namespace()}
+    busio_mod = _Namespace(SPI=spi_bus, I2C=lambda *a, **kw: _I2C())
+    mods = dict(HOST_BUILTINS)
+    mods.update({"time": time_mod, "board": board_mod, "digitalio": digitalio_mod,
+                 "keypad": keypad_mod, "microcontroller": micro_mod, "watchdog": watchdog_mod,
+                 "alarm": alarm_mod, "analogio": analogio_mod, "os": os_mod,
+                 "usb_cdc": usb_cdc_mod, "busio": busio_mod, "sys": sys_mod, "gc": gc_mod,
+                 "micropython": micropython_mod, "supervisor": supervisor_mod,
+                 "select": select_mod, "hashlib": hashlib_mod})
+    if b.wifi_capable:
+        mods.update({"wifi": wifi_mod, "socketpool": socketpool_mod, "ssl": _ssl})
+    return mods
 
 
 def _raise_reset() -> None:

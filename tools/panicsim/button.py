@@ -5,11 +5,14 @@ import json
 from panicbutton.nvmstore import identity_record
 from panicsim.board import SimBoard
 
-PROFILES = {  # sim board -> CircuitPython board_id (and PB_BOARD override)
-    "feather_rp2040_rfm95": ("adafruit_feather_rp2040_rfm", None, 4096),
-    "feather_esp32s3": ("adafruit_feather_esp32s3_nopsram", None, 8192),
+# sim board -> CircuitPython board_id, PB_BOARD override, NVM size, RFM95 (CS, RESET) pins
+# or None, native Wi-Fi
+PROFILES = {
+    "feather_rp2040_rfm95": ("adafruit_feather_rp2040_rfm", None, 4096, ("RFM_CS", "RFM_RST"),
+                             False),
+    "feather_esp32s3": ("adafruit_feather_esp32s3_nopsram", None, 8192, None, True),
     "feather_esp32s3_rfm95_wing": ("adafruit_feather_esp32s3_nopsram",
-                                   "feather_esp32s3_rfm95_wing", 8192),
+                                   "feather_esp32s3_rfm95_wing", 8192, ("D10", "D11"), True),
 }
 
 
@@ -21,7 +24,7 @@ class SimButton(SimBoard):
                  name: str | None = None, provisioned: bool = True, **kw) -> None:
         if board not in PROFILES:
             raise ValueError(f"unknown sim board {board!r}; known: {', '.join(PROFILES)}")
-        self.board_id, override, nvm = PROFILES[board]
+        self.board_id, override, nvm, self.radio_pins, self.wifi_capable = PROFILES[board]
         s = {"PB_REGION": "AS923-2", "PB_SF": 9}
         if override:
             s["PB_BOARD"] = override

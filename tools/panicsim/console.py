@@ -5,8 +5,9 @@ Installer tools (``panictool provision`` / ``verify`` / ``console``) open ``path
 pyserial exactly as they open /dev/ttyACM0. What they send really runs: the raw REPL
 compiles and executes the code with CPython, against this board's hardware modules
 (``microcontroller.nvm`` is the board's NVM, ``board.board_id`` its id) and its CIRCUITPY
-directory (``open``/``os`` are rooted at ``board.drive``); everything else is the host's
-Python. Ctrl-C stops code.py; Ctrl-D at the friendly prompt (or after "Press any key")
+directory (``open``/``os`` are rooted at ``board.drive``). Imports are the board's: its
+built-ins and the modules on its filesystem (``/``, ``/lib``), never the host's.
+Ctrl-C stops code.py; Ctrl-D at the friendly prompt (or after "Press any key")
 soft-reloads it, which runs the real firmware again from the top. Ctrl-D in the raw REPL
 with nothing typed is a soft reboot that stays in the raw REPL (code.py does not run).
 
@@ -17,7 +18,6 @@ the tools only send short snippets.
 
 from __future__ import annotations
 
-import builtins
 import code as pycode
 import errno
 import io
@@ -294,16 +294,9 @@ class UsbConsole:
                 modules = build_modules(self.board)
                 drive = _Drive(self.board.drive)
                 modules["os"] = drive.os_module(modules["os"])
-                real_import = builtins.__import__
-
-                def repl_import(name, globals=None, locals=None, fromlist=(), level=0):
-                    root = name.split(".")[0]
-                    if level == 0 and root in modules:
-                        return modules[root]
-                    return real_import(name, globals, locals, fromlist, level)
-
-                b = dict(builtins.__dict__)
-                b["__import__"] = repl_import
+                root = self.board.drive or self.board.firmware_tree()
+                space = self.board.module_space(modules, root)
+                b = space.builtins
                 b["open"] = drive.open
                 self._builtins = b
                 self._globals = {"__name__": "__main__", "__builtins__": b}

@@ -1,132 +1,107 @@
-"""The subset of ``adafruit_rfm9x.RFM9x`` the firmware uses, backed by the virtual air."""
+"""The RFM95 module of a simulated board: the register-level SX127x model (panicsim.sx127x)
+on the board's SPI bus, joined to the virtual air.
+
+The firmware talks to it only through the real ``adafruit_rfm.rfm9x`` library over SPI, so
+``sent`` holds exactly the packets the library made the chip transmit (the bytes it wrote to
+the FIFO, ``RegPayloadLength`` long, with the modulation its registers set), and what it
+receives is what the chip's FIFO and RSSI/SNR registers say.
+"""
+
+from __future__ import annotations
 
 import threading
+from typing import Any
 
-RH_HEADER = b"\xff\xff\x00\x00"  # to, from, id, flags: broadcast, as adafruit_rfm9x sends
+from panicsim.sx127x import SX127x
 
 
-class SimRFM9x:
-    def __init__(self, air, board, name: str, frequency: float) -> None:
+class SimRadio:
+    """One RFM95 on a board; ``cs``/``rst`` are the board pins wired to its CS and RESET."""
+
+    def __init__(self, air: Any, board: Any, name: str, cs: str, rst: str) -> None:
         self.air = air
         self.board = board
         self.name = name
-        self.frequency_mhz = float(frequency)
-        self.spreading_factor = 7
-        self.signal_bandwidth = 125000
-        self.coding_rate = 5
-        self.tx_power = 13
-        self.enable_crc = True
-        self.preamble_length = 8
-        self.last_rssi = 0.0
-        self.last_snr = 0.0
-        self.crc_error_count = 0
-        self.node = 255
-        self.destination = 255
-        self.xmit_timeout = 2.0
-        self.receive_timeout = 0.5
-        self._lock = threading.Lock()
-        self._pending: list = []  # transmissions on their way to us
-        self._fifo: list = []
-        self._listen_since: float | None = None
-        self._history: list = []  # closed listening intervals (start, end)
-        self.sent: list = []
-        air.attach(self)
+        self.cs_pin, self.rst_pin = cs, rst
+        self.lock = threading.RLock()
+        self.chip = SX127x(board.clock.now, self._transmit, self._noise)
+        self.sent: list[tuple[float, int, bytes]] = []  # (time, sf, packet as on air)
+        self.modem: dict | None = None  # modulation of the packet being transmitted
+        self.attached = False
 
-    # -- air side ---------------------------------------------------------------------
-    def deliver(self, tx) -> None:
-        with self._lock:
-            self._pending.append(tx)
-
-    def _listening_during(self, start: float, end: float) -> bool:
-        if self._listen_since is not None and self._listen_since <= start:
-            return True
-        return any(a <= start and b >= end for a, b in self._history)
-
-    def _settle(self) -> None:
-        now = self.air.clock.now()
-        with self._lock:
-            keep = []
-            for tx in self._pending:
-                if tx.end > now:
-                    keep.append(tx)
-                    continue
-                if not self._listening_during(tx.start, tx.end):
-                    continue
-                if not tx.crc_ok:
-                    self.crc_error_count += 1
-                    continue
-                self._fifo.append(tx)
-            self._pending = keep
-            self._history = [(a, b) for a, b in self._history if b > now - 30]
-
-    def _stop_listening(self) -> None:
-        self._settle()
-        if self._listen_since is not None:
-            self._history.append((self._listen_since, self.air.clock.now()))
-            self._listen_since = None
-
-    # -- RFM9x API ----------------------------------------------------------------------
-    def listen(self) -> None:
-        if self._listen_since is None:
-            self._listen_since = self.air.clock.now()
-
-    def idle(self) -> None:
-        self._stop_listening()
-
-    def sleep(self) -> None:
-        self._stop_listening()
+    # -- what the air sees ------------------------------------------------------------
+    @property
+    def frequency_mhz(self) -> float:
+        return self.chip.modem()["frequency_mhz"]
 
     @property
-    def rssi(self) -> float:
-        return self.air.noise_dbm + self.air.rng.uniform(-2, 2)
+    def spreading_factor(self) -> int:
+        return self.chip.modem()["sf"]
 
     @property
-    def snr(self) -> float:
-        return self.last_snr
+    def signal_bandwidth(self) -> int:
+        return self.chip.modem()["bw_hz"]
 
-    def send(self, data, *, keep_listening: bool = False, destination=None, node=None,
-             identifier=None, flags=None) -> bool:
-        assert 0 < len(data) <= 252
+    @property
+    def crc_error_count(self) -> int:
+        return self.chip.crc_errors
+
+    def attach(self) -> None:
+        if self.air is not None and not self.attached:
+            self.air.attach(self)
+            self.attached = True
+
+    def detach(self) -> None:
+        if self.air is not None and self.attached:
+            self.air.detach(self)
+            self.attached = False
+
+    def power_off(self) -> None:
+        """Supply gone: off the air, every register back to its reset value."""
+        self.detach()
+        with self.lock:
+            self.chip.reset()
+
+    def deliver(self, tx: Any) -> None:
+        """A transmission from the air (matching this radio's frequency, SF and bandwidth
+        when it started)."""
+        with self.lock:
+            self.chip.deliver(tx.data, tx.start, tx.end, None, self.air.rssi, self.air.snr,
+                              tx.crc_ok)
+
+    # -- chip hooks -------------------------------------------------------------------
+    def _transmit(self, chip: SX127x, packet: bytes, modem: dict) -> float:
         self.board.check_alive()
-        self._stop_listening()
-        frame = RH_HEADER + bytes(data)
-        self.sent.append((self.air.clock.now(), self.spreading_factor, bytes(data)))
-        dur = self.air.transmit(self, frame, self.frequency_mhz, self.spreading_factor,
-                                self.signal_bandwidth)
-        self.board.clock.sleep(dur, self.board.halt)
-        if keep_listening:
-            self.listen()
-        return True
+        now = self.board.clock.now()
+        self.sent.append((now, modem["sf"], bytes(packet)))
+        del self.sent[:-500]
+        if self.air is None or not self.attached:
+            from panicproto import airtime
 
-    def rx_done(self) -> bool:
-        self._settle()
-        return bool(self._fifo)
+            return airtime.time_on_air_ms(len(packet), modem["sf"], modem["bw_hz"],
+                                          modem["cr"], modem["preamble"], modem["crc"],
+                                          not modem["implicit_header"],
+                                          modem["low_dr_opt"]) / 1000.0
+        self.modem = modem
+        return self.air.transmit(self, packet, modem["frequency_mhz"], modem["sf"],
+                                 modem["bw_hz"])
 
-    def receive(self, *, keep_listening: bool = True, with_header: bool = False,
-                with_ack: bool = False, timeout: float | None = None):
-        if timeout is None:
-            timeout = self.receive_timeout
-        self.listen()
-        clock = self.board.clock
-        end = clock.now() + timeout
-        while True:
-            self.board.check_alive()
-            self._settle()
-            if self._fifo:
-                break
-            left = end - clock.now()
-            if left <= 0:
-                if not keep_listening:
-                    self.idle()
-                return None
-            clock.sleep(min(left, 0.005 * clock.speed), self.board.halt)
-        tx = self._fifo.pop(0)
-        self.last_rssi = self.air.rssi
-        self.last_snr = self.air.snr
-        self._stop_listening()
-        if keep_listening:
-            self.listen()
-        packet = tx.data
-        if len(packet) < 5:
-            return None
-        return bytearray(packet if with_header else packet[4:])
+    def _noise(self) -> float:
+        return self.air.noise_dbm + self.air.rng.uniform(-2, 2) if self.air else -120.0
+
+    # -- SPI side (called by the board's bus with the lock held) ------------------------
+    def spi_exchange(self, data: bytes) -> bytearray:
+        with self.lock:
+            return self.chip.spi_exchange(data)
+
+    @property
+    def selected(self) -> bool:
+        return self.chip.selected
+
+    def cs(self, level: bool) -> None:
+        with self.lock:
+            self.chip.cs(level)
+
+    def rst(self, level: bool) -> None:
+        with self.lock:
+            self.chip.rst(level)

@@ -8,7 +8,10 @@ radio failure). Radio frames go to the host as RX with RSSI and SNR. When the ho
 not connected, frames are counted as dropped instead of blocking the loop.
 
 ``serial`` is ``usb_cdc.data``-like: connected, in_waiting, read(n), write(b).
-``radio`` is ``adafruit_rfm9x.RFM9x``-like, or None when it failed at start.
+``radio`` is an ``adafruit_rfm.rfm9x.RFM9x`` with ``radiohead = False`` (a packet is the
+whole frame: 19-byte uplinks in, 18-byte downlinks out), or None when it failed at start.
+The noise floor is the chip's current RSSI register (0x1B): the library's ``rssi``
+property is the last packet's RSSI, not the channel's.
 """
 
 import json
@@ -17,6 +20,15 @@ from panicbridge import FIRMWARE_VERSION, config
 from panicproto import link
 
 NOISE_EVERY_S = 1.0
+REG_RSSI_VALUE = 0x1B  # SX127x current RSSI (LoRa mode); dBm = value - 157 (HF port)
+HF_RSSI_OFFSET = 157
+LF_RSSI_OFFSET = 164
+
+
+def channel_rssi(radio):
+    """Current RSSI of the channel in dBm (the noise floor while nothing is received)."""
+    raw = radio.read_u8(REG_RSSI_VALUE)
+    return raw - (LF_RSSI_OFFSET if radio.low_frequency_mode else HF_RSSI_OFFSET)
 
 
 class Bridge:
@@ -180,7 +192,7 @@ class Bridge:
 
     def _sample_noise(self):
         try:
-            v = self.radio.rssi
+            v = channel_rssi(self.radio)
         except Exception:
             return
         self.noise = v if self.noise is None else round(self.noise * 0.9 + v * 0.1, 1)

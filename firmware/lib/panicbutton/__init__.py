@@ -4,4 +4,5 @@ Every module here takes plain values or a small HAL object, so the same code run
 CircuitPython, under the MicroPython VM in tests, and on CPython with the simulated board.
 """
 
-FIRMWARE_VERSION = "0.2.0"  # 0.2.0: TEST request in NVM (panictool verify)
+FIRMWARE_VERSION = "0.3.0"  # 0.3.0: adafruit_rfm (19 bytes on air), DELIVERED, ack line
+# 0.2.0: TEST request in NVM (panictool verify)

@@ -17,7 +17,7 @@ HAL contract (the glue ``hal_board.py`` implements it on CircuitPython, panicsim
     console(text)             one line on the serial console
 """
 
-from panicbutton import feedback, power
+from panicbutton import feedback, policy, power
 from panicbutton.counter import CounterExhausted
 from panicbutton.messaging import Messaging
 from panicbutton.startup import ConfigError, Startup
@@ -40,6 +40,7 @@ class ButtonApp(Startup, Messaging):
         self.verifier = None
         self.classifier = None
         self.heartbeat = None
+        self.confirming = None  # the STORED alarm's Message while asking for DELIVERED
         self.player = feedback.Player()
         self.rx_until = None
         self.tamper = False
@@ -102,9 +103,34 @@ class ButtonApp(Startup, Messaging):
         msg = self.outbox.due(now)
         if msg is not None:
             self._attempt(msg, now)
+        else:
+            self._confirm_step(now)
         now = hal.monotonic()
         hal.led(self.player.update(now))
         self._rest(now)
+
+    def _confirm_step(self, now):
+        """After STORED: ask again on the slow schedule (policy.CONFIRM_AT_S) until
+        DELIVERED or its end. ``confirming`` is the stored alarm's Message: ``created`` =
+        when it was STORED, ``attempts`` = the attempt number the next request carries."""
+        m = self.confirming
+        if m is None or m.next_due > now or self.outbox.has_alarm():
+            return  # an unacknowledged alarm goes first
+        if now >= m.created + policy.CONFIRM_AT_S[-1]:
+            self.confirming = None
+            self.hal.console("PANIC-BUTTON alarm counter=%d stored; delivery not confirmed "
+                             "in %d s (stopped asking)" % (m.counter, policy.CONFIRM_AT_S[-1]))
+            return
+        tried, wait = self._send(m.kind, m.counter, m.attempts, now, 0)
+        if self.confirming is not m:
+            return  # DELIVERED arrived during this request
+        if tried:
+            m.attempts += 1
+            for t in policy.CONFIRM_AT_S:  # the next time; the last entry: stop asking
+                if m.next_due <= now and m.created + t > now:
+                    m.next_due = m.created + t
+        else:
+            m.next_due = now + (wait if wait > 1 else 1)
 
     def _error_step(self, now):
         hal = self.hal
@@ -118,8 +144,12 @@ class ButtonApp(Startup, Messaging):
 
     def _rest(self, now):
         busy = self.classifier.busy() or self.player.busy()
-        mode, secs = power.decide(now, busy, self.outbox.next_due(), self.rx_until,
-                                  self.heartbeat.next_at, self.hal.deep_sleep_ok)
+        t = self.outbox.next_due()
+        m = self.confirming
+        if m is not None and (t is None or m.next_due < t):
+            t = m.next_due
+        mode, secs = power.decide(now, busy, t, self.rx_until, self.heartbeat.next_at,
+                                  self.hal.deep_sleep_ok)
         if mode == "deep":
             self.hal.led(False)
             self.heartbeat.save(self.hal.sleep_memory, now, self.hal.wall_time())
@@ -137,7 +167,8 @@ class ButtonApp(Startup, Messaging):
                "pending": [(m.kind, m.counter, m.attempts) for m in self.outbox.items]
                if self.outbox else [],
                "rejects": self.verifier.rejects if self.verifier else {},
-               "abandoned": self.outbox.abandoned if self.outbox else 0}
+               "abandoned": self.outbox.abandoned if self.outbox else 0,
+               "confirming": self.confirming.counter if self.confirming else None}
         if self.lora is not None:
             out["lora"] = self.lora.stats()
         if self.wifi is not None:

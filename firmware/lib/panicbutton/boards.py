@@ -37,15 +37,9 @@ PROFILES = {
         "wifi": True, "deep_sleep": True, "watchdog_s": 20,
         "ids": (),  # same board_id as feather_esp32s3: select with PB_BOARD in settings.toml
     },
-    # The LoRa bridge on the gateway's USB port.
-    "bridge_feather_rp2040_rfm95": {
-        "button": None, "tamper": None, "led": "LED",
-        "rfm": ("RFM_CS", "RFM_RST"),
-        "battery": None,
-        "wifi": False, "deep_sleep": False, "watchdog_s": 8,
-        "ids": (),
-    },
 }
+# The LoRa bridge's board is in panicbridge/boards.py (a bridge is flashed without this
+# package).
 
 
 def profile_for(board_id, override=None):

@@ -3,6 +3,8 @@
 Patterns are tuples of milliseconds: on, off, on, off, ...
 
 * STORED (gateway holds the alarm): one 60 ms flicker.
+* POLICE NOTIFIED (gateway says dispatch confirmed the alarm: ACK DELIVERED): three
+  60 ms flickers 0.7 s apart, once.
 * TEST confirmed: two 60 ms flickers.
 * No confirmation after the first retries: three 150 ms blinks (repeats each slow retry
   of a TEST; once for an alarm, to stay discreet).
@@ -11,6 +13,7 @@ Patterns are tuples of milliseconds: on, off, on, off, ...
 """
 
 STORED = (60,)
+POLICE_NOTIFIED = (60, 700, 60, 700, 60)
 TEST_OK = (60, 200, 60)
 NO_CONFIRM = (150, 150, 150, 150, 150)
 TEST_FAILED = (1000,)

@@ -6,7 +6,7 @@ the source on the device (docs/firmware.md, "RAM budget").
 
 from panicbutton import feedback, policy
 from panicproto import frames
-from panicproto.frames import ACK, ALARM, CANCEL, HEARTBEAT, RESYNC, TAMPER, TEST
+from panicproto.frames import ACK, ALARM, CANCEL, DELIVERED, HEARTBEAT, RESYNC, TAMPER, TEST
 
 BATTERY_EVERY_S = 60
 
@@ -29,6 +29,7 @@ class Messaging:
             alarm = self.outbox.find_kind(ALARM)
             if alarm is not None:
                 self.outbox.remove(alarm)  # the CANCEL replaces it and is itself persistent
+            self.confirming = None  # stop asking whether the cancelled alarm was delivered
             msg = self._queue(CANCEL, now)
         else:
             msg = self._queue(ev, now)
@@ -52,31 +53,37 @@ class Messaging:
                 self._battery = None
         return self._battery
 
-    def _attempt(self, msg, now):
+    def _send(self, kind, counter, attempt, now, duty):
+        """One transmission of a frame on every path: (tried, wait_s). ``duty`` is the kind
+        whose share of the LoRa duty-cycle budget it may use (ALARM all, others half)."""
         mv = self._battery_mv(now)
         low = mv is not None and mv < self.settings.low_battery_mv
-        up = frames.Uplink(msg.kind, self.device_id, msg.counter, attempt=min(msg.attempts, 15),
+        up = frames.Uplink(kind, self.device_id, counter, attempt=min(attempt, 15),
                            low_battery=low, tamper=self.tamper, battery_mv=mv or 0)
         tried = False
         wait = 0
         if self.lora is not None:
-            ok, x = self.lora.send(frames.encode_uplink(self.key, up), msg.kind, msg.attempts,
-                                   now)
+            ok, x = self.lora.send(frames.encode_uplink(self.key, up), duty, attempt, now)
             if ok:
                 tried = True
                 self.rx_until = self.hal.monotonic() + self.settings.rx_window_ms / 1000.0
-                self._note("lora_tx", (msg.kind, msg.counter, msg.attempts, x))
+                self._note("lora_tx", (kind, counter, attempt, x))
             elif x:
                 wait = x
         if self.wifi is not None:
             up.wifi = True
             tried = True
-            self._note("wifi_tx", (msg.kind, msg.counter, msg.attempts))
+            self._note("wifi_tx", (kind, counter, attempt))
             body = self.wifi.exchange(frames.encode_uplink(self.key, up))
             if body is not None:
                 self._on_downlink(body, "wifi")
+        return tried, wait
+
+    def _attempt(self, msg, now):
+        tried, wait = self._send(msg.kind, msg.counter, msg.attempts, now, msg.kind)
         if msg not in self.outbox.items:
-            return  # acknowledged during this attempt
+            msg.attempts += 1  # acknowledged during this attempt, which counts
+            return
         if tried:
             self.outbox.sent(msg, now)
         else:
@@ -94,15 +101,36 @@ class Messaging:
         now = self.hal.monotonic()
         if down.kind == ACK:
             msg = self.outbox.find_counter(down.counter)
-            if msg is None:
+            c = self.confirming
+            ok = msg is None and c is not None and c.counter == down.counter
+            if msg is None and not ok:
                 self.verifier.unmatched()
+                return
+            if ok:
+                msg = c  # an answer to a confirmation request
+            # The one console line per verified ACK (panictool verify parses it).
+            x = self.lora.rx if path == "lora" and self.lora is not None else None
+            self.hal.console("PANIC-BUTTON ack: %s counter=%d status=%d via %s rssi=%s "
+                             "snr=%s sf=%s down=%s" % (
+                                 frames.TYPE_NAMES[msg.kind], down.counter, down.status, path,
+                                 str(round(x[0])) if x else "-",
+                                 str(round(x[1], 1)) if x else "-", str(x[2]) if x else "-",
+                                 bytes(data).hex()))
+            self._note("acked", (msg.kind, msg.counter, down.status, path))
+            if msg.kind == ALARM and down.status == DELIVERED:  # also as the first ACK
+                self.confirming = None
+                self.player.play(feedback.POLICE_NOTIFIED, now)
+            if ok:
                 return
             self.outbox.remove(msg)
             self.acked[msg.kind] = self.acked.get(msg.kind, 0) + 1
-            self._note("acked", (msg.kind, msg.counter, down.status, path))
-            self.hal.console("PANIC-BUTTON ack: %s counter=%d status=%d via %s" % (
-                frames.TYPE_NAMES[msg.kind], msg.counter, down.status, path))
-            if msg.kind == TEST:
+            if msg.kind == ALARM:
+                if down.status != DELIVERED:  # STORED: ask on the slow schedule
+                    msg.created = now
+                    msg.next_due = now + policy.CONFIRM_AT_S[0]
+                    self.confirming = msg
+                    self.player.play(feedback.STORED, now)
+            elif msg.kind == TEST:
                 self.player.play(feedback.TEST_OK, now)
             elif msg.kind != HEARTBEAT:
                 self.player.play(feedback.STORED, now)
@@ -116,4 +144,3 @@ class Messaging:
                         m.next_due = now
                 self._note("resync", down.counter)
                 self.hal.console("PANIC-BUTTON resync: next counter %d" % down.counter)
-

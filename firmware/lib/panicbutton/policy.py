@@ -28,6 +28,10 @@ MAX_ATTEMPTS = {TEST: 8, HEARTBEAT: 3}
 PRIORITY = {ALARM: 0, TAMPER: 1, CANCEL: 1, TEST: 2, HEARTBEAT: 3}
 NON_ALARM_DUTY_SHARE = 0.5
 NO_CONFIRM_AFTER = 3  # attempts without STORED before the "no confirmation" signal
+# After ACK STORED of an ALARM, ask again (same frame, next attempt number) this many
+# seconds after the STORED ACK: gaps of 15, 30, 60, then 120 s; at the last entry (10
+# minutes) stop asking. Requests use the non-alarm share of the duty-cycle budget.
+CONFIRM_AT_S = (15, 45, 105, 225, 345, 465, 585, 600)
 
 
 def backoff_s(retry, rand):

@@ -17,7 +17,8 @@ POLL_S = 0.02
 NAP_S = 0.1
 MIN_SLEEP_S = 2.0
 HB_OFFSET = 16  # heartbeat record in sleep memory (the counter uses 0-9)
-HB_LEN = 12
+HB_LEN = 16  # b"HB" | wall u32 | seconds left u32 | interval u32 | crc16 (the 12-byte
+# record of firmware < 0.3.0, without the interval, fails this CRC and is ignored)
 
 
 def decide(now, busy, next_due, rx_until, next_heartbeat, deep_ok, max_sleep_s=None):
@@ -49,29 +50,32 @@ class Heartbeat:
         self.next_at = now + self.interval_s
 
     def save(self, mem, now, wall):
-        """Before deep sleep: remember the time left against the wall clock."""
+        """Before deep sleep: remember the time left against the wall clock, and the
+        interval it was scheduled with."""
         if mem is None or len(mem) < HB_OFFSET + HB_LEN:
             return
         left = self.next_at - now
         left = 0 if left < 0 else int(left)
-        body = b"HB" + struct.pack(">II", int(wall) & 0xFFFFFFFF, left)
+        body = b"HB" + struct.pack(">III", int(wall) & 0xFFFFFFFF, left,
+                                      int(self.interval_s))
         mem[HB_OFFSET:HB_OFFSET + HB_LEN] = body + struct.pack(">H", crc16(body))
 
     def restore(self, mem, now, wall, woke_by_timer):
-        """After a deep-sleep wake. A timer wake means the heartbeat is due; otherwise
-        the wall clock tells how long we slept; when it cannot, send early, not late."""
+        """After a wake or a soft reload. A timer wake means the heartbeat is due; otherwise
+        the wall clock tells how long we slept; when it cannot, send early, not late. A
+        record made with another interval (settings.toml rewritten, e.g. re-provisioned
+        with a new PB_SUPERVISION_S) is stale: the heartbeat is due at once, then the new
+        interval applies. Never waits longer than one interval."""
         if mem is None or len(mem) < HB_OFFSET + HB_LEN:
             return False
         raw = bytes(mem[HB_OFFSET:HB_OFFSET + HB_LEN])
-        if raw[0:2] != b"HB" or struct.unpack(">H", raw[10:12])[0] != crc16(raw[0:10]):
+        if raw[0:2] != b"HB" or struct.unpack(">H", raw[14:16])[0] != crc16(raw[0:14]):
             return False
-        slept_at, left = struct.unpack(">II", raw[2:10])
-        if woke_by_timer:
-            self.next_at = now
-            return True
+        slept_at, left, interval_s = struct.unpack(">III", raw[2:14])
         elapsed = (int(wall) & 0xFFFFFFFF) - slept_at
-        if elapsed < 0 or elapsed > left:
+        if woke_by_timer or interval_s != self.interval_s or elapsed < 0 or elapsed > left:
             self.next_at = now
         else:
-            self.next_at = now + (left - elapsed)
+            left -= elapsed
+            self.next_at = now + (left if left < self.interval_s else self.interval_s)
         return True

@@ -12,7 +12,9 @@ KEYS = ("PB_REGION", "PB_FREQUENCY_MHZ", "PB_SF", "PB_SF_MAX", "PB_BANDWIDTH_HZ"
         "PB_SUPERVISION_S", "PB_ALARM_HOLD_MS", "PB_RX_WINDOW_MS", "PB_CANCEL",
         "PB_LOW_BATTERY_MV", "PB_BOARD", "PB_TAMPER")
 BANDWIDTHS = (62500, 125000, 250000, 500000)
-AIR_LEN = 23  # 19-byte uplink + 4-byte RadioHead header that adafruit_rfm9x adds
+# Bytes on air per uplink: frames.UPLINK_LEN (inlined: importing frames costs RAM). The
+# glue sends with adafruit_rfm and radiohead = False, so the frame is the whole packet.
+AIR_LEN = 19
 
 
 class SettingsError(ValueError):

@@ -1,8 +1,10 @@
-"""LoRa path over an ``adafruit_rfm9x.RFM9x``-compatible radio (the HAL hands one in).
+"""LoRa path over an ``adafruit_rfm.rfm9x.RFM9x`` radio (the HAL hands one in, with
+``radiohead = False``: what ``send`` gets is the whole packet on air, 19 bytes).
 
-Uses only: send(data, keep_listening=), receive(timeout=), listen(), frequency_mhz,
+Uses only: send(data, keep_listening=), receive(timeout=), frequency_mhz,
 spreading_factor, signal_bandwidth, coding_rate, tx_power, enable_crc, last_rssi,
-last_snr. RadioHead's own ACKs are never used: only signed downlinks count.
+last_snr. RadioHead's own ACKs are never used: only signed downlinks count. Airtime for
+the dwell and duty-cycle checks is that of ``AIR_LEN`` bytes at the configured bandwidth.
 """
 
 from panicbutton import policy
@@ -31,6 +33,7 @@ class LoraPath:
         self.duty_waits = 0
         self.received = 0
         self.last_sf = self.ladder[0]
+        self.rx = None  # (RSSI dBm, SNR dB, SF) of the last packet poll() returned
 
     def send(self, frame, kind, attempt, now):
         """(True, sf) when transmitted, (False, wait_s) when the duty budget is spent,
@@ -51,11 +54,14 @@ class LoraPath:
         return True, sf
 
     def poll(self, timeout_s):
-        """One received packet (bytes, RadioHead header stripped) or None."""
+        """One received packet (bytes, the whole packet) or None; its RSSI, SNR and SF
+        (as the radio library measured them; the radio listens on the SF it last sent on)
+        in ``rx``."""
         pkt = self.radio.receive(timeout=timeout_s)
         if pkt is None:
             return None
         self.received += 1
+        self.rx = (self.radio.last_rssi, self.radio.last_snr, self.last_sf)
         return bytes(pkt)
 
     def stats(self):

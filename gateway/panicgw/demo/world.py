@@ -72,7 +72,7 @@ class AirFault:
     active when ``count`` is None), e.g. an ACK lost to interference, or a jammer."""
 
     name: str
-    match: Callable[[bytes, str], bool]  # (payload without RadioHead header, sender name)
+    match: Callable[[bytes, str], bool]  # (the radio packet, sender name)
     count: int | None = 1
     hits: int = 0
 
@@ -101,7 +101,7 @@ class ScriptedAir(Air):
     def transmit(self, sender: Any, data: bytes, frequency_mhz: float, sf: int, bw_hz: int,
                  start: float | None = None) -> float:
         name = getattr(sender, "name", str(sender))
-        payload = bytes(data[4:])
+        payload = bytes(data)
         self.recorded.append((time.time(), name, payload))
         del self.recorded[:-500]
         with self._flock:
