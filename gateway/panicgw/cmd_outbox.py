@@ -19,8 +19,9 @@ from typing import Any
 
 import typer
 
+from panicgw import cli_db
 from panicgw import config as config_mod
-from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store, StoreError
+from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store
 
 EXIT_OK = 0
 EXIT_NONE = 1
@@ -37,30 +38,15 @@ app = typer.Typer(
 )
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
-                          help="Gateway TOML (the DB is in its gateway data_dir).")
-DB_OPT = typer.Option(None, "--db", help="Gateway DB path (overrides --config; a running "
-                      "daemon is then not woken and picks changes up within 5 s).")
+                          help=cli_db.CONFIG_HELP)
+DB_OPT = typer.Option(None, "--gateway-db", "--db", help=cli_db.DB_HELP + " A running "
+                      "daemon is then not woken and picks changes up within 5 s.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 def _open(config: Path | None, db: Path | None) -> tuple[Store, config_mod.Config | None]:
-    cfg = None
-    try:
-        if db is None:
-            cfg = config_mod.load(config)
-            db = cfg.db_path
-    except config_mod.ConfigError as e:
-        typer.echo(f"error: bad config: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if not db.exists():
-        typer.echo(f"error: no gateway database at {db} (check --config / [gateway] data_dir "
-                   "or --db)", err=True)
-        raise typer.Exit(EXIT_DB)
-    try:
-        return Store(db), cfg
-    except StoreError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_DB) from None
+    return cli_db.open_store(config, db, readonly=False, config_exit=EXIT_USAGE,
+                             db_exit=EXIT_DB)
 
 
 def _wake_daemon(cfg: config_mod.Config | None) -> bool:
