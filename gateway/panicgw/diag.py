@@ -223,18 +223,20 @@ class Context:
         return self.status is not None
 
     def db(self) -> sqlite3.Connection | None:
-        """A read-only connection to the gateway DB (None when missing or unreadable)."""
+        """A read-only connection to the gateway DB (None when missing or unreadable),
+        opened through panicgw.access like every tool: never created, schema checked."""
         if self._db is not None or self._db_error is not None or self.cfg is None:
             return self._db
+        from panicgw import access
+
         path = self.cfg.db_path
         if not path.exists():
             self._db_error = f"no database at {path}"
             return None
         try:
-            uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-            db = sqlite3.connect(uri, uri=True, timeout=5.0)
+            db = access.open_db(path, readonly=True).db
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as e:
+        except (access.AccessError, sqlite3.Error) as e:
             self._db_error = f"cannot open {path} read-only: {e}"
             return None
         self._db = db
@@ -248,10 +250,22 @@ class Context:
 
 def load_context(config_path: Path | None, thresholds: Thresholds | None = None,
                  now: float | None = None) -> Context:
-    """Read the config (never raising) and ask the daemon's status API if it answers."""
+    """Read the config (never raising) and ask the daemon's status API if it answers.
+    Without ``config_path``: the installed gateway's (``$PANICGW_CONFIG`` or
+    ``/etc/panicgw/gateway.toml``), as for every other tool."""
+    from panicgw import access
+
+    if config_path is None:
+        config_path = access.default_config()
     ctx = Context(config_path, thresholds or Thresholds(), now if now is not None else time.time())
     for s in secrets_in_toml(config_path):
         ctx.redactor.add(s)
+        for part in gwconfig.url_secrets(s):
+            ctx.redactor.add(part)
+    if not config_path.is_file():
+        ctx.config_error = (f"no gateway config at {config_path}: pass --config with the file "
+                            "`panicgw run --config` uses")
+        return ctx
     try:
         ctx.cfg = gwconfig.load(config_path)
     except gwconfig.ConfigError as e:
@@ -259,6 +273,8 @@ def load_context(config_path: Path | None, thresholds: Thresholds | None = None,
         return ctx
     for sec, key in (("dispatch", "token"), ("dispatch", "secret"), ("mqtt", "password")):
         ctx.redactor.add(ctx.cfg.values[sec][key])
+    for part in gwconfig.url_secrets(ctx.cfg.dispatch["url"]):
+        ctx.redactor.add(part)
     fetch_status(ctx)
     db = ctx.db()
     if db is not None:
@@ -362,6 +378,11 @@ def _skip_no_config(ctx: Context, cid: str, title: str) -> Result | None:
 def check_config(ctx: Context) -> list[Result]:
     where = str(ctx.config_path) if ctx.config_path else "built-in defaults (no --config)"
     if ctx.cfg is None:
+        if ctx.config_path is not None and not ctx.config_path.is_file():
+            return [Result("config", "Configuration", FAIL, ctx.config_error or "missing",
+                           "Give the gateway's config: `panicgw diag --config FILE` (the file "
+                           "in the unit's ExecStart, `systemctl cat panicgw`); a fresh Pi "
+                           "gets /etc/panicgw/gateway.toml from `sudo panicgw setup`.")]
         return [Result("config", "Configuration", FAIL, ctx.config_error or "invalid",
                        "Fix the named key in the TOML file (docs/gateway.md lists every key), "
                        "then run `panicgw diag` again.")]
@@ -391,10 +412,11 @@ def check_daemon(ctx: Context) -> Result:
                       f"running (pid {st.get('pid', '?')}, version {st.get('version', '?')}, "
                       f"up {fmt_age(float(st.get('uptime_s') or 0))})",
                       data={"status_url": ctx.status_url})
-    return Result("daemon", title, WARN,
+    # A FAIL, not a WARN: with the daemon down no alarm is received, stored or forwarded.
+    return Result("daemon", title, FAIL,
                   f"not running: {ctx.status_error}; alarms are not being received",
-                  "Start it: `sudo systemctl start panicgw` (logs: `journalctl -u panicgw -e`). "
-                  "Checks below read the config and DB directly.")
+                  "Start it: `sudo systemctl start panicgw` (why it stopped: `journalctl -u "
+                  "panicgw -e`). Checks below read the config and DB directly.")
 
 
 def _db_unavailable(ctx: Context, cid: str, title: str) -> Result | None:
@@ -1070,6 +1092,13 @@ def check_dispatch(ctx: Context) -> list[Result]:
                           f"token and signature accepted (HTTP {code} to {detail}, "
                           "which creates no incident)")
     out.append(_running_auth(ctx, auth))
+    if parts.scheme == "http":
+        out.append(Result("dispatch.insecure", "Dispatch over plain HTTP", WARN,
+                          "[dispatch] allow_insecure_http = true: the bearer token, the "
+                          "signature and every alarm cross the network unencrypted",
+                          "Use the dispatch centre's https:// URL and remove "
+                          "allow_insecure_http (it is meant for a receiver on this machine "
+                          "or a test bench)."))
     if not d["secret"]:
         out.append(Result("dispatch.signing", "Dispatch body signing", WARN,
                           "no [dispatch] secret: bodies are not signed",
@@ -1141,9 +1170,8 @@ def tls_expiry(parts: urllib.parse.SplitResult, sctx: ssl.SSLContext | None,
                ctx: Context) -> Result:
     title = "Dispatch TLS certificate"
     if parts.scheme != "https" or sctx is None:
-        return Result("dispatch.tls", title, WARN,
-                      "dispatch URL is plain http: alarms and the token travel unencrypted",
-                      "Use an https:// URL for [dispatch] url.")
+        return Result("dispatch.tls", title, SKIP,
+                      "no TLS: the dispatch URL is plain http (see dispatch.insecure)")
     host = parts.hostname or ""
     port = parts.port or 443
     try:
@@ -1256,31 +1284,46 @@ def check_dead_letters(ctx: Context) -> Result:
 
 @check("devices")
 def check_devices(ctx: Context) -> list[Result]:
+    """Silence is judged by panicgw.supervision.silent_for, the daemon's own rule: from the
+    latest of last heard, (re)enrollment and, while the daemon runs, its start."""
+    from panicgw.supervision import LOST, silent_for
+
     if (r := _db_unavailable(ctx, "devices.supervision", "Devices heard in time")) is not None:
         return [r]
     db = ctx.db()
     assert db is not None
     grace = ctx.thresholds.supervision_grace_s
+    cols = {r[1] for r in db.execute("PRAGMA table_info(devices)")}
+    enrolled = "d.enrolled_at" if "enrolled_at" in cols else "d.registered_at"  # schema < v3
     rows = db.execute(
-        "SELECT d.device_id, d.label, s.name, d.supervision_s, d.registered_at, st.last_heard, "
+        f"SELECT d.device_id, d.label, s.name, d.supervision_s, {enrolled}, st.last_heard, "
         "st.supervision, st.low_battery, st.battery_mv, st.battery_alarm FROM devices d "
         "JOIN sites s ON s.id = d.site_id LEFT JOIN device_state st ON "
         "st.device_id = d.device_id ORDER BY d.device_id").fetchall()
+    uptime = (ctx.status or {}).get("uptime_s")
+    started = ctx.now - float(uptime) if isinstance(uptime, (int, float)) else None
     lost: list[str] = []
     never: list[str] = []
+    waiting: list[str] = []
     low: list[str] = []
-    for dev, label, site, sup_s, reg_at, heard, sup_state, lowbat, mv, bat_alarm in rows:
+    for dev, label, site, sup_s, enrolled_at, heard, sup_state, lowbat, mv, bat_alarm in rows:
         name = f"0x{dev:08X} {label or ''} @ {site}".replace("  ", " ")
         limit = 2 * sup_s + grace
+        silent = silent_for(ctx.now, heard, enrolled_at, started)
         if heard is None:
-            if ctx.now - reg_at > limit:
-                never.append(f"{name} (registered {fmt_age(ctx.now - reg_at)} ago)")
-        elif ctx.now - heard > limit or sup_state not in (None, "ok"):
+            if silent > limit or sup_state == LOST:
+                never.append(f"{name} (registered {fmt_age(ctx.now - enrolled_at)} ago)")
+            else:
+                waiting.append(f"{name} (registered {fmt_age(ctx.now - enrolled_at)} ago, "
+                               f"reported lost after {fmt_age(limit)} of silence)")
+        elif silent > limit or sup_state == LOST:
             lost.append(f"{name} (silent {fmt_age(ctx.now - heard)})")
         if lowbat or bat_alarm:
             low.append(name + (f" ({mv} mV)" if mv else ""))
     out: list[Result] = []
     title = "Devices heard in time"
+    heard_ok = len(rows) - len(lost) - len(never) - len(waiting)
+    data = {"lost": lost, "never_heard": never, "not_heard_yet": waiting}
     if lost or never:
         items = lost + never
         out.append(Result(
@@ -1289,12 +1332,20 @@ def check_devices(ctx: Context) -> list[Result]:
             + "; ".join(items[:5]) + (" ..." if len(items) > 5 else ""),
             "Visit the site: check the button's battery and that it still reaches the "
             "gateway (`panictool verify`, `panicgw monitor`); a never-heard device may be "
-            "provisioned with another key or region.",
-            {"lost": lost, "never_heard": never}))
+            "provisioned with another key or region (`panictool rekey`, then "
+            "`panictool verify`).", data))
+    elif waiting:
+        out.append(Result(
+            "devices.supervision", title, WARN,
+            f"{len(waiting)} of {len(rows)} device(s) registered but never heard yet: "
+            + "; ".join(waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+            + (f"; {heard_ok} heard in time" if heard_ok else ""),
+            "Press TEST on each new button (`panictool verify` at the button, "
+            "`panicgw monitor` here) to prove it reaches this gateway.", data))
     else:
         out.append(Result("devices.supervision", title, PASS,
                           f"all {len(rows)} device(s) heard within 2 supervision intervals"
-                          if rows else "no devices registered"))
+                          " + grace" if rows else "no devices registered", data=data))
     if low:
         out.append(Result("devices.battery", "Device batteries", WARN,
                           f"{len(low)} device(s) report low battery: " + "; ".join(low[:5]),

@@ -33,7 +33,7 @@ def disp():
 
 
 def _setup(tmp_path: Path, disp: DispatchThread):
-    cfg = make_config(tmp_path, dispatch={"url": disp.srv.url})
+    cfg = make_config(tmp_path, dispatch={"url": disp.srv.url, "allow_insecure_http": True})
     s = Store(cfg.db_path)
     s.upsert_device(make_record())
     s.close()
