@@ -180,6 +180,10 @@ class DeviceState(NamedTuple):
     battery_alarm: bool
 
 
+USE_THE_GATEWAYS_DB = ("pass the gateway's config with --config (the file `panicgw run "
+                       "--config` uses; the DB is <[gateway] data_dir>/gateway.db)")
+
+
 class StoreError(RuntimeError):
     """The DB cannot be opened or is from a newer gateway version."""
 
@@ -216,9 +220,9 @@ class Store:
         if create and not readonly:
             _secure_create(self.path)
         elif not self.path.is_file():
-            raise StoreError(f"no gateway DB at {self.path}: the daemon creates it when "
-                             "`panicgw run` first starts; pass the gateway's --config (or "
-                             "the DB path it uses, <data_dir>/gateway.db)")
+            raise StoreError(f"no gateway DB at {self.path}: only the gateway creates it "
+                             "(`panicgw run` when it first starts, or `sudo panicgw setup` on "
+                             f"a fresh Pi); {USE_THE_GATEWAYS_DB}")
         try:
             if readonly:
                 self.db = sqlite3.connect(
@@ -230,17 +234,22 @@ class Store:
                     self.path, isolation_level=None, check_same_thread=check_same_thread,
                     timeout=10.0,
                 )
+                if not create:  # before any pragma: never convert someone else's file
+                    self._check_schema()
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 if not autocheckpoint:
                     self.db.execute("PRAGMA wal_autocheckpoint=0")
-            if not create or readonly:
+            if readonly:
                 self._check_schema()
-            if not readonly:
+            else:
                 self.migrate()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
+            if create and not readonly:
+                raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
+            raise StoreError(f"cannot open gateway DB {self.path}: {e}; it is not a gateway "
+                             f"DB: {USE_THE_GATEWAYS_DB}") from None
         self._in_tx = False
 
     def _check_schema(self) -> None:
@@ -248,8 +257,8 @@ class Store:
         have = self.schema_version
         if have == 0:
             self.db.close()
-            raise StoreError(f"{self.path} is not a gateway DB (no panicgw schema): pass the "
-                             "gateway's --config or the DB the daemon opens")
+            raise StoreError(f"{self.path} is not a gateway DB (no panicgw schema): "
+                             f"{USE_THE_GATEWAYS_DB}")
         if have > len(MIGRATIONS):
             self.db.close()
             raise StoreError(f"{self.path} has schema v{have}, this panicgw knows up to "

@@ -334,3 +334,38 @@ def test_docs_cover_every_check_and_threshold(gw):
         assert f"`{cid}`" in text, cid
     for f in fields(diag.Thresholds):
         assert f"`{f.name}`" in text, f.name
+
+
+def test_relative_serial_port_resolves_against_the_config_file(gw, monkeypatch, tmp_path_factory):
+    """Issue 11.9: docs/gateway.md says relative paths are relative to the config file; a
+    relative `[serial] port` used to resolve against the working directory."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    gw.overrides["serial"] = {"port": gw.bridge.link_path.name}  # "ttyBRIDGE", beside it
+    code, doc = gw.diag()
+    r = by_id(doc)
+    assert r["bridge.present"]["status"] == "PASS", r["bridge.present"]
+    assert r["bridge.ping"]["status"] == "PASS"
+    assert str(gw.bridge.link_path) in r["bridge.present"]["finding"]
+
+
+def test_a_never_heard_device_is_never_called_heard(gw):
+    """Issue 11.9: diag said "all 1 device(s) heard" for a device it had never heard."""
+    from panicgw.registry import DeviceRecord, SiteRecord
+
+    site = SiteRecord("Rumah Baru", "home", "Gg. Mawar 3", -6.9, 107.6)
+    gw.store.upsert_device(DeviceRecord(0x0BADF00D, bytes(range(16)), site, "pintu",
+                                        supervision_s=600))  # registered just now
+    code, doc = gw.diag()
+    r = by_id(doc)["devices.supervision"]
+    assert r["status"] == "WARN" and "heard" not in r["finding"].split("never heard")[0]
+    assert "1 of 2 device(s) registered but never heard yet" in r["finding"]
+    assert "0x0BADF00D" in r["finding"] and "1 heard in time" in r["finding"]
+    assert "panictool verify" in r["hint"]
+    assert (code, rest_level(doc)) == (2, 1)
+    # registered long ago and still never heard: supervision lost, a FAIL
+    gw.store.db.execute("UPDATE devices SET enrolled_at = enrolled_at - 86400 "
+                        "WHERE device_id = ?", (0x0BADF00D,))
+    code, doc = gw.diag()
+    r = by_id(doc)["devices.supervision"]
+    assert r["status"] == "FAIL" and "0x0BADF00D" in r["finding"]
+    assert r["data"]["never_heard"] and not r["data"]["lost"]

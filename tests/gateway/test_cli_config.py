@@ -218,3 +218,23 @@ def test_devices_import_bad_file_names_field(tmp_path):
         {"device_id": 5, "key": "zz", "site": {}}]}))
     r = runner.invoke(app, ["devices", "import", str(exp), "--db", str(_gateway_db(tmp_path))])
     assert r.exit_code == 2 and "'key'" in r.output
+
+
+def test_every_relative_path_is_relative_to_the_config_file(tmp_path, monkeypatch):
+    d = tmp_path / "etc"
+    d.mkdir()
+    p = d / "gw.toml"
+    p.write_text('[gateway]\ndata_dir = "data"\n[serial]\nport = "ttyBRIDGE"\n'
+                 '[http]\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
+                 '[dispatch]\nca_file = "ca.pem"\nclient_cert = "cc.pem"\nclient_key = "ck.pem"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(Path("etc/gw.toml"))
+    assert cfg.data_dir == d / "data" and cfg.serial["port"] == str(d / "ttyBRIDGE")
+    for sec, key, name in (("http", "tls_cert", "c.pem"), ("http", "tls_key", "k.pem"),
+                           ("dispatch", "ca_file", "ca.pem"),
+                           ("dispatch", "client_cert", "cc.pem"),
+                           ("dispatch", "client_key", "ck.pem")):
+        assert cfg.values[sec][key] == str(d / name)
+    for port in ("auto", "/dev/ttyACM0"):
+        p.write_text(f'[serial]\nport = "{port}"\n')
+        assert config.load(p).serial["port"] == port
