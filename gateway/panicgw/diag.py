@@ -445,8 +445,9 @@ def check_database(ctx: Context) -> list[Result]:
     if not path.exists():
         return [Result(
             "db", "Database", FAIL, f"no database at {path}",
-            "Check [gateway] data_dir; `panicgw run` creates the DB, `panicgw devices import` "
-            "or `panictool provision --gateway-db` fill it.")]
+            "Check [gateway] data_dir; `panicgw run` creates the DB (`sudo panicgw setup` on a "
+            "fresh Pi), `panicgw devices import` or `panictool provision --gateway-db` fill "
+            "it.")]
     out: list[Result] = []
     db = ctx.db()
     if db is None:
@@ -1357,6 +1358,58 @@ def check_devices(ctx: Context) -> list[Result]:
 
 
 STORM_REASONS = ("bad_tag", "replay", "unknown_device")
+REJECTION_HINT = (
+    "bad_tag: a button whose key differs from the gateway's. Give both the gateway's key: "
+    "`panicgw devices rekey ID --key-file ID.key` here, then `panictool rekey --use-key "
+    "ID.key` at the button (or `panictool rekey --gateway-db` on the Pi, button on USB); if "
+    "an old export was imported over a newer key, import the current one (`panicgw devices "
+    "export` from the gateway that has it). Never `panictool provision --force`: that makes "
+    "a new device id. unknown_device: a button not registered here: `panicgw devices import` "
+    "its export. Otherwise someone is forging frames. replay: a captured frame re-sent, or a "
+    "button whose counter went back. `panicgw monitor` shows which device, live.")
+
+
+def _rejected_devices(ctx: Context) -> dict[str, dict[str, int]]:
+    """Devices (8 hex digits) of the running daemon's recent rejected frames, per reason."""
+    if ctx.status is None or not ctx.status_url:
+        return {}
+    url = ctx.status_url.replace("/v1/status", "/v1/frames?limit=2000")
+    try:
+        with urllib.request.urlopen(url, timeout=ctx.thresholds.probe_timeout_s) as r:
+            doc = json.loads(r.read(8_000_000))
+    except (OSError, ValueError, http.client.HTTPException):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for f in doc.get("frames", []) if isinstance(doc, dict) else []:
+        if (isinstance(f, dict) and f.get("verdict") == "rejected"
+                and f.get("reason") in STORM_REASONS and isinstance(f.get("device_id"), int)):
+            per = out.setdefault(f"{f['device_id']:08X}", {})
+            per[f["reason"]] = per.get(f["reason"], 0) + 1
+    return out
+
+
+def _named_rejection_hint(ctx: Context, named: dict[str, dict[str, int]]) -> str:
+    """The fix for each device the rejections name: the command, with its id."""
+    db = ctx.db()
+    parts = []
+    for dev, reasons in sorted(named.items(), key=lambda kv: -sum(kv[1].values()))[:3]:
+        gen = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT key_gen FROM devices WHERE device_id = ?",
+                                 (int(dev, 16),)).fetchone()
+                gen = row[0] if row else None
+        if "bad_tag" in reasons:
+            parts.append(f"{dev} fails its tag ({reasons['bad_tag']}x, gateway key generation "
+                         f"{gen if gen is not None else '?'}): `panicgw devices rekey {dev} "
+                         f"--key-file {dev}.key`, then `panictool rekey --use-key {dev}.key` "
+                         "at the button")
+        elif "unknown_device" in reasons:
+            parts.append(f"{dev} is not registered ({reasons['unknown_device']}x): `panicgw "
+                         "devices import` its export")
+        else:
+            parts.append(f"{dev} replays old counters ({reasons.get('replay', 0)}x)")
+    return "; ".join(parts) + ". " + REJECTION_HINT
 
 
 @check("rejections")
@@ -1365,11 +1418,11 @@ def check_rejections(ctx: Context) -> Result:
     if ctx.cfg is None:
         return Result("rejections", title, SKIP, "not checked: the configuration is invalid")
     t = ctx.thresholds
-    hint = ("A burst of bad_tag/unknown_device means a device with the wrong key (re-provision "
-            "or `panicgw devices rekey`) or someone forging frames; replays mean a captured "
-            "frame being re-sent or a device whose counter went back. `panicgw monitor` shows "
-            "them live; the daemon log names the device.")
+    hint = REJECTION_HINT
     st = ctx.status
+    named = _rejected_devices(ctx)
+    if named:
+        hint = _named_rejection_hint(ctx, named)
     if st is not None and isinstance(st.get("rejections"), dict):
         uptime_min = max(float(st.get("uptime_s") or 0) / 60, 1.0)
         counts = {str(k): int(v) for k, v in st["rejections"].items()
@@ -1383,7 +1436,7 @@ def check_rejections(ctx: Context) -> Result:
             status = FAIL if hot[worst[0]] >= t.storm_fail else WARN
             return Result("rejections", title, status,
                           f"storm: {worst[0]} at {worst[1]:.1f}/min since start "
-                          f"({finding})", hint, data)
+                          f"({finding})", hint, {**data, "devices": named})
         return Result("rejections", title, PASS, f"since start: {finding}", data=data)
     db = ctx.db()
     if db is None:

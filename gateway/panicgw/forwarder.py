@@ -388,17 +388,20 @@ class Forwarder:
 
     def _pause_after_failure(self, item: Any, out: Outcome, now: float) -> float:
         """Set the global pause after a transport/auth failure of ``item``; returns its end
-        (the next probe). Exponential while nothing urgent waits; a short, jittered step
-        while an alarm waits (the probe is then that alarm: the most urgent goes first)."""
+        (the next probe). Exponential while no alarm waits; a flat, jittered step of
+        ``alarm_probe_s`` while one does (the probe is then that alarm: the most urgent
+        goes first)."""
         if item.priority == PRIO_ALARM:
             self._alarm_waiting = True
         elif item.priority > PRIO_ALARM and not self._inflight_alarm():
             # The probe is always the most urgent message: a failed non-alarm probe means
             # no alarm is waiting (a new one probes at once when it arrives).
             self._alarm_waiting = False
-        pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
-        if self._alarm_waiting:
-            pause = min(pause, self.alarm_probe_s * self._rng.uniform(0.8, 1.2))
+        if self._alarm_waiting:  # a flat step: the alarm goes within one step of recovery
+            step = min(self.alarm_probe_s, self.alarm_backoff_max_s)
+            pause = step * self._rng.uniform(0.8, 1.2)
+        else:
+            pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
         if out.retry_after is not None:
             pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
         if self._alarm_waiting and item.priority == PRIO_ALARM:
