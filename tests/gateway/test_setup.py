@@ -53,8 +53,11 @@ def _section() -> str:
 
 
 def _fresh_root(root: Path) -> None:
-    """A root filesystem as a fresh OS image has it: its own user database, no panicgw."""
+    """A root filesystem as a fresh OS image has it: its own user database, no panicgw.
+    (Not as root, `useradd --root` cannot chroot: setup then runs as this user, `--user`.)"""
     (root / "etc").mkdir(parents=True)
+    if os.geteuid() != 0:
+        return
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (root / "etc" / "group").write_text("root:x:0:\ndialout:x:20:\n")
     (root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
@@ -127,7 +130,8 @@ def test_the_documented_install_on_a_fresh_root_passes_diag(tmp_path: Path) -> N
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["error"] is None
-    assert all(s["action"] in ("create", "run") for s in doc["steps"]), doc["steps"]
+    fresh = [s for s in doc["steps"] if os.geteuid() == 0 or "system user" not in s["what"]]
+    assert all(s["action"] in ("create", "run") for s in fresh), doc["steps"]
 
     config = root / "etc" / "panicgw" / "gateway.toml"
     data = root / "var" / "lib" / "panicgw"
