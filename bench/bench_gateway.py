@@ -355,7 +355,8 @@ def dispatch_latency(tmp: Path, alarms: int = 400, hb_rate: float = 1000.0) -> N
                    '[http]\nhost = "127.0.0.1"\nport = 0\n'
                    'rate_per_s = 100000.0\nrate_burst = 100000\n'
                    f'[serial]\nport = "{bridge.port}"\nping_interval_s = 60.0\n'
-                   f'[status]\nport = 0\n[dispatch]\nurl = "{disp.srv.url}"\n')
+                   f'[status]\nport = 0\n[dispatch]\nurl = "{disp.srv.url}"\n'
+                   'allow_insecure_http = true\n')
     proc = subprocess.Popen(_panicgw() + ["run", "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = None

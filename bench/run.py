@@ -1,5 +1,8 @@
 """Run every bench/bench_*.py and rewrite docs/performance.md from what they print.
 
+`bench/run.py NAME...` runs only the benchmarks whose file name contains a NAME and keeps
+the other rows of docs/performance.md as they were.
+
 Each benchmark prints JSON objects, one per line, with: bench, metric, value, unit,
 better ("higher"/"lower"), baseline (what it was compared with, measured in the same run),
 baseline_value, ratio, target. Lines that are not JSON objects are shown, not parsed.
@@ -78,11 +81,36 @@ How to read the ratios: for throughput ("frames/s") the ratio is ours / baseline
 """
 
 
+def kept_rows(fresh: list[dict]) -> list[dict]:
+    """Rows of the current docs/performance.md whose metric this (partial) run did not
+    measure, as opaque results: `bench/run.py NAME` refreshes one benchmark's rows and keeps
+    the others' instead of dropping them."""
+    if not OUT.exists():
+        return []
+    measured = {r["metric"] for r in fresh}
+    out = []
+    for line in OUT.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or cells[0] in ("what", "---") or not line.startswith("| "):
+            continue
+        if cells[0] in measured:
+            continue
+        value, _, unit = cells[1].partition(" ")
+        baseline, _, baseline_value = cells[2].rpartition(": ")
+        out.append({"metric": cells[0], "value": value, "unit": unit,
+                    "baseline": baseline or cells[2], "baseline_value": baseline_value,
+                    "ratio": cells[3], "target": cells[4]})
+    return out
+
+
 def main() -> None:
-    benches = sorted((ROOT / "bench").glob("bench_*.py"))
-    if len(sys.argv) > 1:
+    benches = sorted((ROOT / "bench").glob("bench_*.py"))  # every bench_*.py is registered
+    partial = len(sys.argv) > 1
+    if partial:
         benches = [b for b in benches if any(a in b.name for a in sys.argv[1:])]
     results = [r for b in benches for r in run_one(b)]
+    if partial:
+        results = kept_rows(results) + results
     OUT.write_text(render(results))
     print(f"wrote {OUT.relative_to(ROOT)} ({len(results)} results)")
 

@@ -12,6 +12,7 @@ from panicgw.cmd_events import events
 from panicgw.cmd_monitor import monitor
 from panicgw.cmd_outbox import app as outbox_app
 from panicgw.cmd_run import run
+from panicgw.cmd_setup import setup
 
 app = typer.Typer(
     help="Panic-button gateway: receive, verify, store and forward alarms; diagnose the Pi.",
@@ -44,3 +45,4 @@ app.command("dispatch-server")(dispatch_server)
 app.add_typer(devices_app, name="devices")
 app.add_typer(outbox_app, name="outbox")
 app.command("demo")(demo)
+app.command("setup")(setup)

@@ -1,19 +1,23 @@
 """`panicgw devices`: the gateway's registry of buttons (list, show, import, export, remove,
-rekey). Works on the gateway DB directly (a running daemon picks changes up within seconds).
+rekey). Works on the gateway DB the daemon opens (found through panicgw.access, never
+created here); a running daemon picks changes up within seconds.
+
+Keys never appear on a command line or a screen: `rekey` takes a key from a key file, an
+environment variable or a hidden prompt, or makes one and writes it to a 0600 key file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from panicgw import config as config_mod
-from panicgw import registry
-from panicgw.store import Store, StoreError
+from panicgw import cli_db, registry
+from panicgw.store import Store
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -24,23 +28,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-CONFIG_OPT = typer.Option(
-    None, "--config", "-c", help="Gateway TOML (its \\[gateway] data_dir holds the DB)."
-)
-DB_OPT = typer.Option(None, "--db", help="Gateway DB path (overrides --config).")
+CONFIG_OPT = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
+                          help=cli_db.CONFIG_HELP)
+DB_OPT = typer.Option(None, "--gateway-db", "--db", help=cli_db.DB_HELP)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-def _open(config: Path | None, db: Path | None) -> Store:
-    try:
-        path = db if db is not None else config_mod.load(config).db_path
-        return Store(path)
-    except config_mod.ConfigError as e:
-        typer.echo(f"error: bad config: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except StoreError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_STORE) from None
+def _open(config: Path | None, db: Path | None, readonly: bool = False) -> Store:
+    return cli_db.open_store(config, db, readonly=readonly, config_exit=EXIT_USAGE,
+                             db_exit=EXIT_STORE)[0]
 
 
 def _parse_id(text: str) -> int:
@@ -120,7 +116,7 @@ def show(device_id: str = typer.Argument(..., help="Device id, 8 hex digits (as 
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    for k in ("device_id", "label", "paths", "supervision_s", "firmware"):
+    for k in ("device_id", "label", "paths", "supervision_s", "firmware", "key_gen"):
         typer.echo(f"{k:14} {out[k]}")
     for k, v in out["site"].items():
         typer.echo(f"site.{k:9} {v}")
@@ -133,8 +129,22 @@ def show(device_id: str = typer.Argument(..., help="Device id, 8 hex digits (as 
 
 @app.command("import")
 def import_(file: Path = typer.Argument(..., help="Export file from `panictool provision`."),
-            config: Path = CONFIG_OPT, db: Path = DB_OPT, as_json: bool = JSON_OPT) -> None:
-    """Register (or update) every device in a panic-button-registry/1 file, all or nothing."""
+            config: Path = CONFIG_OPT, db: Path = DB_OPT,
+            allow_older_key: bool = typer.Option(
+                False, "--allow-older-key",
+                help="Replace a key even when the file's key generation is older than the "
+                "gateway's (or the same with another key). Only when the button really has "
+                "the file's key (`panictool verify` passes with it)."),
+            as_json: bool = JSON_OPT) -> None:
+    """Register (or update) every device in a panic-button-registry/1 file, all or nothing.
+
+    A device whose key was replaced since the file was written (`panicgw devices rekey`,
+    `panictool rekey`: the gateway's key generation is newer) is refused, as is a different
+    key of the same generation: importing an old export would lock the button out.
+
+    Exit codes: 0 imported, 1 refused (a key older than the gateway's; the message names
+    the device and both generations), 2 bad file, arguments or config, 3 no gateway DB.
+    """
     try:
         recs = registry.read_export(file)
     except registry.RegistryError as e:
@@ -142,7 +152,14 @@ def import_(file: Path = typer.Argument(..., help="Export file from `panictool p
         raise typer.Exit(EXIT_USAGE) from None
     s = _open(config, db)
     try:
-        s.upsert_devices(recs)
+        s.upsert_devices(recs, allow_older_key=allow_older_key)
+    except registry.KeyConflictError as e:
+        if as_json:
+            typer.echo(json.dumps({"imported": [], "refused": f"{e.device_id:08X}",
+                                   "stored_key_gen": e.stored_gen, "file_key_gen": e.new_gen,
+                                   "error": str(e)}))
+        typer.echo(f"error: {file}: {e}; nothing was imported", err=True)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
     finally:
         s.close()
     ids = [f"{r.device_id:08X}" for r in recs]
@@ -185,67 +202,117 @@ def remove(device_id: str = typer.Argument(..., help="Device id, 8 hex digits.")
     typer.echo(f"removed {dev:08X}")
 
 
+KEY_ENV_DEFAULT = "PANICGW_DEVICE_KEY"
+
+
+def _given_key(use_key: Path | None, key_env: str | None, prompt: bool,
+               dev: int) -> bytes | None:
+    """The key from exactly one source (file, environment, hidden prompt), or None."""
+    given = [n for n, on in (("--use-key", use_key is not None),
+                             ("--key-env", key_env is not None), ("--prompt-key", prompt)) if on]
+    if len(given) > 1:
+        typer.echo(f"error: give the key one way, not {' and '.join(given)}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if use_key is not None:
+        try:
+            kf = registry.read_key_file_full(use_key)
+        except registry.RegistryError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        if kf.device_id is not None and kf.device_id != dev:
+            typer.echo(f"error: {use_key} holds the key of device {kf.device_id:08X}, not "
+                       f"{dev:08X}", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        return kf.key
+    if key_env is not None:
+        raw = os.environ.get(key_env, "").strip()
+        what = f"environment variable {key_env}"
+    elif prompt:
+        raw = typer.prompt(f"new key for {dev:08X} (32 hex digits, not shown)",
+                           hide_input=True, confirmation_prompt=True).strip()
+        what = "the key typed"
+    else:
+        return None
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        typer.echo(f"error: {what} must hold 32 hex digits", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return key
+
+
 @app.command("rekey")
 def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
-          key: str = typer.Option(None, "--key",
-                                  help="New key, 32 hex digits; omitted: a random one is made"),
           key_file: Path = typer.Option(
-              None, "--key-file", help="Write the generated key to this file (0600) for "
-              "`panictool rekey --use-key FILE` instead of printing it."),
+              None, "--key-file", help="Write the key (made here, or given) with its key "
+              "generation to this file (0600) for `panictool rekey --use-key FILE`."),
+          use_key: Path = typer.Option(
+              None, "--use-key", help="Take the key from this file: a key file (JSON, from "
+              "`panictool`) or one holding just the 32 hex digits."),
+          key_env: str = typer.Option(
+              None, "--key-env", metavar="NAME", help="Take the key (32 hex digits) from "
+              f"this environment variable (e.g. {KEY_ENV_DEFAULT})."),
+          prompt_key: bool = typer.Option(
+              False, "--prompt-key", help="Type the key (32 hex digits) at a hidden prompt."),
           reset_counter: bool = typer.Option(
               False, "--reset-counter", help="Also forget the replay window (re-flashed button)."),
           config: Path = CONFIG_OPT, db: Path = DB_OPT, as_json: bool = JSON_OPT) -> None:
-    """Give a button a new key, keeping its id, site and history. Put the same key on the
-    button with `panictool rekey --use-key FILE` (from --key-file here), or run
-    `panictool rekey --gateway-db` on the Pi instead of this command. Until both ends
-    have it, the button's frames are rejected as bad_tag."""
+    """Give a button a new key, keeping its id, site and history; its key generation goes
+    up by one (older exports of it are then refused by `panicgw devices import`).
+
+    The key is never printed and never taken as a command-line argument (shell history and
+    `ps` would show it). Either a new random key is made and written to --key-file, for
+    `panictool rekey --use-key FILE` at the button; or the key the button already has is
+    given from a file (--use-key), an environment variable (--key-env) or a hidden prompt
+    (--prompt-key). Or run `panictool rekey --gateway-db` on the Pi instead of this
+    command. Until both ends have the key the button's frames are rejected as bad_tag.
+
+    Exit codes: 0 rekeyed, 1 no such device, 2 bad arguments or key, 3 no gateway DB.
+    """
     dev = _parse_id(device_id)
-    generated = key is None
-    try:
-        new = secrets.token_bytes(16) if generated else bytes.fromhex(key)
-        if len(new) != 16:
-            raise ValueError
-    except ValueError:
-        typer.echo("error: --key must be 32 hex digits", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if key_file is not None and not generated:
-        typer.echo("error: --key-file writes a generated key; it does not go with --key",
-                   err=True)
+    given = _given_key(use_key, key_env, prompt_key, dev)
+    if given is None and key_file is None:
+        typer.echo("error: a new key must go somewhere: add --key-file FILE (then "
+                   "`panictool rekey --use-key FILE` at the button), or give the key the "
+                   "button has with --use-key FILE / --key-env NAME / --prompt-key", err=True)
         raise typer.Exit(EXIT_USAGE)
+    new = given if given is not None else secrets.token_bytes(16)
     s = _open(config, db)
-    if key_file is not None:  # the file first: a key only in the DB would lock the button out
-        try:
-            registry.write_key_file(key_file, dev, new)
-        except OSError as e:
-            s.close()
-            typer.echo(f"error: cannot write {key_file}: {e.strerror}; nothing changed",
-                       err=True)
-            raise typer.Exit(EXIT_USAGE) from None
     try:
-        ok = s.rekey(dev, new, reset_counter)
-    except BaseException:
-        if key_file is not None:
-            key_file.unlink(missing_ok=True)
-        raise
+        current = s.get_device(dev)
+        if current is None:
+            typer.echo(f"error: device {dev:08X} is not registered", err=True)
+            raise typer.Exit(EXIT_NOT_FOUND)
+        if key_file is not None:  # the file first: a key only in the DB would lock it out
+            try:
+                registry.write_key_file(key_file, dev, new, key_gen=current.key_gen + 1)
+            except OSError as e:
+                typer.echo(f"error: cannot write {key_file}: {e.strerror}; nothing changed",
+                           err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+        try:
+            gen = s.rekey(dev, new, reset_counter)
+        except BaseException:
+            if key_file is not None:
+                key_file.unlink(missing_ok=True)
+            raise
+        if gen is None:  # removed in between
+            if key_file is not None:
+                key_file.unlink(missing_ok=True)
+            typer.echo(f"error: device {dev:08X} is not registered", err=True)
+            raise typer.Exit(EXIT_NOT_FOUND)
+        if key_file is not None and gen != current.key_gen + 1:  # a concurrent rekey
+            registry.write_key_file(key_file, dev, new, key_gen=gen)
     finally:
         s.close()
-    if not ok:
-        if key_file is not None:
-            key_file.unlink(missing_ok=True)
-        typer.echo(f"error: device {dev:08X} is not registered", err=True)
-        raise typer.Exit(EXIT_NOT_FOUND)
-    if key_file is not None:
-        if as_json:
-            typer.echo(json.dumps({"device_id": f"{dev:08X}", "key": None,
-                                   "key_file": str(key_file)}))
-        else:
-            typer.echo(f"device {dev:08X} rekeyed; key in {key_file} (0600): put it on the "
-                       f"button with `panictool rekey --use-key {key_file}`")
-        return
     if as_json:
-        typer.echo(json.dumps({"device_id": f"{dev:08X}",
-                               "key": new.hex() if generated else None}))
-    elif generated:
-        typer.echo(f"device {dev:08X} new key: {new.hex()}")
+        typer.echo(json.dumps({"device_id": f"{dev:08X}", "key_gen": gen,
+                               "key_file": str(key_file) if key_file else None}))
+    elif key_file is not None and given is None:
+        typer.echo(f"device {dev:08X} rekeyed (key generation {gen}); key in {key_file} "
+                   f"(0600): put it on the button with `panictool rekey --use-key {key_file}`")
     else:
-        typer.echo(f"device {dev:08X} rekeyed")
+        typer.echo(f"device {dev:08X} rekeyed (key generation {gen})"
+                   + (f"; key also in {key_file} (0600)" if key_file is not None else ""))

@@ -10,7 +10,6 @@ import json
 import re
 import sqlite3
 import time
-import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,16 +62,6 @@ def parse_device(value: str) -> int:
     if not 0 <= n <= 0xFFFFFFFF:
         raise ValueError(f"device id {value!r} is out of range (32 bits)")
     return n
-
-
-def open_ro(path: Path) -> sqlite3.Connection:
-    """Read-only connection (raises sqlite3.Error or FileNotFoundError)."""
-    if not path.exists():
-        raise FileNotFoundError(str(path))
-    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5.0)
-    db.execute("SELECT 1 FROM events LIMIT 1")
-    return db
 
 
 def query_events(db: sqlite3.Connection, *, device: int | None = None, site: str | None = None,
@@ -175,27 +164,23 @@ def follow_events(db: sqlite3.Connection, filters: dict[str, Any], limit: int, a
         pass
 
 
-def load_config_and_db(config: Path | None) -> tuple[gwconfig.Config, sqlite3.Connection]:
-    """Config and its read-only DB, or a clear error and exit code (events, monitor)."""
-    try:
-        cfg = gwconfig.load(config)
-    except gwconfig.ConfigError as e:
-        typer.echo(f"error: bad config: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    try:
-        return cfg, open_ro(cfg.db_path)
-    except FileNotFoundError:
-        typer.echo(f"error: no gateway database at {cfg.db_path} (check --config / "
-                   "[gateway] data_dir)", err=True)
-        raise typer.Exit(EXIT_DB) from None
-    except sqlite3.Error as e:
-        typer.echo(f"error: cannot read {cfg.db_path}: {e}", err=True)
-        raise typer.Exit(EXIT_DB) from None
+def load_config_and_db(config: Path | None, db: Path | None = None
+                       ) -> tuple[gwconfig.Config | None, sqlite3.Connection]:
+    """Config (None when only ``db`` was given) and the read-only DB, or a clear error and
+    exit code (events, monitor). Never creates a DB (contract C3)."""
+    from panicgw import cli_db
+
+    store, cfg = cli_db.open_store(config, db, readonly=True, config_exit=EXIT_USAGE,
+                                   db_exit=EXIT_DB)
+    return cfg, store.db
 
 
 def events(
     config: Path = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
-                                help="Gateway TOML file (as for `panicgw run`)."),
+                                help="Gateway TOML file, as for `panicgw run` (default "
+                                "/etc/panicgw/gateway.toml)."),
+    gateway_db: Path = typer.Option(None, "--gateway-db", "--db",
+                                    help="The gateway DB itself; overrides --config."),
     device: str = typer.Option(None, "--device", "-d",
                                help="Only this device: 0x0000BEEF, bare hex or decimal."),
     site: str = typer.Option(None, "--site", "-s",
@@ -238,7 +223,7 @@ def events(
     if t0 is not None and t1 is not None and t0 > t1:
         typer.echo("error: --since is after --until", err=True)
         raise typer.Exit(EXIT_USAGE)
-    _, db = load_config_and_db(config)
+    _, db = load_config_and_db(config, gateway_db)
     filters: dict[str, Any] = {"device": dev, "site": site, "since": t0, "until": t1,
                                "kind": kind.lower() if kind else None}
     if follow:

@@ -208,7 +208,8 @@ def _line(item: dict[str, Any]) -> tuple[str, ...]:
 
 def monitor(
     config: Path = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
-                                help="Gateway TOML file (as for `panicgw run`)."),
+                                help="Gateway TOML file, as for `panicgw run` (default "
+                                "/etc/panicgw/gateway.toml)."),
     device: str = typer.Option(None, "--device", "-d", help="Only frames of this device."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, for scripts."),
     interval: float = typer.Option(0.5, "--interval", min=0.05, max=60.0,
@@ -241,7 +242,8 @@ def monitor(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    cfg, db = load_config_and_db(config)
+    cfg, db = load_config_and_db(config)  # the config: monitor also asks the daemon
+    assert cfg is not None
 
     def _term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -19,8 +19,9 @@ from typing import Any
 
 import typer
 
+from panicgw import cli_db
 from panicgw import config as config_mod
-from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store, StoreError
+from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store
 
 EXIT_OK = 0
 EXIT_NONE = 1
@@ -37,30 +38,15 @@ app = typer.Typer(
 )
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", envvar="PANICGW_CONFIG",
-                          help="Gateway TOML (the DB is in its gateway data_dir).")
-DB_OPT = typer.Option(None, "--db", help="Gateway DB path (overrides --config; a running "
-                      "daemon is then not woken and picks changes up within 5 s).")
+                          help=cli_db.CONFIG_HELP)
+DB_OPT = typer.Option(None, "--gateway-db", "--db", help=cli_db.DB_HELP + " A running "
+                      "daemon is then not woken and picks changes up within 5 s.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 def _open(config: Path | None, db: Path | None) -> tuple[Store, config_mod.Config | None]:
-    cfg = None
-    try:
-        if db is None:
-            cfg = config_mod.load(config)
-            db = cfg.db_path
-    except config_mod.ConfigError as e:
-        typer.echo(f"error: bad config: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if not db.exists():
-        typer.echo(f"error: no gateway database at {db} (check --config / [gateway] data_dir "
-                   "or --db)", err=True)
-        raise typer.Exit(EXIT_DB)
-    try:
-        return Store(db), cfg
-    except StoreError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_DB) from None
+    return cli_db.open_store(config, db, readonly=False, config_exit=EXIT_USAGE,
+                             db_exit=EXIT_DB)
 
 
 def _wake_daemon(cfg: config_mod.Config | None) -> bool:
@@ -81,6 +67,88 @@ def _wake_daemon(cfg: config_mod.Config | None) -> bool:
         return False
 
 
+def _daemon_status(cfg: config_mod.Config | None, db: Path) -> dict[str, Any] | None:
+    """The running daemon's /v1/status (None: not running or not reachable). Found from the
+    config, or from runtime.json beside the DB when only --gateway-db was given."""
+    from panicgw.diag import _pid_alive, status_endpoint
+
+    if cfg is not None:
+        ep = status_endpoint(cfg)
+    else:
+        try:
+            info = json.loads((db.parent / "runtime.json").read_text())
+            alive = _pid_alive(int(info.get("pid") or 0))
+            ep = ("127.0.0.1", int(info["status_port"])) if alive else None
+        except (OSError, ValueError, TypeError, KeyError):
+            ep = None
+    if ep is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{ep[0]}:{ep[1]}/v1/status", timeout=2.0) as r:
+            doc = json.loads(r.read(4_000_000))
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+NEXT_TRY = {  # next_try code -> what it means (JSON ``next_try_text``, the footer)
+    "due_now": "due now: the forwarder sends it at once",
+    "retry": "its own retry time (dispatch answers)",
+    "next_probe": "the next probe: dispatch is failing and this is the most urgent message",
+    "after_probe": "after a probe succeeds: dispatch is failing, the most urgent goes first",
+    "daemon_stopped": "when panicgw runs again (it sends everything pending at start)",
+    "no_dispatch": "never: no [dispatch] url configured",
+}
+NEXT_TRY_CELL = {"due_now": "now", "retry": "", "next_probe": "probe",
+                 "after_probe": "after probe", "daemon_stopped": "at start",
+                 "no_dispatch": "never"}
+
+
+def next_tries(rows: list[dict[str, Any]], status: dict[str, Any] | None,
+               now: float) -> None:
+    """Set ``next_try_at`` (epoch or None), ``next_try`` (a code of :data:`NEXT_TRY`) and
+    ``next_try_text`` on each row: when the forwarder will really send a pending message,
+    never a time in the past.
+
+    Rows must be in the forwarder's order (priority, then oldest), as ``outbox_list`` gives
+    them. While dispatch is failing the forwarder sends one probe per pause, the most urgent
+    pending message, and everything else only after a probe succeeds; a stopped daemon sends
+    everything pending when it starts."""
+    fwd = (status or {}).get("dispatch")
+    paused_until = float((fwd or {}).get("paused_until") or 0.0) if isinstance(fwd, dict) \
+        else 0.0
+    failing = isinstance(fwd, dict) and (bool(fwd.get("failures_in_row"))
+                                         or paused_until > now)
+    probe_at = max(paused_until, now)
+    first = True
+    for r in rows:
+        at: float | None = None
+        if r["state"] != "pending":
+            code = None
+        elif status is None:
+            code = "daemon_stopped"
+        elif not isinstance(fwd, dict) or fwd.get("state") == "disabled":
+            code = "no_dispatch"
+        elif not failing:
+            at = max(float(r["next_at"]), now)
+            code = "due_now" if at <= now else "retry"
+        elif first:
+            at, code = probe_at, "next_probe"
+        else:
+            at, code = max(probe_at, float(r["next_at"])), "after_probe"
+        if r["state"] == "pending":
+            first = False
+        r["next_try_at"], r["next_try"] = at, code
+        r["next_try_text"] = NEXT_TRY.get(code or "", "")
+
+
+def _clock(t: float, now: float) -> str:
+    from panicgw.cmd_events import fmt_time
+
+    text = fmt_time(t)
+    return text[11:] if abs(t - now) < 43200 else text
+
+
 def _row(r: dict[str, Any], now: float) -> dict[str, Any]:
     return {**r, "priority_name": PRIORITY_NAMES.get(r["priority"], str(r["priority"])),
             "age_s": round(now - r["created_at"], 1)}
@@ -97,16 +165,17 @@ def list_cmd(
 ) -> None:
     """List dispatch messages not delivered: pending ones (retried automatically) and dead
     letters (refused for good, waiting for `panicgw outbox requeue`), with priority, age,
-    attempts and the last error.
+    attempts, the last error and when each will really be tried next (asked from the
+    running daemon: while dispatch fails only the most urgent message probes, the rest
+    follow once a probe succeeds; a stopped daemon sends everything when it starts).
 
     Examples: `panicgw outbox list`, `panicgw outbox list --dead --json`.
 
     Exit codes: 0 listed, 1 nothing to list, 2 bad arguments or config, 3 no/unreadable DB.
     """
-    from panicgw.cmd_events import fmt_time
     from panicgw.diag import fmt_age
 
-    store, _ = _open(config, db)
+    store, cfg = _open(config, db)
     try:
         rows = store.outbox_list(("dead",) if dead else ("pending", "dead"), limit)
     except sqlite3.Error as e:  # locked beyond the busy timeout, not a gateway DB
@@ -114,8 +183,10 @@ def list_cmd(
         raise typer.Exit(EXIT_DB) from None
     finally:
         store.close()
+    status = None if dead else _daemon_status(cfg, store.path)
     now = time.time()
     rows = [_row(r, now) for r in rows]
+    next_tries(rows, status, now)
     if as_json:
         typer.echo(json.dumps(rows))
         raise typer.Exit(EXIT_OK if rows else EXIT_NONE)
@@ -127,18 +198,29 @@ def list_cmd(
 
     ndead = sum(1 for r in rows if r["state"] == "dead")
     table = Table(title=f"{len(rows)} message(s) not delivered ({ndead} dead)")
-    for col in ("id", "state", "priority", "event", "incident", "age", "attempts", "next try",
+    for col in ("id", "state", "priority", "event", "incident", "age", "tries", "next try",
                 "last error"):
-        table.add_column(col)
+        wraps = col in ("incident", "last error")  # the rest stays readable on 80 columns
+        table.add_column(col, no_wrap=not wraps, overflow="ellipsis" if wraps else "fold",
+                         max_width=28 if wraps else None)
     for r in rows:
         state = "[bold red]dead[/]" if r["state"] == "dead" else "pending"
         prio = r["priority_name"]
         table.add_row(
             str(r["id"]), state, f"[bold red]{prio}[/]" if r["priority"] == PRIO_ALARM else prio,
             r["event"] or "?", r["incident_id"], fmt_age(r["age_s"]), str(r["attempts"]),
-            fmt_time(r["next_at"]) if r["state"] == "pending" else "-",
+            " ".join(x for x in (_clock(r["next_try_at"], now) if r["next_try_at"] else "",
+                                 NEXT_TRY_CELL.get(r["next_try"] or "", "-")) if x) or "-",
             (r["last_error"] or "")[:80])
     Console().print(table)
+    probe = next((r for r in rows if r["next_try"] == "next_probe"), None)
+    if probe is not None:
+        typer.echo(f"dispatch is failing: the most urgent message (id {probe['id']}) probes at "
+                   f"{_clock(probe['next_try_at'], now)}, the rest follow once a probe "
+                   "succeeds (`panicgw diag` for why)")
+    elif any(r["next_try"] == "daemon_stopped" for r in rows):
+        typer.echo("the daemon is not running: pending messages go out when it starts "
+                   "(`sudo systemctl start panicgw`)")
     if ndead:
         typer.echo("Fix the cause (see the last error; docs/dispatch-api.md), then "
                    "`panicgw outbox requeue --all-dead` (or the ids).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,44 @@ def _url(v: Any) -> str | None:
     if not isinstance(v, str):
         return "must be a string"
     if v and not v.startswith(("https://", "http://")):
-        return "must be an http:// or https:// URL (or empty to disable forwarding)"
+        return "must be an https:// URL (or empty to disable forwarding)"
+    if v and not urllib.parse.urlsplit(v).hostname:
+        return "must name a host, e.g. https://dispatch.example.go.id/v1/events"
     return None
 
+
+def redact_url(url: str) -> str:
+    """``url`` with any userinfo (``user:password@``) replaced by ``***@``: the dispatch URL
+    is shown in the status API, MQTT, diag and logs, its credentials never are."""
+    try:
+        p = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in p.netloc:
+        return url
+    host = p.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((p.scheme, f"***@{host}", p.path, p.query, p.fragment))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The userinfo parts of ``url`` (raw and percent-decoded), for redactors."""
+    try:
+        p = urllib.parse.urlsplit(url)
+    except ValueError:
+        return []
+    userinfo = p.netloc.rpartition("@")[0] if "@" in p.netloc else ""
+    out = [userinfo] if userinfo else []
+    for part in (p.username, p.password):
+        if part:
+            out += [part, urllib.parse.unquote(part)]
+    return [x for x in dict.fromkeys(out) if x]
+
+
+# Keys holding a file path: a relative one is relative to the config file's directory
+# (`[serial] port` too, unless it is "auto").
+PATH_KEYS = (("gateway", "data_dir"), ("serial", "port"), ("http", "tls_cert"),
+             ("http", "tls_key"), ("dispatch", "ca_file"), ("dispatch", "client_cert"),
+             ("dispatch", "client_key"))
 
 # section -> key -> (default, check). Keep docs/gateway.md and deploy/gateway.toml.example
 # in step with this table.
@@ -125,12 +161,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "dispatch": {
         "url": ("", _url),
+        "allow_insecure_http": (False, _bool),
         "token": ("", _str()),
         "secret": ("", _str()),
         "ca_file": ("", _str()),
         "client_cert": ("", _str()),
         "client_key": ("", _str()),
         "timeout_s": (10.0, _num(0.1, 300.0)),
+        "alarm_probe_s": (2.5, _num(0.5, 60.0)),
         "checkin_interval_s": (3600, _int(10, 7 * 86400)),
     },
     "mqtt": {
@@ -169,11 +207,12 @@ class Config:
         return self.data_dir / "gateway.db"
 
     def redacted(self) -> dict[str, dict[str, Any]]:
-        """Values safe to print (tokens, passwords and secrets replaced)."""
+        """Values safe to print (tokens, passwords, secrets and URL userinfo replaced)."""
         out = {s: dict(v) for s, v in self.values.items()}
         for sec, key in (("dispatch", "token"), ("dispatch", "secret"), ("mqtt", "password")):
             if out[sec][key]:
                 out[sec][key] = "***"
+        out["dispatch"]["url"] = redact_url(out["dispatch"]["url"])
         return out
 
 
@@ -213,6 +252,17 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None
         missing = "tls_key" if h["tls_cert"] else "tls_cert"
         raise ConfigError(f"{source}: [http] {missing} must be set together with the other")
     d = values["dispatch"]
+    if d["url"].startswith("http://") and not d["allow_insecure_http"]:
+        raise ConfigError(
+            f"{source}: [dispatch] url {redact_url(d['url'])!r} is plain http://: the bearer "
+            "token, the signature and every alarm would cross the network unencrypted. Use "
+            "the dispatch centre's https:// URL; only for a receiver on this machine or a "
+            "test bench set [dispatch] allow_insecure_http = true (`panicgw diag` warns)")
+    if url_secrets(d["url"]) and d["token"]:
+        raise ConfigError(
+            f"{source}: [dispatch] url {redact_url(d['url'])!r} carries credentials "
+            "(user:password@) and [dispatch] token is set too: dispatch gets one "
+            "Authorization header, so use one of them")
     if bool(d["client_cert"]) != bool(d["client_key"]):
         missing = "client_key" if d["client_cert"] else "client_cert"
         raise ConfigError(f"{source}: [dispatch] {missing} must be set together with the other")
@@ -229,12 +279,12 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None
             f"{region.name}'s dwell-time limit (max SF{region.slowest_sf(19)})"
         )
     if base_dir is not None:  # relative paths are relative to the config file
-        for sec, key in (("gateway", "data_dir"), ("http", "tls_cert"), ("http", "tls_key"),
-                         ("dispatch", "ca_file"), ("dispatch", "client_cert"),
-                         ("dispatch", "client_key")):
+        for sec, key in PATH_KEYS:
             v = values[sec][key]
-            if v and not Path(v).is_absolute():
-                values[sec][key] = str(base_dir / v)
+            if not v or Path(v).is_absolute() or ((sec, key) == ("serial", "port")
+                                                  and v == "auto"):
+                continue
+            values[sec][key] = str(base_dir / v)
     return Config(values, source)
 
 

@@ -329,7 +329,7 @@ class Gateway:
             self.outbox_store, d["url"], gateway_id=self.gateway_id, token=d["token"],
             secret=d["secret"], ca_file=d["ca_file"] or None,
             client_cert=d["client_cert"] or None, client_key=d["client_key"] or None,
-            timeout_s=d["timeout_s"], call_store=call_store,
+            timeout_s=d["timeout_s"], alarm_probe_s=d["alarm_probe_s"], call_store=call_store,
         )
         self._tasks.append(asyncio.create_task(self.forwarder.run(), name="forwarder"))
 

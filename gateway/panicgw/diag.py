@@ -223,18 +223,20 @@ class Context:
         return self.status is not None
 
     def db(self) -> sqlite3.Connection | None:
-        """A read-only connection to the gateway DB (None when missing or unreadable)."""
+        """A read-only connection to the gateway DB (None when missing or unreadable),
+        opened through panicgw.access like every tool: never created, schema checked."""
         if self._db is not None or self._db_error is not None or self.cfg is None:
             return self._db
+        from panicgw import access
+
         path = self.cfg.db_path
         if not path.exists():
             self._db_error = f"no database at {path}"
             return None
         try:
-            uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-            db = sqlite3.connect(uri, uri=True, timeout=5.0)
+            db = access.open_db(path, readonly=True).db
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as e:
+        except (access.AccessError, sqlite3.Error) as e:
             self._db_error = f"cannot open {path} read-only: {e}"
             return None
         self._db = db
@@ -248,10 +250,22 @@ class Context:
 
 def load_context(config_path: Path | None, thresholds: Thresholds | None = None,
                  now: float | None = None) -> Context:
-    """Read the config (never raising) and ask the daemon's status API if it answers."""
+    """Read the config (never raising) and ask the daemon's status API if it answers.
+    Without ``config_path``: the installed gateway's (``$PANICGW_CONFIG`` or
+    ``/etc/panicgw/gateway.toml``), as for every other tool."""
+    from panicgw import access
+
+    if config_path is None:
+        config_path = access.default_config()
     ctx = Context(config_path, thresholds or Thresholds(), now if now is not None else time.time())
     for s in secrets_in_toml(config_path):
         ctx.redactor.add(s)
+        for part in gwconfig.url_secrets(s):
+            ctx.redactor.add(part)
+    if not config_path.is_file():
+        ctx.config_error = (f"no gateway config at {config_path}: pass --config with the file "
+                            "`panicgw run --config` uses")
+        return ctx
     try:
         ctx.cfg = gwconfig.load(config_path)
     except gwconfig.ConfigError as e:
@@ -259,6 +273,8 @@ def load_context(config_path: Path | None, thresholds: Thresholds | None = None,
         return ctx
     for sec, key in (("dispatch", "token"), ("dispatch", "secret"), ("mqtt", "password")):
         ctx.redactor.add(ctx.cfg.values[sec][key])
+    for part in gwconfig.url_secrets(ctx.cfg.dispatch["url"]):
+        ctx.redactor.add(part)
     fetch_status(ctx)
     db = ctx.db()
     if db is not None:
@@ -362,6 +378,11 @@ def _skip_no_config(ctx: Context, cid: str, title: str) -> Result | None:
 def check_config(ctx: Context) -> list[Result]:
     where = str(ctx.config_path) if ctx.config_path else "built-in defaults (no --config)"
     if ctx.cfg is None:
+        if ctx.config_path is not None and not ctx.config_path.is_file():
+            return [Result("config", "Configuration", FAIL, ctx.config_error or "missing",
+                           "Give the gateway's config: `panicgw diag --config FILE` (the file "
+                           "in the unit's ExecStart, `systemctl cat panicgw`); a fresh Pi "
+                           "gets /etc/panicgw/gateway.toml from `sudo panicgw setup`.")]
         return [Result("config", "Configuration", FAIL, ctx.config_error or "invalid",
                        "Fix the named key in the TOML file (docs/gateway.md lists every key), "
                        "then run `panicgw diag` again.")]
@@ -391,10 +412,11 @@ def check_daemon(ctx: Context) -> Result:
                       f"running (pid {st.get('pid', '?')}, version {st.get('version', '?')}, "
                       f"up {fmt_age(float(st.get('uptime_s') or 0))})",
                       data={"status_url": ctx.status_url})
-    return Result("daemon", title, WARN,
+    # A FAIL, not a WARN: with the daemon down no alarm is received, stored or forwarded.
+    return Result("daemon", title, FAIL,
                   f"not running: {ctx.status_error}; alarms are not being received",
-                  "Start it: `sudo systemctl start panicgw` (logs: `journalctl -u panicgw -e`). "
-                  "Checks below read the config and DB directly.")
+                  "Start it: `sudo systemctl start panicgw` (why it stopped: `journalctl -u "
+                  "panicgw -e`). Checks below read the config and DB directly.")
 
 
 def _db_unavailable(ctx: Context, cid: str, title: str) -> Result | None:
@@ -423,8 +445,9 @@ def check_database(ctx: Context) -> list[Result]:
     if not path.exists():
         return [Result(
             "db", "Database", FAIL, f"no database at {path}",
-            "Check [gateway] data_dir; `panicgw run` creates the DB, `panicgw devices import` "
-            "or `panictool provision --gateway-db` fill it.")]
+            "Check [gateway] data_dir; `panicgw run` creates the DB (`sudo panicgw setup` on a "
+            "fresh Pi), `panicgw devices import` or `panictool provision --gateway-db` fill "
+            "it.")]
     out: list[Result] = []
     db = ctx.db()
     if db is None:
@@ -1070,6 +1093,13 @@ def check_dispatch(ctx: Context) -> list[Result]:
                           f"token and signature accepted (HTTP {code} to {detail}, "
                           "which creates no incident)")
     out.append(_running_auth(ctx, auth))
+    if parts.scheme == "http":
+        out.append(Result("dispatch.insecure", "Dispatch over plain HTTP", WARN,
+                          "[dispatch] allow_insecure_http = true: the bearer token, the "
+                          "signature and every alarm cross the network unencrypted",
+                          "Use the dispatch centre's https:// URL and remove "
+                          "allow_insecure_http (it is meant for a receiver on this machine "
+                          "or a test bench)."))
     if not d["secret"]:
         out.append(Result("dispatch.signing", "Dispatch body signing", WARN,
                           "no [dispatch] secret: bodies are not signed",
@@ -1141,9 +1171,8 @@ def tls_expiry(parts: urllib.parse.SplitResult, sctx: ssl.SSLContext | None,
                ctx: Context) -> Result:
     title = "Dispatch TLS certificate"
     if parts.scheme != "https" or sctx is None:
-        return Result("dispatch.tls", title, WARN,
-                      "dispatch URL is plain http: alarms and the token travel unencrypted",
-                      "Use an https:// URL for [dispatch] url.")
+        return Result("dispatch.tls", title, SKIP,
+                      "no TLS: the dispatch URL is plain http (see dispatch.insecure)")
     host = parts.hostname or ""
     port = parts.port or 443
     try:
@@ -1256,31 +1285,46 @@ def check_dead_letters(ctx: Context) -> Result:
 
 @check("devices")
 def check_devices(ctx: Context) -> list[Result]:
+    """Silence is judged by panicgw.supervision.silent_for, the daemon's own rule: from the
+    latest of last heard, (re)enrollment and, while the daemon runs, its start."""
+    from panicgw.supervision import LOST, silent_for
+
     if (r := _db_unavailable(ctx, "devices.supervision", "Devices heard in time")) is not None:
         return [r]
     db = ctx.db()
     assert db is not None
     grace = ctx.thresholds.supervision_grace_s
+    cols = {r[1] for r in db.execute("PRAGMA table_info(devices)")}
+    enrolled = "d.enrolled_at" if "enrolled_at" in cols else "d.registered_at"  # schema < v3
     rows = db.execute(
-        "SELECT d.device_id, d.label, s.name, d.supervision_s, d.registered_at, st.last_heard, "
+        f"SELECT d.device_id, d.label, s.name, d.supervision_s, {enrolled}, st.last_heard, "
         "st.supervision, st.low_battery, st.battery_mv, st.battery_alarm FROM devices d "
         "JOIN sites s ON s.id = d.site_id LEFT JOIN device_state st ON "
         "st.device_id = d.device_id ORDER BY d.device_id").fetchall()
+    uptime = (ctx.status or {}).get("uptime_s")
+    started = ctx.now - float(uptime) if isinstance(uptime, (int, float)) else None
     lost: list[str] = []
     never: list[str] = []
+    waiting: list[str] = []
     low: list[str] = []
-    for dev, label, site, sup_s, reg_at, heard, sup_state, lowbat, mv, bat_alarm in rows:
+    for dev, label, site, sup_s, enrolled_at, heard, sup_state, lowbat, mv, bat_alarm in rows:
         name = f"0x{dev:08X} {label or ''} @ {site}".replace("  ", " ")
         limit = 2 * sup_s + grace
+        silent = silent_for(ctx.now, heard, enrolled_at, started)
         if heard is None:
-            if ctx.now - reg_at > limit:
-                never.append(f"{name} (registered {fmt_age(ctx.now - reg_at)} ago)")
-        elif ctx.now - heard > limit or sup_state not in (None, "ok"):
+            if silent > limit or sup_state == LOST:
+                never.append(f"{name} (registered {fmt_age(ctx.now - enrolled_at)} ago)")
+            else:
+                waiting.append(f"{name} (registered {fmt_age(ctx.now - enrolled_at)} ago, "
+                               f"reported lost after {fmt_age(limit)} of silence)")
+        elif silent > limit or sup_state == LOST:
             lost.append(f"{name} (silent {fmt_age(ctx.now - heard)})")
         if lowbat or bat_alarm:
             low.append(name + (f" ({mv} mV)" if mv else ""))
     out: list[Result] = []
     title = "Devices heard in time"
+    heard_ok = len(rows) - len(lost) - len(never) - len(waiting)
+    data = {"lost": lost, "never_heard": never, "not_heard_yet": waiting}
     if lost or never:
         items = lost + never
         out.append(Result(
@@ -1289,12 +1333,20 @@ def check_devices(ctx: Context) -> list[Result]:
             + "; ".join(items[:5]) + (" ..." if len(items) > 5 else ""),
             "Visit the site: check the button's battery and that it still reaches the "
             "gateway (`panictool verify`, `panicgw monitor`); a never-heard device may be "
-            "provisioned with another key or region.",
-            {"lost": lost, "never_heard": never}))
+            "provisioned with another key or region (`panictool rekey`, then "
+            "`panictool verify`).", data))
+    elif waiting:
+        out.append(Result(
+            "devices.supervision", title, WARN,
+            f"{len(waiting)} of {len(rows)} device(s) registered but never heard yet: "
+            + "; ".join(waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+            + (f"; {heard_ok} heard in time" if heard_ok else ""),
+            "Press TEST on each new button (`panictool verify` at the button, "
+            "`panicgw monitor` here) to prove it reaches this gateway.", data))
     else:
         out.append(Result("devices.supervision", title, PASS,
                           f"all {len(rows)} device(s) heard within 2 supervision intervals"
-                          if rows else "no devices registered"))
+                          " + grace" if rows else "no devices registered", data=data))
     if low:
         out.append(Result("devices.battery", "Device batteries", WARN,
                           f"{len(low)} device(s) report low battery: " + "; ".join(low[:5]),
@@ -1306,6 +1358,58 @@ def check_devices(ctx: Context) -> list[Result]:
 
 
 STORM_REASONS = ("bad_tag", "replay", "unknown_device")
+REJECTION_HINT = (
+    "bad_tag: a button whose key differs from the gateway's. Give both the gateway's key: "
+    "`panicgw devices rekey ID --key-file ID.key` here, then `panictool rekey --use-key "
+    "ID.key` at the button (or `panictool rekey --gateway-db` on the Pi, button on USB); if "
+    "an old export was imported over a newer key, import the current one (`panicgw devices "
+    "export` from the gateway that has it). Never `panictool provision --force`: that makes "
+    "a new device id. unknown_device: a button not registered here: `panicgw devices import` "
+    "its export. Otherwise someone is forging frames. replay: a captured frame re-sent, or a "
+    "button whose counter went back. `panicgw monitor` shows which device, live.")
+
+
+def _rejected_devices(ctx: Context) -> dict[str, dict[str, int]]:
+    """Devices (8 hex digits) of the running daemon's recent rejected frames, per reason."""
+    if ctx.status is None or not ctx.status_url:
+        return {}
+    url = ctx.status_url.replace("/v1/status", "/v1/frames?limit=2000")
+    try:
+        with urllib.request.urlopen(url, timeout=ctx.thresholds.probe_timeout_s) as r:
+            doc = json.loads(r.read(8_000_000))
+    except (OSError, ValueError, http.client.HTTPException):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for f in doc.get("frames", []) if isinstance(doc, dict) else []:
+        if (isinstance(f, dict) and f.get("verdict") == "rejected"
+                and f.get("reason") in STORM_REASONS and isinstance(f.get("device_id"), int)):
+            per = out.setdefault(f"{f['device_id']:08X}", {})
+            per[f["reason"]] = per.get(f["reason"], 0) + 1
+    return out
+
+
+def _named_rejection_hint(ctx: Context, named: dict[str, dict[str, int]]) -> str:
+    """The fix for each device the rejections name: the command, with its id."""
+    db = ctx.db()
+    parts = []
+    for dev, reasons in sorted(named.items(), key=lambda kv: -sum(kv[1].values()))[:3]:
+        gen = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT key_gen FROM devices WHERE device_id = ?",
+                                 (int(dev, 16),)).fetchone()
+                gen = row[0] if row else None
+        if "bad_tag" in reasons:
+            parts.append(f"{dev} fails its tag ({reasons['bad_tag']}x, gateway key generation "
+                         f"{gen if gen is not None else '?'}): `panicgw devices rekey {dev} "
+                         f"--key-file {dev}.key`, then `panictool rekey --use-key {dev}.key` "
+                         "at the button")
+        elif "unknown_device" in reasons:
+            parts.append(f"{dev} is not registered ({reasons['unknown_device']}x): `panicgw "
+                         "devices import` its export")
+        else:
+            parts.append(f"{dev} replays old counters ({reasons.get('replay', 0)}x)")
+    return "; ".join(parts) + ". " + REJECTION_HINT
 
 
 @check("rejections")
@@ -1314,11 +1418,11 @@ def check_rejections(ctx: Context) -> Result:
     if ctx.cfg is None:
         return Result("rejections", title, SKIP, "not checked: the configuration is invalid")
     t = ctx.thresholds
-    hint = ("A burst of bad_tag/unknown_device means a device with the wrong key (re-provision "
-            "or `panicgw devices rekey`) or someone forging frames; replays mean a captured "
-            "frame being re-sent or a device whose counter went back. `panicgw monitor` shows "
-            "them live; the daemon log names the device.")
+    hint = REJECTION_HINT
     st = ctx.status
+    named = _rejected_devices(ctx)
+    if named:
+        hint = _named_rejection_hint(ctx, named)
     if st is not None and isinstance(st.get("rejections"), dict):
         uptime_min = max(float(st.get("uptime_s") or 0) / 60, 1.0)
         counts = {str(k): int(v) for k, v in st["rejections"].items()
@@ -1332,7 +1436,7 @@ def check_rejections(ctx: Context) -> Result:
             status = FAIL if hot[worst[0]] >= t.storm_fail else WARN
             return Result("rejections", title, status,
                           f"storm: {worst[0]} at {worst[1]:.1f}/min since start "
-                          f"({finding})", hint, data)
+                          f"({finding})", hint, {**data, "devices": named})
         return Result("rejections", title, PASS, f"since start: {finding}", data=data)
     db = ctx.db()
     if db is None:

@@ -8,7 +8,16 @@ Why it is shaped this way:
   outage the forwarder sweeps everything pending (ignoring per-item backoff) in priority
   order, so alarms reach dispatch first.
 - One global pause after a transport failure (connection refused, timeout, 5xx, 429): a down
-  dispatch gets one probe per backoff step, not one POST per queued item.
+  dispatch gets one probe per backoff step, not one POST per queued item. The probe is the
+  most urgent waiting message itself (one request per probe, nothing extra for dispatch),
+  so the first probe that succeeds delivers it. While an alarm waits, the step is short
+  (``alarm_probe_s``, default 2.5 s +-20 %: about 24 small requests a minute), so an alarm
+  reaches dispatch within a few seconds of dispatch coming back (issue 11.10; the
+  exponential steps of up to 45 s made it 41-43 s); with no alarm waiting the steps grow
+  to ``alarm_backoff_max_s`` (30 s) +-50 %. A ``Retry-After`` from dispatch is honoured.
+- Every failed delivery is rescheduled for when it will really be tried: the end of the
+  global pause (the next probe). Its log line says so, and ``stats()`` exposes
+  ``paused_until`` so `panicgw outbox list` shows the real next try of every waiting item.
 - Auth failures (401/403) are the gateway's configuration (token, signing secret, clock,
   client certificate), which a technician fixes: nothing is dead-lettered, everything stays
   pending and is retried like during an outage (one probe per capped backoff step, alarms
@@ -41,6 +50,7 @@ from typing import Any, NamedTuple, Protocol
 import aiohttp
 
 from panicgw import __version__
+from panicgw.config import redact_url, url_secrets
 from panicgw.dispatch_payload import rfc3339
 from panicgw.store import PRIO_ALARM, PRIO_OTHER
 
@@ -143,6 +153,7 @@ class Forwarder:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
         alarm_backoff_max_s: float = 30.0,
+        alarm_probe_s: float = 2.5,
         poll_s: float = 5.0,
         expire_after_s: Mapping[int, float] | None = None,
         call_store: StoreCall | None = None,
@@ -153,6 +164,10 @@ class Forwarder:
             raise ValueError("dispatch url must start with https:// (or http:// for local tests)")
         self.store = store
         self.url = url
+        # The URL may carry credentials (user:password@): shown and logged only redacted.
+        self.shown_url = redact_url(url)
+        self._url_secrets = sorted(url_secrets(url), key=len, reverse=True)
+        self._log_filter = _Scrub(self.scrub) if self._url_secrets else None
         self.gateway_id = gateway_id
         self._token = token
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -166,6 +181,7 @@ class Forwarder:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.alarm_backoff_max_s = alarm_backoff_max_s
+        self.alarm_probe_s = alarm_probe_s
         self.poll_s = poll_s
         # Periodic check-ins are pointless after a day; everything else waits for dispatch.
         self.expire_after_s = dict(expire_after_s if expire_after_s is not None
@@ -179,6 +195,8 @@ class Forwarder:
         self._session: aiohttp.ClientSession | None = None
         self._pause_until = 0.0
         self._failures_in_row = 0
+        self._alarm_waiting = False  # an alarm failed during this outage and is not delivered
+        self.probes = 0  # deliveries started while dispatch was failing (one request each)
         self._sweep = True  # at start: everything pending is sent, backoff or not
         self._run_task: asyncio.Task[None] | None = None
         self._next_retry = float("inf")  # earliest reschedule we wrote: wake for it
@@ -242,7 +260,7 @@ class Forwarder:
     def stats(self) -> dict[str, Any]:
         """Counters for diagnostics / the status API (no secrets)."""
         return {
-            "url": self.url,
+            "url": self.shown_url,
             "sent": self.sent,
             "failed": dict(self.failed),
             "dead_lettered": self.dead_lettered,
@@ -250,6 +268,8 @@ class Forwarder:
             "in_flight": len(self._inflight),
             "failures_in_row": self._failures_in_row,
             "paused_until": self._pause_until or None,
+            "alarm_waiting": self._alarm_waiting,
+            "probes": self.probes,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "last_success_at": self.last_success_at,
@@ -264,6 +284,8 @@ class Forwarder:
     async def run(self) -> None:
         """Forward until :meth:`stop`. Never raises for dispatch or store trouble."""
         self._run_task = asyncio.current_task()
+        if self._log_filter is not None:
+            log.addFilter(self._log_filter)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             connector=aiohttp.TCPConnector(limit=self.concurrency),
@@ -284,6 +306,8 @@ class Forwarder:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await self._session.close()
             self._session = None
+            if self._log_filter is not None:
+                log.removeFilter(self._log_filter)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -318,7 +342,9 @@ class Forwarder:
             items = items[:1] if not self._inflight else []
         if not items and not self._inflight:
             self._sweep = False
-        self._admit(items)
+        started = self._admit(items)
+        if failing or paused:
+            self.probes += started
         if paused:
             return max(0.001, min(self.poll_s, self._pause_until - now))
         if self._next_retry <= now:
@@ -360,6 +386,33 @@ class Forwarder:
         log.warning("dispatch item %s (%s) dead-lettered: %s", item.id, item.incident_id, reason)
         return True
 
+    def _pause_after_failure(self, item: Any, out: Outcome, now: float) -> float:
+        """Set the global pause after a transport/auth failure of ``item``; returns its end
+        (the next probe). Exponential while no alarm waits; a flat, jittered step of
+        ``alarm_probe_s`` while one does (the probe is then that alarm: the most urgent
+        goes first)."""
+        if item.priority == PRIO_ALARM:
+            self._alarm_waiting = True
+        elif item.priority > PRIO_ALARM and not self._inflight_alarm():
+            # The probe is always the most urgent message: a failed non-alarm probe means
+            # no alarm is waiting (a new one probes at once when it arrives).
+            self._alarm_waiting = False
+        if self._alarm_waiting:  # a flat step: the alarm goes within one step of recovery
+            step = min(self.alarm_probe_s, self.alarm_backoff_max_s)
+            pause = step * self._rng.uniform(0.8, 1.2)
+        else:
+            pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
+        if out.retry_after is not None:
+            pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
+        if self._alarm_waiting and item.priority == PRIO_ALARM:
+            self._pause_until = now + pause  # may shorten a longer pause a non-alarm set
+        else:
+            self._pause_until = max(self._pause_until, now + pause)
+        return self._pause_until
+
+    def _inflight_alarm(self) -> bool:
+        return any(p == PRIO_ALARM for p, _ in self._inflight.values())
+
     def _backoff(self, attempts: int, priority: int) -> float:
         cap = self.alarm_backoff_max_s if priority == PRIO_ALARM else self.backoff_max_s
         base = min(cap, self.backoff_base_s * (2 ** min(attempts, 30)))
@@ -377,9 +430,15 @@ class Forwarder:
         log.error(msg + (" (%d similar lines suppressed)" if suppressed else ""),
                   *args, *((suppressed,) if suppressed else ()))
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the dispatch URL's credentials (error texts can quote the URL)."""
+        for secret in self._url_secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _note_error(self, reason: str, detail: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1
-        self.last_error = f"{reason}: {detail}"[:300]
+        self.last_error = self.scrub(f"{reason}: {detail}")[:300]
         self.last_error_at = self._clock()
 
     def _headers(self, item: Any, body: bytes) -> dict[str, str]:
@@ -426,6 +485,8 @@ class Forwarder:
             return Outcome("retry", None, "http_error", f"{type(e).__name__}: {e}")
         except OSError as e:
             return Outcome("retry", None, "connect", str(e))
+        except ValueError as e:  # a request aiohttp refuses to build (bad header, URL)
+            return Outcome("retry", None, "request", f"{type(e).__name__}: {e}")
         if 200 <= status < 300 or status == ALREADY_HAVE:
             return Outcome("delivered", status, "ok", text)
         if status in AUTH_FAILED:
@@ -452,16 +513,17 @@ class Forwarder:
                     self._sweep = True  # everything held back goes now, alarms first
                 self._failures_in_row = 0
                 self._pause_until = 0.0
+                self._alarm_waiting = False
             elif out.kind == "dead" and item.priority == PRIO_ALARM:
                 # Never dead-letter an alarm: keep it, retry at the alarm cap, say so loudly.
                 self.alarms_refused += 1
                 self.last_status = out.status
                 self._note_error(out.reason, out.detail)
-                self.last_alarm_refused = (f"{item.incident_id}: HTTP {out.status}: "
-                                           f"{out.detail}")[:300]
+                self.last_alarm_refused = self.scrub(f"{item.incident_id}: HTTP {out.status}: "
+                                                     f"{out.detail}")[:300]
                 delay = self._backoff(item.attempts, item.priority)
                 await self._store(self.store.reschedule, item.id, now + delay,
-                                  f"refused: HTTP {out.status}: {out.detail}"[:1000])
+                                  self.scrub(f"refused: HTTP {out.status}: {out.detail}")[:1000])
                 self._next_retry = min(self._next_retry, now + delay)
                 self._sweep = False  # honour its backoff: no tight loop, lower tiers go on
                 self._loud("alarm_refused",
@@ -470,7 +532,7 @@ class Forwarder:
                            "the alarm in", item.incident_id, item.id, out.status,
                            self.alarm_backoff_max_s)
             elif out.kind == "dead":
-                reason = f"HTTP {out.status}: {out.detail}".strip()
+                reason = self.scrub(f"HTTP {out.status}: {out.detail}".strip())
                 await self._store(self.store.dead_letter, item.id, now, reason)
                 self.dead_lettered += 1
                 self.last_status = out.status
@@ -490,20 +552,16 @@ class Forwarder:
                 self._note_error(out.reason, out.detail)
                 self.last_status = out.status
                 self._failures_in_row += 1
-                delay = self._backoff(item.attempts, item.priority)
-                if out.retry_after is not None:
-                    delay = max(delay, min(out.retry_after, self.backoff_max_s))
-                await self._store(self.store.reschedule, item.id, now + delay,
-                                  f"{out.reason}: {out.detail}"[:1000])
-                self._next_retry = min(self._next_retry, now + delay)
-                pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
-                if out.retry_after is not None:
-                    pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
-                self._pause_until = max(self._pause_until, now + pause)
+                until = self._pause_after_failure(item, out, now)
+                # It is tried again at the next probe (it is the most urgent waiting, or
+                # goes with the sweep after dispatch answers): never earlier than that.
+                await self._store(self.store.reschedule, item.id, until,
+                                  self.scrub(f"{out.reason}: {out.detail}")[:1000])
                 self._sweep = False
                 if out.kind != "auth":  # auth failures are logged by _loud, rate-bounded
-                    log.warning("dispatch %s failed (%s), retry in %.1f s", item.incident_id,
-                                out.reason, delay)
+                    log.warning("dispatch %s failed (%s): next attempt in %.1f s, at %s "
+                                "(one probe, the most urgent message first)",
+                                item.incident_id, out.reason, until - now, rfc3339(until))
         except Exception as e:  # a store failure: the row stays pending and is retried
             self._note_error("store", f"{type(e).__name__}: {e}")
             log.exception("forwarder: store update for outbox item %s failed", item.id)
@@ -512,6 +570,23 @@ class Forwarder:
             if self._settled is not None:
                 self._settled.add(item.id)
             self._kick.set()
+
+
+class _Scrub(logging.Filter):
+    """Removes the dispatch URL's credentials from this module's log records (messages,
+    arguments and tracebacks), whatever quoted the URL."""
+
+    def __init__(self, scrub: Callable[[str], str]) -> None:
+        super().__init__()
+        self._scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = self._scrub(text), None
+        return True
 
 
 def _retry_after(value: str | None) -> float | None:

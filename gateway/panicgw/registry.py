@@ -3,6 +3,11 @@
 The export file (``panic-button-registry/1``) is how an installer's laptop hands devices to a
 gateway: ``panictool provision`` writes it, ``panicgw devices import`` reads it. It holds
 device keys, so it is written with file mode 0600 and never logged.
+
+Key generations: every device carries ``key_gen`` (1 at provision, +1 per rekey). An export
+written before a rekey carries the older generation, so importing it again is refused
+instead of silently putting back the replaced key (which would lock the button out:
+every frame would be ``bad_tag``). Files without ``key_gen`` read as generation 1.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from panicgw.store import Store
 
 FORMAT = "panic-button-registry/1"
 SITE_KINDS = ("shop", "home")
@@ -25,6 +33,27 @@ MIN_SUPERVISION_S = 60
 
 class RegistryError(ValueError):
     """Bad registry input; the message names the device and the field."""
+
+
+class KeyConflictError(RegistryError):
+    """An import would replace a device's key with an older generation's, or with a
+    different key of the same generation (a forked key). The message names the device and
+    both generations; ``allow_older_key=True`` (``--allow-older-key``) overrides."""
+
+    def __init__(self, device_id: int, stored_gen: int, new_gen: int) -> None:
+        self.device_id, self.stored_gen, self.new_gen = device_id, stored_gen, new_gen
+        if new_gen < stored_gen:
+            what = (f"the gateway has key generation {stored_gen}, the import has the older "
+                    f"generation {new_gen} (an export from before a rekey)")
+        else:
+            what = (f"the import has a different key of the same generation {new_gen} as the "
+                    "gateway (a forked key: two rekeys from the same state)")
+        super().__init__(
+            f"device {device_id:08X}: {what}; importing it would replace the key the button "
+            "most likely has and every frame would be rejected as bad_tag. Import a current "
+            "export instead (`panicgw devices export FILE` on the gateway that has the newest "
+            "key), or rekey the button (`panictool rekey`); if the button really has this "
+            "file's key (check with `panictool verify`), rerun with --allow-older-key")
 
 
 @dataclass(slots=True)
@@ -62,11 +91,13 @@ class DeviceRecord:
     paths: list[str] = field(default_factory=lambda: ["lora"])
     supervision_s: int = 3600
     firmware: str | None = None
+    key_gen: int = 1  # 1 at provision, +1 per rekey (contract C4)
 
     def to_dict(self, with_key: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"device_id": self.device_id}
         if with_key:
             d["key"] = self.key.hex()
+        d["key_gen"] = self.key_gen
         d.update(
             {
                 "label": self.label,
@@ -121,6 +152,9 @@ def validate(rec: DeviceRecord, index: int | None = None) -> DeviceRecord:
         )
     if rec.firmware is not None and not isinstance(rec.firmware, str):
         raise RegistryError(f"{who}: field 'firmware' must be a string or null")
+    if (not isinstance(rec.key_gen, int) or isinstance(rec.key_gen, bool)
+            or not 1 <= rec.key_gen <= MAX_U32):
+        raise RegistryError(f"{who}: field 'key_gen' must be an integer >= 1")
     s = rec.site
     if not isinstance(s, SiteRecord):
         raise RegistryError(f"{who}: field 'site' must be a site object")
@@ -186,6 +220,7 @@ def record_from_dict(obj: Any, index: int | None = None) -> DeviceRecord:
         paths=obj.get("paths", ["lora"]),
         supervision_s=obj.get("supervision_s", 3600),
         firmware=obj.get("firmware"),
+        key_gen=obj.get("key_gen", 1),  # files from before key generations: 1
     )
     return validate(rec, index)
 
@@ -242,14 +277,24 @@ def read_export(path: str | os.PathLike[str]) -> list[DeviceRecord]:
     return out
 
 
-def register(db_path: str | os.PathLike[str], record: DeviceRecord) -> None:
-    """Open (or create, with migrations) the gateway DB and upsert the site and the device."""
+def register(db: Store | str | os.PathLike[str], record: DeviceRecord, *,
+             allow_older_key: bool = False) -> None:
+    """Upsert the site and the device into the gateway DB: an opened
+    :class:`~panicgw.store.Store`, or the path of an existing one (opened with
+    :func:`panicgw.access.open_db`, which never creates a DB: a mistyped path raises
+    ``AccessError`` instead of becoming a registry nobody reads). Key generation rules
+    as in ``Store.upsert_device`` (raises :class:`KeyConflictError`)."""
     from panicgw.store import Store
 
     validate(record)
-    store = Store(db_path)
+    if isinstance(db, Store):
+        db.upsert_device(record, allow_older_key=allow_older_key)
+        return
+    from panicgw.access import open_db
+
+    store = open_db(db)
     try:
-        store.upsert_device(record)
+        store.upsert_device(record, allow_older_key=allow_older_key)
     finally:
         store.close()
 
@@ -258,15 +303,30 @@ def write_key_file(path: str | os.PathLike[str], device_id: int, key: bytes,
                    **extra: Any) -> None:
     """One device's key as a 0600 JSON file: a sealed backup (`panictool provision
     --key-file`) or the hand-over from `panicgw devices rekey --key-file` to
-    `panictool rekey --use-key`."""
+    `panictool rekey --use-key` (which passes ``key_gen=N``: the generation it is)."""
     doc = {"device_id": device_id, "device_id_hex": f"{device_id:08X}", "key": key.hex(),
            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
     write_private(path, (json.dumps(doc) + "\n").encode())
 
 
+class KeyFile(NamedTuple):
+    """What a key file holds (``key_gen`` None: not recorded, e.g. bare hex)."""
+
+    device_id: int | None
+    key: bytes
+    key_gen: int | None
+
+
 def read_key_file(path: str | os.PathLike[str]) -> tuple[int | None, bytes]:
     """(device id or None, key) from a file of :func:`write_key_file` or one holding just
     the 32 hex digits. Raises RegistryError saying what is wrong (never showing the key)."""
+    kf = read_key_file_full(path)
+    return kf.device_id, kf.key
+
+
+def read_key_file_full(path: str | os.PathLike[str]) -> KeyFile:
+    """Like :func:`read_key_file`, with the key generation the file records."""
+    key_gen = None
     try:
         text = Path(path).read_text().strip()
     except OSError as e:
@@ -283,10 +343,14 @@ def read_key_file(path: str | os.PathLike[str]) -> tuple[int | None, bytes]:
         if device_id is not None and not (isinstance(device_id, int)
                                           and 0 < device_id < 0xFFFFFFFF):
             raise RegistryError(f"{path}: device_id must be an integer id")
+        key_gen = doc.get("key_gen")
+        if key_gen is not None and not (isinstance(key_gen, int)
+                                        and not isinstance(key_gen, bool) and key_gen >= 1):
+            raise RegistryError(f"{path}: key_gen must be an integer >= 1")
     try:
         key = bytes.fromhex(raw)
     except ValueError:
         key = b""
     if len(key) != 16:
         raise RegistryError(f"{path}: the key must be 32 hex digits")
-    return device_id, key
+    return KeyFile(device_id, key, key_gen)

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from panicgw.registry import DeviceRecord, SiteRecord, validate
+from panicgw.registry import DeviceRecord, KeyConflictError, SiteRecord, validate
+from panicproto import mac
 
 PRIO_ALARM = 0
 PRIO_EVENT = 1  # tamper, cancel, test
@@ -142,6 +143,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX dead_letters_by_outbox ON dead_letters (outbox_id);
     """,
+    # v3: key generations (1 at provision, +1 per rekey) so an old export cannot silently
+    # put back a replaced key; enrolled_at: when the device was last (re)enrolled
+    # (registered, rekeyed, or re-registered with a new key or supervision interval),
+    # which is where supervision starts counting silence (panicgw.supervision.silent_since).
+    """
+    ALTER TABLE devices ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE devices ADD COLUMN enrolled_at REAL NOT NULL DEFAULT 0;
+    UPDATE devices SET enrolled_at = registered_at;
+    """,
 ]
 
 
@@ -168,6 +178,10 @@ class DeviceState(NamedTuple):
     low_battery: bool
     supervision: str
     battery_alarm: bool
+
+
+USE_THE_GATEWAYS_DB = ("pass the gateway's config with --config (the file `panicgw run "
+                       "--config` uses; the DB is <[gateway] data_dir>/gateway.db)")
 
 
 class StoreError(RuntimeError):
@@ -206,9 +220,9 @@ class Store:
         if create and not readonly:
             _secure_create(self.path)
         elif not self.path.is_file():
-            raise StoreError(f"no gateway DB at {self.path}: the daemon creates it when "
-                             "`panicgw run` first starts; pass the gateway's --config (or "
-                             "the DB path it uses, <data_dir>/gateway.db)")
+            raise StoreError(f"no gateway DB at {self.path}: only the gateway creates it "
+                             "(`panicgw run` when it first starts, or `sudo panicgw setup` on "
+                             f"a fresh Pi); {USE_THE_GATEWAYS_DB}")
         try:
             if readonly:
                 self.db = sqlite3.connect(
@@ -220,17 +234,22 @@ class Store:
                     self.path, isolation_level=None, check_same_thread=check_same_thread,
                     timeout=10.0,
                 )
+                if not create:  # before any pragma: never convert someone else's file
+                    self._check_schema()
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 if not autocheckpoint:
                     self.db.execute("PRAGMA wal_autocheckpoint=0")
-            if not create or readonly:
+            if readonly:
                 self._check_schema()
-            if not readonly:
+            else:
                 self.migrate()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
+            if create and not readonly:
+                raise StoreError(f"cannot open gateway DB {self.path}: {e}") from None
+            raise StoreError(f"cannot open gateway DB {self.path}: {e}; it is not a gateway "
+                             f"DB: {USE_THE_GATEWAYS_DB}") from None
         self._in_tx = False
 
     def _check_schema(self) -> None:
@@ -238,8 +257,8 @@ class Store:
         have = self.schema_version
         if have == 0:
             self.db.close()
-            raise StoreError(f"{self.path} is not a gateway DB (no panicgw schema): pass the "
-                             "gateway's --config or the DB the daemon opens")
+            raise StoreError(f"{self.path} is not a gateway DB (no panicgw schema): "
+                             f"{USE_THE_GATEWAYS_DB}")
         if have > len(MIGRATIONS):
             self.db.close()
             raise StoreError(f"{self.path} has schema v{have}, this panicgw knows up to "
@@ -332,35 +351,66 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    def upsert_device(self, rec: DeviceRecord, now: float | None = None) -> None:
-        """Register or update a device and its site (replay state is kept on update)."""
+    def upsert_device(self, rec: DeviceRecord, now: float | None = None, *,
+                      allow_older_key: bool = False) -> None:
+        """Register or update a device and its site (replay state is kept on update).
+
+        Key generations (contract C4): replacing a stored key with one of an older
+        generation, or with a different key of the same generation (a forked key), raises
+        :class:`~panicgw.registry.KeyConflictError` unless ``allow_older_key``. A key that
+        changes without a newer generation (the override) is stored as ``stored + 1``, so
+        it is the newest from now on and the key it replaced is refused next time.
+
+        A new device, a new key or a new supervision interval restarts supervision's
+        silence count (``enrolled_at``): the installer is at the button, which starts its
+        schedule anew. A re-import that changes neither (a registry sync between
+        gateways) does not, or a periodic sync would hide a silent button forever."""
         validate(rec)
         now = time.time() if now is None else now
         with self.transaction():
+            row = self.db.execute(
+                "SELECT key, key_gen, supervision_s, enrolled_at FROM devices "
+                "WHERE device_id = ?", (rec.device_id,)).fetchone()
+            key_gen, enrolled = rec.key_gen, now
+            if row is not None:
+                old_key, old_gen, old_sup, old_enrolled = (bytes(row[0]), int(row[1]),
+                                                           int(row[2]), float(row[3]))
+                if mac.equal(old_key, bytes(rec.key)):
+                    key_gen = max(old_gen, rec.key_gen)
+                    if rec.supervision_s == old_sup:
+                        enrolled = old_enrolled
+                elif rec.key_gen <= old_gen:
+                    if not allow_older_key:
+                        raise KeyConflictError(rec.device_id, old_gen, rec.key_gen)
+                    key_gen = old_gen + 1
             site_id = self._upsert_site(rec.site)
             self.db.execute(
                 "INSERT INTO devices (device_id, key, site_id, label, paths, supervision_s, "
-                "firmware, registered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "firmware, registered_at, updated_at, key_gen, enrolled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (device_id) DO UPDATE SET key = excluded.key, "
                 "site_id = excluded.site_id, label = excluded.label, paths = excluded.paths, "
                 "supervision_s = excluded.supervision_s, firmware = excluded.firmware, "
-                "updated_at = excluded.updated_at",
+                "updated_at = excluded.updated_at, key_gen = excluded.key_gen, "
+                "enrolled_at = excluded.enrolled_at",
                 (rec.device_id, bytes(rec.key), site_id, rec.label, json.dumps(rec.paths),
-                 rec.supervision_s, rec.firmware, now, now),
+                 rec.supervision_s, rec.firmware, now, now, key_gen, enrolled),
             )
             self.db.execute(
                 "INSERT OR IGNORE INTO device_state (device_id) VALUES (?)", (rec.device_id,)
             )
             self._bump_generation()
 
-    def upsert_devices(self, recs: list[DeviceRecord]) -> None:
+    def upsert_devices(self, recs: list[DeviceRecord], *,
+                       allow_older_key: bool = False) -> None:
+        """All or nothing: one refused device (KeyConflictError) rolls back every one."""
         with self.transaction():
             for r in recs:
-                self.upsert_device(r)
+                self.upsert_device(r, allow_older_key=allow_older_key)
 
     _DEVICE_SELECT = (
         "SELECT d.device_id, d.key, d.label, d.paths, d.supervision_s, d.firmware, "
-        "s.name, s.kind, s.address, s.lat, s.lon, s.contact, s.phone "
+        "s.name, s.kind, s.address, s.lat, s.lon, s.contact, s.phone, d.key_gen "
         "FROM devices d JOIN sites s ON s.id = d.site_id"
     )
 
@@ -374,7 +424,14 @@ class Store:
             supervision_s=int(row[4]),
             firmware=row[5],
             site=SiteRecord(row[6], row[7], row[8], row[9], row[10], row[11], row[12]),
+            key_gen=int(row[13]),
         )
+
+    def enrolled_at(self, device_id: int) -> float | None:
+        """When the device was last (re)enrolled (see :meth:`upsert_device`)."""
+        row = self.db.execute("SELECT enrolled_at FROM devices WHERE device_id = ?",
+                              (device_id,)).fetchone()
+        return float(row[0]) if row else None
 
     def get_device(self, device_id: int) -> DeviceRecord | None:
         row = self.db.execute(
@@ -403,24 +460,33 @@ class Store:
                 self._bump_generation()
         return cur.rowcount > 0
 
-    def rekey(self, device_id: int, key: bytes, reset_counter: bool = False) -> bool:
-        """Replace a device's key; ``reset_counter`` also forgets its replay window."""
+    def rekey(self, device_id: int, key: bytes, reset_counter: bool = False,
+              now: float | None = None) -> int | None:
+        """Replace a device's key: its generation goes up by one and supervision counts
+        silence from now (the button is being rekeyed; until it has the new key its frames
+        are bad_tag). ``reset_counter`` also forgets its replay window. Returns the new key
+        generation, or None when the device is not registered."""
         if len(key) != 16:
             raise ValueError("key must be 16 bytes")
+        now = time.time() if now is None else now
         with self.transaction():
             cur = self.db.execute(
-                "UPDATE devices SET key = ?, updated_at = ? WHERE device_id = ?",
-                (bytes(key), time.time(), device_id),
+                "UPDATE devices SET key = ?, updated_at = ?, enrolled_at = ?, "
+                "key_gen = key_gen + 1 WHERE device_id = ?",
+                (bytes(key), now, now, device_id),
             )
-            if cur.rowcount and reset_counter:
+            if not cur.rowcount:
+                return None
+            if reset_counter:
                 self.db.execute(
                     "UPDATE device_state SET replay_highest = -1, replay_bitmap = '0' "
                     "WHERE device_id = ?",
                     (device_id,),
                 )
-            if cur.rowcount:
-                self._bump_generation()
-        return cur.rowcount > 0
+            self._bump_generation()
+            row = self.db.execute("SELECT key_gen FROM devices WHERE device_id = ?",
+                                  (device_id,)).fetchone()
+        return int(row[0])
 
     # -- device runtime state ------------------------------------------------------------------
 

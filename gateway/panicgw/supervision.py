@@ -7,8 +7,12 @@ the next evaluation does not raise the same event again ("once").
 
 Rules:
 - **Supervision loss (381)**: silent longer than ``2 * supervision_s + grace_s``. Silence is
-  counted from ``max(last_heard, started_at)``: a gateway that was itself down (or just
-  booted) heard nothing, which is not evidence that the buttons are gone.
+  counted by :func:`silent_for`, the one rule the daemon (these rules and the runner's
+  candidate SQL, which calls the same function) and ``panicgw diag`` share: from the latest
+  of when the device was last heard, when it was (re)enrolled (registered, rekeyed, or
+  re-registered with a new key or supervision interval: the installer is at the button and
+  its schedule starts anew) and when the gateway started (a gateway that was itself down
+  heard nothing, which is not evidence that the buttons are gone).
 - **Restore (3381)**: a "lost" device heard again within the limit.
 - **Low battery (384)**: the latest frame had the low-battery flag, or its voltage is below
   ``low_battery_mv`` when that is set. **Restore (3384)**: flag clear and voltage at least
@@ -29,6 +33,21 @@ LOST = "lost"
 OK = "ok"
 
 
+def silent_since(last_heard: float | None, enrolled_at: float | None,
+                 started_at: float | None = None) -> float:
+    """Where a device's silence starts: the latest of last heard, (re)enrolled and gateway
+    start (``None``: not known / not applicable)."""
+    return max(last_heard or 0.0, enrolled_at or 0.0, started_at or 0.0)
+
+
+def silent_for(now: float, last_heard: float | None, enrolled_at: float | None,
+               started_at: float | None = None) -> float:
+    """How long a device has been silent at ``now`` (see :func:`silent_since`). Also
+    registered as an SQLite function by the supervision runner, so its candidate query
+    applies this very code."""
+    return now - silent_since(last_heard, enrolled_at, started_at)
+
+
 @dataclass(frozen=True)
 class DeviceView:
     """What supervision needs to know about one device (from the registry + device_state)."""
@@ -41,6 +60,7 @@ class DeviceView:
     low_battery: bool = False  # flag of the latest frame
     battery_mv: int | None = None
     last_counter: int | None = None  # highest counter heard (idempotency of the events)
+    enrolled_at: float = 0.0  # last (re)enrollment: registration, rekey, new key/interval
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,7 @@ class Supervisor:
 
     def _device(self, d: DeviceView, now: float) -> list[SupervisionEvent]:
         out = []
-        since = max(d.last_heard or 0.0, self.started_at)
-        silent = now - since
+        silent = silent_for(now, d.last_heard, d.enrolled_at, self.started_at)
         limit = self.limit_s(d.supervision_s)
         if d.supervision != LOST and silent > limit:
             out.append(SupervisionEvent(

@@ -21,34 +21,34 @@ from typing import Any
 
 from panicgw import dispatch_payload as dp
 from panicgw.store import Store
-from panicgw.supervision import DeviceView, SupervisionEvent, Supervisor
+from panicgw.supervision import DeviceView, SupervisionEvent, Supervisor, silent_for
 
 # Devices of one supervision interval that the rules could act on now (a superset: the
-# Supervisor decides). ?2 is 0 when no device can be silent past its limit yet (the gateway
-# started less than one limit ago: it heard nothing, which is no evidence of loss).
+# Supervisor decides). Silence is judged by supervision.silent_for itself (registered on
+# the connection as an SQL function), so query and rules cannot disagree on who is silent.
 CANDIDATES_SQL = """
 SELECT d.device_id, s.last_heard, s.supervision, s.battery_alarm, s.low_battery,
-       s.battery_mv, s.replay_highest
+       s.battery_mv, s.replay_highest, d.enrolled_at
 FROM devices d LEFT JOIN device_state s ON s.device_id = d.device_id
-WHERE d.supervision_s = ?1 AND (
-    (?2 AND (s.last_heard IS NULL OR s.last_heard < ?3))
+WHERE d.supervision_s = :interval AND (
+    silent_for(:now, s.last_heard, d.enrolled_at, :started) > :limit
     OR s.supervision != 'ok' OR s.battery_alarm = 1 OR s.low_battery = 1
-    OR (?4 IS NOT NULL AND s.battery_mv < ?4))
+    OR (:low_mv IS NOT NULL AND s.battery_mv < :low_mv))
 """
 
 
 def candidates(db: sqlite3.Connection, sup: Supervisor, now: float) -> list[DeviceView]:
     """Views of the devices the rules could act on at ``now``."""
+    db.create_function("silent_for", 4, silent_for, deterministic=True)
     views = []
     intervals = [int(r[0]) for r in db.execute("SELECT DISTINCT supervision_s FROM devices")]
     for interval in intervals:
-        cutoff = now - sup.limit_s(interval)
-        silence_possible = 1 if sup.started_at < cutoff else 0
-        for r in db.execute(CANDIDATES_SQL, (interval, silence_possible, cutoff,
-                                             sup.low_battery_mv)):
+        args = {"interval": interval, "now": now, "started": sup.started_at,
+                "limit": sup.limit_s(interval), "low_mv": sup.low_battery_mv}
+        for r in db.execute(CANDIDATES_SQL, args):
             highest = r[6] if r[6] is not None and r[6] >= 0 else None
             views.append(DeviceView(int(r[0]), interval, r[1], r[2] or "ok", bool(r[3]),
-                                    bool(r[4]), r[5], highest))
+                                    bool(r[4]), r[5], highest, float(r[7] or 0.0)))
     return views
 
 
@@ -71,9 +71,14 @@ def undo_point(sup: Supervisor) -> Callable[[], None]:
     return lambda: vars(sup).update(saved)
 
 
-def is_stale(ev: SupervisionEvent, current_last_heard: float | None) -> bool:
-    """True when the device was heard after the snapshot the event was decided on."""
-    return ev.basis is not None and current_last_heard != ev.basis.last_heard
+def is_stale(ev: SupervisionEvent, current_last_heard: float | None,
+             current_enrolled_at: float | None = None) -> bool:
+    """True when the device was heard, or re-enrolled (rekeyed, re-registered), after the
+    snapshot the event was decided on."""
+    if ev.basis is None:
+        return False
+    return current_last_heard != ev.basis.last_heard or (
+        current_enrolled_at is not None and current_enrolled_at != ev.basis.enrolled_at)
 
 
 def store_events(store: Store, gateway_id: str,
@@ -86,8 +91,10 @@ def store_events(store: Store, gateway_id: str,
         return []
     ids = [e.device_id for e in events if e.device_id is not None]
     states = store.device_states_for(ids)
+    enrolled = {i: store.enrolled_at(i) for i in ids}
     events = [e for e in events if e.device_id is None or not is_stale(
-        e, states[e.device_id].last_heard if e.device_id in states else None)]
+        e, states[e.device_id].last_heard if e.device_id in states else None,
+        enrolled.get(e.device_id))]
     if not events:
         return []
     with store.transaction():

@@ -156,7 +156,8 @@ class Gateway:
                           107.6071, "Ibu Sari", "+62 812 0000 0000")
         self.store.upsert_device(DeviceRecord(device_id=DEV, key=KEY, site=site, label="kasir",
                                               paths=["lora", "wifi"], supervision_s=600,
-                                              firmware="0.1.0"))
+                                              firmware="0.1.0"),
+                                 now=time.time() - 86400)  # registered yesterday
         with self.store.transaction():
             self.store.heard(DEV, time.time() - 60, "lora", -101.0, 7.5, 3700, False)
         self.start_dispatch(token=TOKEN, cert_days=90)
@@ -223,6 +224,13 @@ def gw(tmp_path: Path, loop_thread: LoopThread,
 
 def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in doc["results"]}
+
+
+def rest_level(doc: dict[str, Any], ignore: tuple[str, ...] = ("daemon",)) -> int:
+    """The exit code the results imply without ``ignore`` (a stopped daemon is a FAIL of its
+    own, so the stopped-gateway tests read the level of the injected fault from this)."""
+    sev = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
+    return max((sev[r["status"]] for r in doc["results"] if r["id"] not in ignore), default=0)
 
 
 @pytest.fixture

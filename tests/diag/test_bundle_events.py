@@ -144,4 +144,4 @@ def test_events_bad_input_and_table(gw: Gateway) -> None:
     missing = gw.root / "other.toml"
     missing.write_text(f'[gateway]\ndata_dir = "{gw.root / "nothing"}"\n')
     res = CliRunner().invoke(app, ["events", "-c", str(missing)])
-    assert res.exit_code == 3 and "no gateway database" in res.output
+    assert res.exit_code == 3 and "no gateway DB" in res.output

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from diagkit import DEV, by_id, free_port
+from diagkit import DEV, by_id, free_port, rest_level
 
 from panicgw import diag
 
@@ -26,7 +26,8 @@ def test_healthy_stopped_gateway(gw):
     code, doc = gw.diag()
     r = by_id(doc)
     assert_clean_except(doc)
-    assert r["daemon"]["status"] == "WARN" and "not running" in r["daemon"]["finding"]
+    assert r["daemon"]["status"] == "FAIL" and "not running" in r["daemon"]["finding"]
+    assert "systemctl start panicgw" in r["daemon"]["hint"]
     assert r["bridge.ping"]["status"] == "PASS"
     assert r["bridge.radio"]["status"] == "PASS"
     assert r["bridge.noise"]["status"] == "PASS" and "-117.5" in r["bridge.noise"]["finding"]
@@ -35,7 +36,8 @@ def test_healthy_stopped_gateway(gw):
     assert r["dispatch.tls"]["status"] == "PASS"
     assert r["db.integrity"]["status"] == "PASS"
     assert r["devices.supervision"]["status"] == "PASS"
-    assert code == 1  # only the stopped daemon warns
+    # only the stopped daemon fails (a FAIL: no alarm is received), nothing else is wrong
+    assert (code, rest_level(doc)) == (2, 0)
     assert gw.bridge.pings >= 1
     # diag sent a probe, not an event: dispatch holds no incident
     assert gw.dispatch.incidents == {}
@@ -48,7 +50,7 @@ def test_every_non_pass_has_a_hint(gw):
     for r in doc["results"]:
         if r["status"] in ("WARN", "FAIL"):
             assert r["hint"], r
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_bridge_unplugged(gw):
@@ -58,7 +60,7 @@ def test_bridge_unplugged(gw):
     assert r["status"] == "FAIL"
     assert "not found" in r["finding"] and str(gw.bridge.link_path) in r["finding"]
     assert "USB cable" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_bridge_silent(gw):
@@ -67,7 +69,7 @@ def test_bridge_silent(gw):
     r = by_id(doc)["bridge.ping"]
     assert r["status"] == "FAIL" and "no PONG" in r["finding"]
     assert "flash --role bridge" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_wrong_radio_config(gw):
@@ -78,7 +80,7 @@ def test_wrong_radio_config(gw):
     assert r["status"] == "FAIL"
     assert "SF 9 (config 10)" in r["finding"] and "923.2" in r["finding"]
     assert "[serial]" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_noisy_channel_warns(gw):
@@ -86,7 +88,7 @@ def test_noisy_channel_warns(gw):
     code, doc = gw.diag()
     r = by_id(doc)["bridge.noise"]
     assert r["status"] == "WARN" and "-82" in r["finding"] and "antenna" in r["hint"]
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 1)
 
 
 def test_port_held_by_another_process_is_not_opened(gw):
@@ -114,7 +116,7 @@ def test_dispatch_down(gw):
     assert "connection refused" in r["dispatch"]["finding"]
     assert "firewall" in r["dispatch"]["hint"]
     assert r["dispatch.auth"]["status"] == "SKIP"
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_dispatch_answers_401(gw):
@@ -125,14 +127,14 @@ def test_dispatch_answers_401(gw):
     assert r["dispatch.auth"]["status"] == "FAIL"
     assert "HTTP 401" in r["dispatch.auth"]["finding"]
     assert "[dispatch] token" in r["dispatch.auth"]["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_dispatch_bad_signature_secret(gw):
     gw.overrides["dispatch"] = {"secret": "not-the-shared-secret"}
     code, doc = gw.diag()
     assert by_id(doc)["dispatch.auth"]["status"] == "FAIL"
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_dispatch_certificate_expiring_and_untrusted(gw, certs):
@@ -141,13 +143,13 @@ def test_dispatch_certificate_expiring_and_untrusted(gw, certs):
     r = by_id(doc)["dispatch.tls"]
     assert r["status"] == "WARN" and "expires on" in r["finding"] and "renew" in r["hint"]
     assert r["data"]["days_left"] < 6
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 1)
     gw.ca_file = certs[90][0]  # a CA that did not sign the server's certificate
     code, doc = gw.diag()
     r = by_id(doc)
     assert r["dispatch.tls"]["status"] == "FAIL" and "not trusted" in r["dispatch.tls"]["finding"]
     assert r["dispatch"]["status"] == "FAIL"
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_broker_down_and_up(gw, mosquitto):
@@ -156,11 +158,11 @@ def test_broker_down_and_up(gw, mosquitto):
     r = by_id(doc)["mqtt"]
     assert r["status"] == "WARN" and "unreachable" in r["finding"]
     assert "mosquitto" in r["hint"]
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 1)
     gw.overrides["mqtt"] = {"enabled": True, "port": mosquitto}
     code, doc = gw.diag()
     assert by_id(doc)["mqtt"]["status"] == "PASS"
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 0)
 
 
 def test_db_unwritable(gw):
@@ -173,7 +175,7 @@ def test_db_unwritable(gw):
     r = by_id(doc)["db.permissions"]
     assert r["status"] == "FAIL" and "not writable" in r["finding"]
     assert "chmod u+w" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_db_world_readable(gw):
@@ -200,17 +202,17 @@ def test_db_corrupt(gw):
     code, doc = gw.diag()
     r = by_id(doc)["db.integrity"]
     assert r["status"] == "FAIL" and "restore" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_disk_nearly_full(gw):
     code, doc = gw.diag("--set", "disk_free_warn_mb=1e12")
     r = by_id(doc)["disk"]
     assert r["status"] == "WARN" and "MB free" in r["finding"] and "journalctl" in r["hint"]
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 1)
     code, doc = gw.diag("--set", "disk_free_fail_mb=1e12")
     assert by_id(doc)["disk"]["status"] == "FAIL"
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_device_silent_past_supervision(gw):
@@ -222,7 +224,7 @@ def test_device_silent_past_supervision(gw):
     assert "0x00C0FFEE" in r["finding"] and "Toko Sinar" in r["finding"]
     assert "silent 3.0 h" in r["finding"] or "silent 180 min" in r["finding"]
     assert "panictool verify" in r["hint"]
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_low_battery(gw):
@@ -231,7 +233,7 @@ def test_low_battery(gw):
     code, doc = gw.diag()
     r = by_id(doc)["devices.battery"]
     assert r["status"] == "WARN" and "2300 mV" in r["finding"]
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 1)
 
 
 def test_outbox_alarm_stuck_and_dead_letters(gw):
@@ -263,7 +265,7 @@ def test_bad_tag_storm(gw):
         gw.store.add_rejections({"replay": 600}, time.time())
     code, doc = gw.diag()
     assert by_id(doc)["rejections"]["status"] == "FAIL"
-    assert code == 2
+    assert (code, rest_level(doc)) == (2, 2)
 
 
 def test_invalid_config_names_the_key(gw):
@@ -332,3 +334,38 @@ def test_docs_cover_every_check_and_threshold(gw):
         assert f"`{cid}`" in text, cid
     for f in fields(diag.Thresholds):
         assert f"`{f.name}`" in text, f.name
+
+
+def test_relative_serial_port_resolves_against_the_config_file(gw, monkeypatch, tmp_path_factory):
+    """Issue 11.9: docs/gateway.md says relative paths are relative to the config file; a
+    relative `[serial] port` used to resolve against the working directory."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    gw.overrides["serial"] = {"port": gw.bridge.link_path.name}  # "ttyBRIDGE", beside it
+    code, doc = gw.diag()
+    r = by_id(doc)
+    assert r["bridge.present"]["status"] == "PASS", r["bridge.present"]
+    assert r["bridge.ping"]["status"] == "PASS"
+    assert str(gw.bridge.link_path) in r["bridge.present"]["finding"]
+
+
+def test_a_never_heard_device_is_never_called_heard(gw):
+    """Issue 11.9: diag said "all 1 device(s) heard" for a device it had never heard."""
+    from panicgw.registry import DeviceRecord, SiteRecord
+
+    site = SiteRecord("Rumah Baru", "home", "Gg. Mawar 3", -6.9, 107.6)
+    gw.store.upsert_device(DeviceRecord(0x0BADF00D, bytes(range(16)), site, "pintu",
+                                        supervision_s=600))  # registered just now
+    code, doc = gw.diag()
+    r = by_id(doc)["devices.supervision"]
+    assert r["status"] == "WARN" and "heard" not in r["finding"].split("never heard")[0]
+    assert "1 of 2 device(s) registered but never heard yet" in r["finding"]
+    assert "0x0BADF00D" in r["finding"] and "1 heard in time" in r["finding"]
+    assert "panictool verify" in r["hint"]
+    assert (code, rest_level(doc)) == (2, 1)
+    # registered long ago and still never heard: supervision lost, a FAIL
+    gw.store.db.execute("UPDATE devices SET enrolled_at = enrolled_at - 86400 "
+                        "WHERE device_id = ?", (0x0BADF00D,))
+    code, doc = gw.diag()
+    r = by_id(doc)["devices.supervision"]
+    assert r["status"] == "FAIL" and "0x0BADF00D" in r["finding"]
+    assert r["data"]["never_heard"] and not r["data"]["lost"]

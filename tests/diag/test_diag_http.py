@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 
 from aiohttp import web
-from diagkit import Gateway, LoopThread, by_id
+from diagkit import Gateway, LoopThread, by_id, rest_level
 from test_diag_running import running_daemon
 
 from panicgw import diag
@@ -74,8 +74,9 @@ def other_web_app(loop: LoopThread, routes: list[web.RouteDef]) -> Iterator[int]
 def http_result(gw: Gateway, *args: str) -> tuple[int, dict]:
     code, doc = gw.diag(*args)
     r = by_id(doc)
-    assert r["daemon"]["status"] == "WARN"  # stopped in all but the last test
-    return code, r["http"]
+    assert r["daemon"]["status"] == "FAIL"  # stopped in all but the last test
+    assert code == 2
+    return rest_level(doc), r["http"]  # the level the http check (and the rest) implies
 
 
 def test_daemon_stopped_nothing_on_the_port_skips_and_says_start_it(gw):
@@ -84,7 +85,7 @@ def test_daemon_stopped_nothing_on_the_port_skips_and_says_start_it(gw):
     assert "nothing listening on 127.0.0.1:" in r["finding"]
     assert "connection refused" in r["finding"] and "daemon is stopped" in r["finding"]
     assert "systemctl start panicgw" in r["hint"]
-    assert code == 1  # only the stopped daemon warns; the http check does not add a failure
+    assert code == 0  # only the stopped daemon fails; the http check adds nothing
 
 
 def test_non_http_program_on_the_port_fails(gw):
@@ -156,7 +157,7 @@ def test_wifi_ingest_disabled_skips(gw):
     gw.overrides["http"] = {"enabled": False}
     code, r = http_result(gw)
     assert r["status"] == "SKIP" and "[http] enabled = false" in r["finding"]
-    assert code == 1
+    assert code == 0
 
 
 def test_invalid_config_skips():
@@ -189,7 +190,7 @@ def test_non_http_program_on_the_status_port_does_not_crash_diag(gw):
         gw.overrides["status"] = {"port": port}
         code, doc = gw.diag()
     r = by_id(doc)
-    assert r["daemon"]["status"] == "WARN" and "not answering" in r["daemon"]["finding"]
+    assert r["daemon"]["status"] == "FAIL" and "not answering" in r["daemon"]["finding"]
     assert "not HTTP" in r["daemon"]["finding"]
     assert r["http"]["status"] == "SKIP"
-    assert code == 1
+    assert (code, rest_level(doc)) == (2, 0)

@@ -113,3 +113,36 @@ def test_running_gateway_wrong_radio(tmp_path: Path, loop_thread, certs) -> None
         assert res.returncode == 2
     finally:
         gw.close()
+
+
+def test_bad_tag_storm_names_the_device_and_the_command_that_fixes_it(gw: Gateway,
+                                                                      daemon) -> None:
+    """Issue 10.4: a button with another key than the gateway's (an old export re-imported,
+    a half-done rekey): diag names the device, its key generation and the commands."""
+    from diagkit import DEV
+
+    from panicproto import frames
+
+    wrong = bytes(range(100, 116))
+    for n in range(25):
+        gw.bridge.rx(frames.encode_uplink(wrong, frames.Uplink(frames.ALARM, DEV,
+                                                               0x00020001 + n)), -100, 5.0)
+    info = json.loads((gw.data / "runtime.json").read_text())
+
+    def rejected() -> int:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{info['status_port']}/v1/status",
+                                    timeout=2) as r:
+            return json.loads(r.read())["rejections"].get("bad_tag", 0)
+
+    end = time.monotonic() + 20
+    while time.monotonic() < end and rejected() < 25:
+        time.sleep(0.05)
+    res = _run_cli("diag", "-c", str(gw.config), "--json")
+    r = by_id(json.loads(res.stdout))["rejections"]
+    assert r["status"] == "WARN" and "bad_tag" in r["finding"]
+    assert r["data"]["devices"] == {f"{DEV:08X}": {"bad_tag": 25}}
+    assert f"panicgw devices rekey {DEV:08X} --key-file {DEV:08X}.key" in r["hint"]
+    assert f"panictool rekey --use-key {DEV:08X}.key" in r["hint"]
+    assert "key generation 1" in r["hint"] and "provision --force" in r["hint"]

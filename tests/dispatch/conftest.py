@@ -155,3 +155,49 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                  cwd=d)
     return Pki(d, d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem",
                d / "client.key", d / "other.pem")
+
+
+class LiveDispatch:
+    """The recording dispatch server (panicgw.dispatch_server) on a loop thread of its own,
+    for tests that drive a gateway process synchronously."""
+
+    def __init__(self, **kw: Any) -> None:
+        import asyncio
+
+        from panicgw.dispatch_server import DispatchServer
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.srv = DispatchServer(**kw)
+        self.call(self.srv.start())
+
+    def call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the server's loop (its state is only touched there)."""
+        async def wrap() -> Any:
+            return fn(*args)
+        return self.call(wrap())
+
+    def received(self) -> list[Any]:
+        return self.run(lambda: list(self.srv.received))
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [r.body for r in self.received()
+                if isinstance(r.body, dict) and r.body.get("event") == kind]
+
+    def close(self) -> None:
+        self.call(self.srv.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_dispatch() -> Any:
+    d = LiveDispatch()
+    yield d
+    d.close()

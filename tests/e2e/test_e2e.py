@@ -130,17 +130,21 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
             f'[serial]\nport = "{bridge.port_path}"\nfrequency_mhz = 921.4\n'
             'spreading_factor = 9\n'
             f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n[status]\nport = 0\n'
-            f'[dispatch]\nurl = "http://127.0.0.1:{dport}/v1/events"\ntoken = "{token}"\n'
+            f'[dispatch]\nurl = "http://127.0.0.1:{dport}/v1/events"\nallow_insecure_http = true\n'
+            f'token = "{token}"\n'
             f'secret = "{secret}"\n')
-        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
-                            str(export), "--json"], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert key.hex() not in r.stdout + r.stderr
+        # The daemon creates its DB; tools only ever open it (contract C3).
         log = (tmp_path / "gateway.log").open("wb")
         procs.append(subprocess.Popen([str(BIN / "panicgw"), "run", "--config", str(cfg)],
                                       stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
         status_port = wait_for(lambda: _runtime(data), 20, "gateway runtime.json")
+        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
+                            str(export), "--json"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert key.hex() not in r.stdout + r.stderr
+        wait_for(lambda: _status(status_port).get("devices") == 1, 15,
+                 "the running gateway reloaded its registry")
         wait_for(lambda: (_status(status_port).get("bridge") or {}).get("state") == "connected",
               15, "gateway connected to the bridge")
 

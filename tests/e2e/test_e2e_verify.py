@@ -95,15 +95,18 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
             f'[serial]\nport = "{bridge.port_path}"\nfrequency_mhz = 921.4\n'
             f'spreading_factor = 9\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
             '[status]\nport = 0\n')
-        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
-                            str(export), "--json"], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+        # The daemon creates its DB; tools only ever open it (contract C3).
         log = (tmp_path / "gateway.log").open("wb")
         gateway_proc.append(subprocess.Popen(
             [str(BIN / "panicgw"), "run", "--config", str(cfg)], stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True))
         wait_for(lambda: (_status(data).get("bridge") or {}).get("state") == "connected", 20,
               "gateway connected to the bridge")
+        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
+                            str(export), "--json"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: _status(data).get("devices") == 1, 15,
+                 "the running gateway reloaded its registry")
         db = data / "gateway.db"
 
         # 3. verify: nobody touches the button.

@@ -132,6 +132,7 @@ host = "127.0.0.1"
 port = 0
 [dispatch]
 url = "{dispatch_url}"
+allow_insecure_http = true
 timeout_s = 2.0
 """)
     return cfg

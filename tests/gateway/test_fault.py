@@ -55,6 +55,7 @@ enabled = false
 enabled = false
 [dispatch]
 url = "{dispatch_url}"
+allow_insecure_http = true
 timeout_s = 2.0
 """)
     return cfg

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def disp():
 
 
 def _setup(tmp_path: Path, disp: DispatchThread):
-    cfg = make_config(tmp_path, dispatch={"url": disp.srv.url})
+    cfg = make_config(tmp_path, dispatch={"url": disp.srv.url, "allow_insecure_http": True})
     s = Store(cfg.db_path)
     s.upsert_device(make_record())
     s.close()
@@ -150,3 +151,50 @@ def test_requeue_all_dead_with_daemon_stopped_then_started(tmp_path, disp):
         assert wait_until(lambda: len(_tests(disp)) == 2)
         assert wait_until(lambda: gw.status()["outbox"]["pending"] == 0)
         assert gw.status()["outbox"]["dead"] == 0
+
+
+def test_list_shows_when_waiting_items_will_really_be_tried(tmp_path, disp):
+    """Issue 11.9: during an outage the forwarder sends one probe per pause (the most urgent
+    message) and the rest after a probe succeeds, so a stored retry time can be long past.
+    The list shows the real next try, never a time in the past."""
+    cfg, toml = _setup(tmp_path, disp)
+    with GatewayThread(cfg) as gw:
+        assert wait_until(lambda: any(b["event"] == "gateway_checkin" for b in disp.bodies()))
+        disp.call(_fail(disp, 500))
+        assert _post(gw, uplink(frames.TEST, 0x00030001, wifi=True)) == 200
+        assert _post(gw, uplink(frames.ALARM, 0x00030002, wifi=True)) == 200
+        assert wait_until(lambda: gw.status()["dispatch"]["failures_in_row"] >= 3)
+
+        def stored_next_at() -> dict[str, float]:
+            s = Store(cfg.db_path, readonly=True)
+            try:
+                return {r["event"]: r["next_at"] for r in s.outbox_list(("pending",))}
+            finally:
+                s.close()
+
+        # the TEST waits behind the alarm's probes: its stored retry time passes
+        test_next = stored_next_at()["test"]
+        assert wait_until(lambda: time.time() > test_next + 0.5)
+        before = time.time()
+        res = _cli("outbox", "list", "-c", str(toml), "--json")
+        assert res.returncode == 0, res.stderr
+        rows = {r["event"]: r for r in json.loads(res.stdout)}
+        assert rows["test"]["next_at"] < before  # what a naive list would show
+        for r in rows.values():
+            assert r["next_try_at"] >= before, r
+        assert rows["panic"]["next_try"] == "next_probe"
+        assert rows["test"]["next_try"] == "after_probe"
+        res = _cli("outbox", "list", "-c", str(toml))
+        assert "after probe" in res.stdout and "dispatch is failing" in res.stdout
+        disp.call(_heal(disp))
+        assert wait_until(lambda: gw.status()["outbox"]["pending"] == 0)
+    # daemon stopped: nothing is tried until it runs again
+    s = Store(cfg.db_path)
+    with s.transaction():
+        s.enqueue("i-x", 1, {"event": "test"}, time.time() - 60)
+    s.close()
+    res = _cli("outbox", "list", "--gateway-db", str(cfg.db_path), "--json")
+    [row] = json.loads(res.stdout)
+    assert row["next_try_at"] is None and row["next_try"] == "daemon_stopped"
+    res = _cli("outbox", "list", "--gateway-db", str(cfg.db_path))
+    assert "at start" in res.stdout and "not running" in res.stdout

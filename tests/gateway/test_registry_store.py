@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from panicgw import registry, store
+from panicgw import access, registry, store
 from panicgw.registry import DeviceRecord, RegistryError, SiteRecord
 
 
@@ -71,10 +71,28 @@ def test_repr_never_shows_key():
     assert bytes(range(16)).hex() not in repr(_rec())
 
 
-def test_register_creates_db_with_migrations_and_mode(tmp_path):
+def test_register_never_creates_a_db(tmp_path):
+    """Issue 10.3: a mistyped path must be an error, not a fresh registry nobody reads."""
     db = tmp_path / "data" / "gw.db"
+    with pytest.raises(access.AccessError, match="no gateway DB"):
+        registry.register(db, _rec(5))
+    assert not db.exists() and not db.parent.exists()
+    junk = tmp_path / "notes.db"
+    sqlite3.connect(junk).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(access.AccessError, match="not a gateway DB"):
+        registry.register(junk, _rec(5))
+    assert {p.name for p in tmp_path.iterdir()} == {"notes.db"}
+
+
+def test_register_into_the_daemons_db_with_migrations_and_mode(tmp_path):
+    db = tmp_path / "data" / "gw.db"
+    store.Store(db).close()  # what `panicgw run` (or `panicgw setup`) does first
     registry.register(db, _rec(5))
-    registry.register(db, _rec(5, supervision_s=600))  # upsert
+    opened = access.open_db(db)
+    try:
+        registry.register(opened, _rec(5, supervision_s=600))  # upsert via an opened Store
+    finally:
+        opened.close()
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     s = store.Store(db)
     try:
@@ -135,3 +153,94 @@ def test_heartbeat_pruning_keeps_alarms_and_recent(tmp_path):
     assert left == {(2, "alarm"), (3, "heartbeat"), (4, "heartbeat")}
     assert s.receptions(old_hb) == []
     s.close()
+
+
+# -- key generations (issue 10.4, contract C4) ----------------------------------------------
+
+
+def test_export_carries_key_gen_and_old_files_read_as_generation_1(tmp_path):
+    path = tmp_path / "reg.json"
+    registry.write_export(path, [_rec(1, key_gen=3)])
+    doc = json.loads(path.read_text())
+    assert doc["devices"][0]["key_gen"] == 3
+    assert registry.read_export(path)[0].key_gen == 3
+    del doc["devices"][0]["key_gen"]  # an export from before key generations
+    path.write_text(json.dumps(doc))
+    assert registry.read_export(path)[0].key_gen == 1
+    doc["devices"][0]["key_gen"] = 0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RegistryError, match="'key_gen'"):
+        registry.read_export(path)
+
+
+def _migrated_v2_db(path):
+    """A DB as a gateway before key generations left it (schema v2, one device)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    for version, script in enumerate(store.MIGRATIONS[:2], start=1):
+        con.executescript(script)
+        con.execute(f"PRAGMA user_version={version}")
+    con.execute("INSERT INTO sites (name, kind, address, lat, lon) VALUES "
+                "('Toko', 'shop', 'Jl. 1', 0, 0)")
+    con.execute("INSERT INTO devices (device_id, key, site_id, paths, supervision_s, "
+                "registered_at, updated_at) VALUES (7, ?, 1, '[\"lora\"]', 600, 123.0, 124.0)",
+                (bytes(16),))
+    con.close()
+
+
+def test_migration_gives_existing_devices_generation_1_and_their_registration_time(tmp_path):
+    db = tmp_path / "gw.db"
+    _migrated_v2_db(db)
+    s = store.Store(db)
+    try:
+        assert s.schema_version == len(store.MIGRATIONS)
+        assert s.get_device(7).key_gen == 1
+        assert s.enrolled_at(7) == 123.0
+        assert s.rekey(7, bytes(range(16)), now=500.0) == 2
+        assert s.rekey(7, bytes(range(1, 17)), now=600.0) == 3
+        assert s.enrolled_at(7) == 600.0
+        assert s.rekey(99, bytes(16)) is None  # not registered
+    finally:
+        s.close()
+
+
+def test_import_of_an_older_generation_or_a_forked_key_is_refused(tmp_path):
+    s = store.Store(tmp_path / "gw.db")
+    try:
+        s.upsert_device(_rec(9), now=100.0)
+        new_key = bytes(range(100, 116))
+        assert s.rekey(9, new_key, now=200.0) == 2
+        with pytest.raises(registry.KeyConflictError) as e:
+            s.upsert_devices([_rec(10), _rec(9)])  # the provision export, gen 1
+        msg = str(e.value)
+        assert "00000009" in msg and "generation 2" in msg and "generation 1" in msg
+        assert "--allow-older-key" in msg and "panicgw devices export" in msg
+        assert s.get_device(9).key == new_key and s.get_device(10) is None  # all or nothing
+        with pytest.raises(registry.KeyConflictError, match="forked key"):
+            s.upsert_device(_rec(9, key_gen=2))  # same generation, another key
+        assert s.get_device(9).key == new_key
+        # the same key again (a sync between gateways) is fine and keeps generation 2
+        same = _rec(9, key_gen=1)
+        same.key = new_key
+        s.upsert_device(same, now=300.0)
+        assert (s.get_device(9).key_gen, s.enrolled_at(9)) == (2, 200.0)
+        # a newer generation from elsewhere is taken as it is
+        newer = _rec(9, key_gen=5)
+        newer.key = bytes(range(50, 66))
+        s.upsert_device(newer, now=400.0)
+        assert (s.get_device(9).key_gen, s.enrolled_at(9)) == (5, 400.0)
+        # the override: the file's key becomes the newest generation
+        s.upsert_device(_rec(9), now=500.0, allow_older_key=True)
+        assert (s.get_device(9).key, s.get_device(9).key_gen) == (bytes(range(16)), 6)
+    finally:
+        s.close()
+
+
+def test_key_file_records_its_generation(tmp_path):
+    path = tmp_path / "k.key"
+    registry.write_key_file(path, 0x1234ABCD, bytes(range(16)), key_gen=4)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    kf = registry.read_key_file_full(path)
+    assert (kf.device_id, kf.key, kf.key_gen) == (0x1234ABCD, bytes(range(16)), 4)
+    assert registry.read_key_file(path) == (0x1234ABCD, bytes(range(16)))
+    path.write_text(bytes(range(16)).hex())
+    assert registry.read_key_file_full(path).key_gen is None

@@ -26,6 +26,9 @@ def _populate(store: Store, rng: random.Random, n: int) -> None:
     store.upsert_devices(recs)
     with store.transaction():
         for r in recs:
+            if rng.random() < 0.3:  # (re)enrolled recently: registered, rekeyed
+                store.db.execute("UPDATE devices SET enrolled_at = ? WHERE device_id = ?",
+                                 (NOW - rng.uniform(0, 3 * r.supervision_s + 900), r.device_id))
             roll = rng.random()
             if roll < 0.15:
                 continue  # never heard
@@ -46,7 +49,8 @@ def _all_views(store: Store) -> list[DeviceView]:
             rec.device_id, rec.supervision_s, st.last_heard if st else None,
             st.supervision if st else "ok", bool(st.battery_alarm) if st else False,
             bool(st.low_battery) if st else False, st.battery_mv if st else None,
-            st.replay_highest if st and st.replay_highest >= 0 else None))
+            st.replay_highest if st and st.replay_highest >= 0 else None,
+            store.enrolled_at(rec.device_id)))
     return out
 
 
@@ -71,6 +75,27 @@ def test_candidates_raise_what_a_full_scan_raises(tmp_path, seed):
             assert len(cands) < len(views)  # it does prefilter
             checked += len(full)
     assert checked > 50  # the states produced every kind of event, not an empty comparison
+    store.close()
+
+
+def test_a_device_enrolled_after_the_gateway_started_is_not_lost_until_its_own_limit(tmp_path):
+    """Issue 11.1: silence counts from registration (or a rekey), not from gateway start."""
+    store = Store(tmp_path / "gw.db")
+    site = SiteRecord("Toko", "shop", "Jl. Contoh 1", -6.9, 107.6, "Ani", "+62811")
+    sup = Supervisor(started_at=NOW - 985)  # the gateway has been up 985 s
+    store.upsert_device(DeviceRecord(0xABC, bytes(16), site, "kasir", ["lora"], 60), now=NOW)
+    limit = sup.limit_s(60)  # 2 x 60 + 300 = 420 s
+    for t in (NOW + 2, NOW + limit):
+        assert sr.evaluate(store.db, sup, t, bridge_last_seen=None, bridge_enabled=False,
+                           checkins=False) == []
+    # a rekey restarts the count: the button is being re-provisioned
+    assert store.rekey(0xABC, bytes(range(16)), now=NOW + 400) == 2
+    assert sr.evaluate(store.db, sup, NOW + 400 + limit, bridge_last_seen=None,
+                       bridge_enabled=False, checkins=False) == []
+    late = sr.evaluate(store.db, sup, NOW + 400 + limit + 1, bridge_last_seen=None,
+                       bridge_enabled=False, checkins=False)
+    assert [(e.event, e.device_id) for e in late] == [("supervision_lost", 0xABC)]
+    assert "silent for 421 s" in late[0].detail
     store.close()
 
 

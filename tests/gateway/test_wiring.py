@@ -58,7 +58,7 @@ def test_dead_broker_does_not_delay_dispatch(tmp_path):
     disp = DispatchThread()
     try:
         cfg = _gw(tmp_path, mqtt={"enabled": True, "port": free_port()},
-                  dispatch={"url": disp.srv.url})
+                  dispatch={"url": disp.srv.url, "allow_insecure_http": True})
         with GatewayThread(cfg) as g:
             t0 = time.monotonic()
             assert post_frame(g.gw.http.port, uplink(counter=0x00010001)) == 200
@@ -146,7 +146,7 @@ def test_alarm_fast_lane_needs_no_outbox_read_and_delivery_is_recorded(tmp_path)
     the pipeline thread, the single writer) is on disk."""
     disp = DispatchThread()
     try:
-        cfg = _gw(tmp_path, dispatch={"url": disp.srv.url})
+        cfg = _gw(tmp_path, dispatch={"url": disp.srv.url, "allow_insecure_http": True})
         with GatewayThread(cfg) as g:
             reads: list[float] = []
 

@@ -72,6 +72,7 @@ def png_matrix(path) -> list[list[bool]]:
 def test_provision_into_gateway_db(mpboard, tmp_path):
     cp = make_circuitpy(mpboard.fs)
     db = tmp_path / "gw" / "panicgw.db"
+    Store(db).close()  # C3: only the gateway creates it
     keyfile = tmp_path / "key.json"
     r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(db), "--drive", str(cp),
                             "--port", mpboard.port, "--label-dir", str(tmp_path / "labels"),

@@ -22,6 +22,7 @@ SITE = ["--site-name", "Toko Maju", "--kind", "shop", "--address", "Jl. Merdeka 
 
 
 def _provision(mpboard, tmp_path, db) -> tuple[int, bytes]:
+    Store(db).close()  # C3: only the gateway creates it
     cp = make_circuitpy(mpboard.fs)
     r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(db), "--drive", str(cp),
                             "--port", mpboard.port, "--label-dir", str(tmp_path),

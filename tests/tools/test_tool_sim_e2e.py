@@ -99,6 +99,7 @@ def test_provisioned_button_test_press_heard(tmp_path):
     device_id, key = identity.new_identity()
     rec = registry.DeviceRecord(device_id, key, registry.SiteRecord(
         "Toko Maju", "shop", "Jl. Merdeka 12", -6.9, 107.6), "counter", ["wifi"], 3600, "0.1.0")
+    Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
     registry.register(tmp_path / "gw" / "gateway.db", rec)
     proc, db, port = start_gateway(tmp_path)
     url = f"http://127.0.0.1:{port}"
@@ -152,6 +153,7 @@ def test_sim_over_virtual_lora_bridge(tmp_path):
     btn = None
     try:
         device_id, key = identity.new_identity()
+        Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
         registry.register(tmp_path / "gw" / "gateway.db", registry.DeviceRecord(
             device_id, key, registry.SiteRecord("Rumah", "home", "Gg. Mawar 3", -6.9, 107.6),
             "bedroom", ["lora"], 3600, "0.1.0"))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from panicbutton import FIRMWARE_VERSION, nvmstore
 from panicgw import registry
+from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock
 from panictool import identity, testrequest
 from panictool.cli import app
@@ -72,6 +73,7 @@ def wifi_gateway(tmp_path):
     rec = registry.DeviceRecord(device_id, key, registry.SiteRecord(
         "Warung Sari", "shop", "Jl. Kaliurang 5", -7.7, 110.4), "till", ["wifi"], 3600,
         FIRMWARE_VERSION)
+    Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
     registry.register(tmp_path / "gw" / "gateway.db", rec)
     proc, db, port = start_gateway(tmp_path)
     try:

@@ -148,8 +148,8 @@ def rekey(
             saved = _save_for_gateway(device_id, key, key_file)
             common.fail(common.REGISTRY, f"the board has its new key but the gateway database "
                         f"was not updated: {e}", f"the key is in {saved} (0600): on the gateway "
-                        f"run `panicgw devices rekey {device_id:08X} --key <32 hex digits from "
-                        "that file>`", as_json, {"device_id": device_id, "key_file": str(saved)})
+                        f"run `panicgw devices rekey {device_id:08X} --use-key {saved}`",
+                        as_json, {"device_id": device_id, "key_file": str(saved)})
         if key_file is not None:
             try:
                 _save_for_gateway(device_id, key, key_file)

@@ -347,6 +347,7 @@ port = 0
 
 [dispatch]
 url = "{self.dispatch.server.url if self.dispatch else ''}"
+allow_insecure_http = true
 token = "{token}"
 secret = "{secret}"
 timeout_s = 5.0
