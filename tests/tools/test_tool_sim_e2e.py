@@ -127,7 +127,9 @@ def test_provisioned_button_test_press_heard(tmp_path):
         counter, _ = verify.wait_for_press(lines, 15)
         assert counter is not None
         verify.check_heard(res, verify.db_source(db), str(db), device_id, counter, rep["paths"],
-                           9, 20, lines)
+                           9, 20)
+        ack = verify.wait_for_ack(lines, counter, 10)  # the gateway commits, then ACKs
+        assert ack is not None and (ack.status, ack.path) == (1, "wifi"), btn.console[-5:]
     finally:
         btn.stop()
         stop(proc)
@@ -178,7 +180,7 @@ def test_sim_over_virtual_lora_bridge(tmp_path):
     lora = [h for h in res.heard if h["path"] == "lora"][0]
     assert lora["rssi"] == -104.0 and lora["snr"] == -3.0
     assert lora["margin_db"] == 9.5  # -3 dB SNR is 9.5 dB above SF9's -12.5 dB floor
-    assert by["LoRa link margin"].status == verify.PASS
+    assert by["LoRa uplink margin"].status == verify.PASS
 
 
 def test_sim_needs_a_registry_and_one_path(tmp_path):

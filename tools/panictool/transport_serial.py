@@ -8,6 +8,11 @@ sends ``\\x01`` each time another window may be sent) or, when the board does no
 plain raw mode; then Ctrl-D. The board answers ``OK``, the program's stdout, ``\\x04``, its
 stderr, ``\\x04``, ``>``. Ctrl-B leaves the raw REPL; Ctrl-D at the normal prompt reloads
 (CircuitPython runs code.py again).
+
+A button whose code.py a tool stopped sends nothing (no alarm, no heartbeat) until it runs
+again, so the session is a context manager that restarts code.py on every way out: done,
+refused, failed, Ctrl-C in the tool, or the board gone (then there is nothing to restart:
+a board that comes back powers up into code.py by itself).
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class SerialTransport(Transport):
         self.use_raw_paste = use_raw_paste
         self.in_raw = False
         self.raw_paste_used = False
+        # True from the first Ctrl-C we send until code.py runs again: the board is halted
+        # because of us, and close() must restart it.
+        self.halted = False
+        self.answered = False  # the board showed a REPL prompt in this session
+        self.restarts = 0  # soft reboots into code.py this session did (tests, reports)
         self._pushback = b""
         try:
             self.serial = serial.Serial(port, baudrate, timeout=0.05, write_timeout=5.0,
@@ -108,20 +118,18 @@ class SerialTransport(Transport):
         self.close()
 
     def close(self) -> None:
-        """Leave the raw REPL (so the board's console behaves normally) and close the port."""
+        """Restart code.py if this session stopped it, then close the port. Never raises:
+        it runs on every way out of a command, including a vanished port."""
         if getattr(self, "serial", None) is None:
             return
-        try:
-            if self.in_raw:
-                self.serial.write(b"\x02")
-                self.serial.flush()
-        except (serial.SerialException, OSError):
-            pass
+        if self.halted:
+            self.run_code(best_effort=True)
         self.in_raw = False
         try:
             self.serial.close()
         except (serial.SerialException, OSError):
             pass
+        self.serial = None
 
     # -- low-level I/O ------------------------------------------------------------------------
 
@@ -199,6 +207,7 @@ class SerialTransport(Transport):
         """Stop the running program and get to the normal ``>>>`` prompt; returns what the
         board printed (code.py's last output, banners)."""
         seen = bytearray()
+        self.halted = True  # from here on code.py may be stopped: close() restarts it
         self._write(b"\r\x03")
         time.sleep(0.05)
         self._write(b"\x03")
@@ -212,6 +221,7 @@ class SerialTransport(Transport):
                 continue
             if seen.rstrip(b" ").endswith(b">>>") or seen.endswith((b"\n>", b"\x04>")) \
                     or RAW_BANNER in seen:
+                self.answered = True
                 return bytes(seen)
             self._write(b"\r\x03")  # maybe the first Ctrl-C went into a reload
         raise TransportError(f"the board on {self.port} does not answer", NO_ANSWER_HINT)
@@ -240,21 +250,56 @@ class SerialTransport(Transport):
             self.in_raw = False
 
     def soft_reboot(self, run_code: bool = True) -> None:
-        """Reload the board. With ``run_code`` (CircuitPython) leave the raw REPL first so the
-        reload runs code.py; the caller then reads the console (e.g. the boot report)."""
+        """Reload the board. With ``run_code`` code.py runs (the caller then reads the
+        console, e.g. the boot report); without, the board stays in a fresh raw REPL."""
+        if run_code:
+            if not self.halted:
+                self.interrupt()
+            if not self.run_code():
+                raise TransportError(f"the board on {self.port} did not restart its code.py",
+                                     NO_ANSWER_HINT)
+            return
         if not self.in_raw:
             self.enter_raw_repl()
-        if run_code:
-            self.exit_raw_repl()
-            self.read_until(FRIENDLY_PROMPT, timeout=1.0)
-            self._write(b"\x04")
-        else:
-            self._write(b"\x04")
-            data = self.read_until(RAW_BANNER, timeout=self.answer_timeout)
-            if not data.endswith(RAW_BANNER):
-                raise TransportError(f"the board on {self.port} did not come back after reboot",
-                                     NO_ANSWER_HINT)
-            self.read_until(b">", timeout=1.0)
+        self._write(b"\x04")
+        data = self.read_until(RAW_BANNER, timeout=self.answer_timeout)
+        if not data.endswith(RAW_BANNER):
+            raise TransportError(f"the board on {self.port} did not come back after reboot",
+                                 NO_ANSWER_HINT)
+        self.read_until(b">", timeout=1.0)
+
+    def run_code(self, best_effort: bool = False) -> bool:
+        """Get the board from wherever this session left it (raw REPL, a snippet still
+        running, the friendly prompt, "Press any key") back to running code.py: Ctrl-C
+        stops a snippet, Ctrl-B leaves the raw REPL, Ctrl-D at the friendly prompt is the
+        soft reboot. True once the board said "soft reboot". ``best_effort``: never
+        raise (the port may be gone) and give up sooner on a board that never answered."""
+        wait = self.answer_timeout if self.answered or not best_effort \
+            else self.answer_timeout / 4
+        for _ in range(2):
+            try:
+                self._pushback = b""
+                self._write(b"\r\x03")  # a snippet still running (Ctrl-C in the tool)
+                self.drain(quiet=0.1, limit=min(1.0, wait))
+                self._write(b"\x02")  # leave the raw REPL (at the friendly prompt: a banner)
+                self.read_until(FRIENDLY_PROMPT, timeout=min(1.0, wait))
+                self._write(b"\x04")
+                seen = self.read_until(b"soft reboot", timeout=wait)
+            except TransportError:
+                if best_effort:
+                    return False
+                raise
+            if seen.endswith(b"soft reboot"):
+                # What follows is code.py's console, which the caller may read (the boot
+                # report): it starts at the reboot line.
+                self._pushback = b"\r\nsoft reboot" + self._pushback
+                self.in_raw = False
+                self.halted = False
+                self.restarts += 1
+                return True
+            if not self.answered:
+                break
+        return False
 
     def read_console(self, timeout: float = 0.2) -> bytes:
         """Whatever the board printed within ``timeout`` seconds (for monitors and reports)."""
