@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import termios
 import time
 
 import serial
@@ -27,6 +28,9 @@ from serial.tools import list_ports, list_ports_common
 from panictool.transport import Transport, TransportError
 
 ADAFRUIT_VID = 0x239A
+# What a vanished port raises: pyserial's own errors, the OS's, and termios' (tcdrain on a
+# pty or USB device that went away raises termios.error, which is neither).
+PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 RAW_BANNER = b"raw REPL; CTRL-B to exit"
 PRESS_ANY_KEY = b"Press any key to enter the REPL"
 FRIENDLY_PROMPT = b">>> "
@@ -35,6 +39,9 @@ DIALOUT_HINT = ("add your user to the dialout group: `sudo usermod -aG dialout $
                 "then log out and back in")
 BUSY_HINT = ("another program holds the port (a serial monitor, mpremote, screen, or a running "
              "panicgw with this port as its bridge): close it and try again")
+LEFT_HALTED_HINT = ("the button may be left stopped (it sends nothing, alarms included): "
+                    "press its reset button, or plug it back in and run `panictool console "
+                    "--reload --seconds 5`")
 NO_ANSWER_HINT = ("is the board running CircuitPython? Unplug and replug it, press reset once, "
                   "and check it is the console port (the bridge's data port does not answer)")
 
@@ -88,6 +95,7 @@ class SerialTransport(Transport):
         self.halted = False
         self.answered = False  # the board showed a REPL prompt in this session
         self.restarts = 0  # soft reboots into code.py this session did (tests, reports)
+        self.left_halted = False  # closed without getting code.py to run (port gone)
         self._pushback = b""
         try:
             self.serial = serial.Serial(port, baudrate, timeout=0.05, write_timeout=5.0,
@@ -114,20 +122,22 @@ class SerialTransport(Transport):
     def __enter__(self) -> SerialTransport:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.close()
+        if self.left_halted and isinstance(exc, TransportError):
+            exc.hint = ((exc.hint + "; ") if exc.hint else "") + LEFT_HALTED_HINT
 
     def close(self) -> None:
         """Restart code.py if this session stopped it, then close the port. Never raises:
         it runs on every way out of a command, including a vanished port."""
         if getattr(self, "serial", None) is None:
             return
-        if self.halted:
-            self.run_code(best_effort=True)
+        if self.halted and not self.run_code(best_effort=True):
+            self.left_halted = True
         self.in_raw = False
         try:
             self.serial.close()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
         self.serial = None
 
@@ -140,8 +150,15 @@ class SerialTransport(Transport):
         except serial.SerialTimeoutException:
             raise TransportError(f"{self.port}: the board stopped reading",
                                  NO_ANSWER_HINT) from None
-        except (serial.SerialException, OSError) as e:
+        except PORT_ERRORS as e:
             raise TransportError(f"{self.port}: write failed ({e}); was the board unplugged?") \
+                from None
+
+    def _in_waiting(self) -> int:
+        try:
+            return int(self.serial.in_waiting)
+        except PORT_ERRORS as e:
+            raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
                 from None
 
     def _read_some(self) -> bytes:
@@ -150,7 +167,7 @@ class SerialTransport(Transport):
         try:
             n = self.serial.in_waiting
             return self.serial.read(max(1, n))
-        except (serial.SerialException, OSError) as e:
+        except PORT_ERRORS as e:
             raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
                 from None
 
@@ -181,8 +198,9 @@ class SerialTransport(Transport):
         while len(data) < n and time.monotonic() < end:
             try:
                 data += self.serial.read(n - len(data))
-            except (serial.SerialException, OSError) as e:
-                raise TransportError(f"{self.port}: read failed ({e})") from None
+            except PORT_ERRORS as e:
+                raise TransportError(f"{self.port}: read failed ({e}); was the board "
+                                     "unplugged?") from None
         return bytes(data)
 
     def _take_pushback(self, n: int) -> bytes:
@@ -223,7 +241,10 @@ class SerialTransport(Transport):
                     or RAW_BANNER in seen:
                 self.answered = True
                 return bytes(seen)
-            self._write(b"\r\x03")  # maybe the first Ctrl-C went into a reload
+            # Silence: the first Ctrl-C went into a reload, or the board sits in a raw REPL
+            # (left there by a tool that lost the port), where Ctrl-C prints nothing:
+            # Ctrl-B leaves it (at the prompt: a banner; while code runs: ignored).
+            self._write(b"\x02\r\x03")
         raise TransportError(f"the board on {self.port} does not answer", NO_ANSWER_HINT)
 
     def enter_raw_repl(self) -> None:
@@ -337,7 +358,7 @@ class SerialTransport(Transport):
         remain = window
         i = 0
         while i < len(code):
-            while remain == 0 or self._pushback or self.serial.in_waiting:
+            while remain == 0 or self._pushback or self._in_waiting():
                 b = self._read_exact(1, self.answer_timeout)
                 if b == b"\x01":
                     remain += window
