@@ -239,31 +239,33 @@ def run_test(res: verify.Result, lines: verify.LineSource, device_id: int, key: 
     start = time.monotonic()
     if nonce is not None:
         why_not = _remote_outcome(rep, nonce)
-    if nonce is not None and why_not is None:
-        res.test = {"trigger": "usb", "nonce": nonce, "counter": None, "ack": None}
-        counter, _ = verify.wait_for_press(lines, timeout)
-        if counter is None:
-            res.add("TEST sent", verify.FAIL, f"the firmware took TEST request {nonce} but "
-                    f"queued no TEST within {timeout:.0f} s",
-                    "read the console (`panictool console`) for errors")
-            return
-        res.add("TEST sent", verify.PASS, f"counter {counter}, requested over USB "
-                f"(request {nonce})")
-    else:
+    usb = nonce is not None and why_not is None
+    if not usb:
         if why_not is not None:
             res.add("TEST request", verify.WARN, f"{why_not}; falling back to a TEST press")
         typer.echo("Press the button 5 times quickly now (TEST pattern) ...", err=as_json)
-        res.test = {"trigger": "press", "nonce": None, "counter": None, "ack": None}
-        counter, _ = verify.wait_for_press(lines, timeout)
-        if counter is None:
-            res.add("TEST press", verify.FAIL, f"no TEST press seen within {timeout:.0f} s",
-                    "press 5 times quickly, about 3 presses per second")
-            return
-        res.add("TEST press", verify.PASS, f"counter {counter}")
-    res.test["counter"] = counter
-    left = max(5.0, timeout - (time.monotonic() - start))
-    with common.waiting(f"waiting for the gateway's ACK of TEST {counter}", left,
+    res.test = {"trigger": "usb" if usb else "press", "nonce": nonce if usb else None,
+                "counter": None, "ack": None}
+    what = "the TEST" if usb else "your TEST press"
+    with common.waiting(f"waiting for {what} and the gateway's ACK", timeout,
                         as_json) as tick:
+        counter, _ = verify.wait_for_press(lines, timeout, tick)
+        if counter is None:
+            if usb:
+                res.add("TEST sent", verify.FAIL, f"the firmware took TEST request {nonce} "
+                        f"but queued no TEST within {timeout:.0f} s",
+                        "read the console (`panictool console`) for errors")
+            else:
+                res.add("TEST press", verify.FAIL, f"no TEST press seen within "
+                        f"{timeout:.0f} s", "press 5 times quickly, about 3 presses per second")
+            return
+        if usb:
+            res.add("TEST sent", verify.PASS, f"counter {counter}, requested over USB "
+                    f"(request {nonce})")
+        else:
+            res.add("TEST press", verify.PASS, f"counter {counter}")
+        res.test["counter"] = counter
+        left = max(5.0, timeout - (time.monotonic() - start))
         ack = verify.wait_for_ack(lines, counter, left, tick)
     proved = verify.check_ack(res, ack, key, device_id, counter, left, rep.get("firmware"))
     sf = int((rep.get("settings") or {}).get("sf") or 9)

@@ -72,10 +72,11 @@ def count_progress(quiet: bool = False) -> Progress:
 
 @contextmanager
 def waiting(description: str, total_s: float, quiet: bool = False
-            ) -> Iterator[Callable[[float], None]]:
+            ) -> Iterator[Callable[[float | None], None]]:
     """Progress for a wait of up to ``total_s`` seconds, on stderr: a bar that counts the
     seconds on a terminal, else one line saying what is awaited and for how long (so a log
-    shows why nothing happens for a minute). Yields ``tick(seconds_waited)``."""
+    shows why nothing happens for a minute). Yields ``tick(seconds_waited or None)``; None
+    counts from the start of the wait."""
     if quiet:
         yield lambda _s: None
         return

@@ -191,12 +191,16 @@ def check_report(res: Result, rep: dict[str, Any] | None, rec: Any,
                     "check PB_WIFI_SSID/PB_WIFI_PASSWORD and the shop's Wi-Fi")
 
 
-def wait_for_press(next_line: LineSource, timeout: float) -> tuple[int | None, list[str]]:
+def wait_for_press(next_line: LineSource, timeout: float,
+                   tick: Callable[[float | None], None] | None = None
+                   ) -> tuple[int | None, list[str]]:
     """Counter of the TEST the button queued, and the console lines seen meanwhile."""
     seen: list[str] = []
     end = time.monotonic() + timeout
     while (left := end - time.monotonic()) > 0:
-        line = next_line(left)
+        line = next_line(min(left, 0.5))
+        if tick is not None:
+            tick(None)
         if line is None:
             continue
         seen.append(line)
@@ -252,15 +256,14 @@ def api_source(url: str) -> HeardSource:
 
 
 def wait_for_ack(next_line: LineSource, counter: int, timeout: float,
-                 tick: Callable[[float], None] | None = None) -> AckLine | None:
-    """The button's ACK line for ``counter`` within ``timeout`` s (``tick`` gets the seconds
-    waited so far, for a progress display)."""
-    start = time.monotonic()
-    end = start + timeout
+                 tick: Callable[[float | None], None] | None = None) -> AckLine | None:
+    """The button's ACK line for ``counter`` within ``timeout`` s (``tick`` is called as it
+    waits, for a progress display)."""
+    end = time.monotonic() + timeout
     while (left := end - time.monotonic()) > 0:
         ack = parse_ack(next_line(min(left, 0.5)))
         if tick is not None:
-            tick(time.monotonic() - start)
+            tick(None)
         if ack is not None and ack.counter == counter:
             return ack
     return None
