@@ -126,6 +126,7 @@ def test_sim_bridge_prints_the_pty_and_the_gateway_acks_tests_over_lora(tmp_path
     [serial] port at it and starts the gateway; both buttons' TEST presses are acknowledged
     via lora and stored with a lora reception."""
     db = tmp_path / "gw" / "gateway.db"
+    Store(db).close()  # the gateway has run before: its DB exists (sim never creates it)
     sim = Proc([str(PANICTOOL), "sim", "--bridge", "--gateway-db", str(db), "--buttons", "2",
                 "--rate", "5", "--seed", "7", "--json"])
     gw = None
