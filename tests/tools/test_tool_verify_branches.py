@@ -330,3 +330,26 @@ def test_verify_without_port_exits_4_with_the_hint(monkeypatch, tmp_path, ports,
     doc = json.loads(r.output)
     assert doc["ok"] is False and doc["exit_code"] == 4
     assert error in doc["error"] and "--port" in doc["hint"]
+
+
+def test_a_crashing_code_py_ends_the_boot_wait_with_its_error():
+    """CircuitPython prints a traceback and stops; verify says what broke at once instead
+    of waiting out --boot-timeout for a report that cannot come."""
+    lines = iter(["soft reboot", "", "Auto-reload is off.", "code.py output:",
+                  "Traceback (most recent call last):", '  File "code.py", line 3, in <module>',
+                  '  File "hal_board.py", line 11, in <module>',
+                  "ImportError: no module named 'alarm'", "", "Code done running."])
+    crash: list[str] = []
+
+    def next_line(_timeout: float) -> str:
+        line = next(lines, None)
+        assert line is not None, "kept waiting after code.py had stopped"
+        return line
+
+    rep = verify.read_boot_report(next_line, 30.0, crash)
+    assert rep is None and crash == ["ImportError: no module named 'alarm'"]
+    res = verify.Result()
+    verify.check_report(res, rep, record(), None, identity.fingerprint, crash[0])
+    c = res.checks[0]
+    assert c.status == "FAIL" and "ImportError: no module named 'alarm'" in c.detail
+    assert "panictool flash" in c.hint

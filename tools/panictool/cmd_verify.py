@@ -207,8 +207,10 @@ def verify_cmd(
                     nonce = testrequest.request(t)
             lines = SerialLines(t)
             t.soft_reboot(run_code=True)
-            rep = verify.read_boot_report(lines, boot_timeout)
-            verify.check_report(res, rep, rec, board_fp, identity.fingerprint)
+            crash: list[str] = []
+            rep = verify.read_boot_report(lines, boot_timeout, crash)
+            verify.check_report(res, rep, rec, board_fp, identity.fingerprint,
+                                crash[0] if crash else None)
             if no_test:
                 res.add("TEST", verify.INFO, "not sent (--no-test): reception not checked")
             elif rep is not None and "error" not in rep:

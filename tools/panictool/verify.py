@@ -136,8 +136,16 @@ def link_margin(snr: float | None, sf: int) -> float | None:
     return round(snr - SNR_FLOOR_DB[sf], 1)
 
 
-def read_boot_report(next_line: LineSource, timeout: float) -> dict[str, Any] | None:
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
+
+
+def read_boot_report(next_line: LineSource, timeout: float,
+                     crash: list[str] | None = None) -> dict[str, Any] | None:
+    """The ``PANIC-BUTTON {json}`` boot report code.py prints first. A code.py that dies
+    with a traceback before printing one ends the wait at once; its exception line goes
+    into ``crash`` (when given) so the check can say what broke."""
     end = time.monotonic() + timeout
+    in_traceback = False
     while (left := end - time.monotonic()) > 0:
         line = next_line(left)
         if line is None:
@@ -145,15 +153,28 @@ def read_boot_report(next_line: LineSource, timeout: float) -> dict[str, Any] | 
         rep = report.parse(line)
         if rep is not None:
             return rep
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and _EXCEPTION_LINE.match(line.strip()):
+            if crash is not None:
+                crash.append(line.strip())
+            return None
     return None
 
 
 def check_report(res: Result, rep: dict[str, Any] | None, rec: Any,
-                 board_fp: str | None, fp_of: Callable[[bytes], str]) -> None:
+                 board_fp: str | None, fp_of: Callable[[bytes], str],
+                 crash: str | None = None) -> None:
     """Boot report, firmware version and key fingerprint against the registry record."""
     if rep is None:
-        res.add("boot report", FAIL, "no PANIC-BUTTON line on the console",
-                "is the button firmware flashed (`panictool flash`)? press reset and retry")
+        if crash:
+            res.add("boot report", FAIL, f"code.py stopped before its boot report: {crash}",
+                    "flash the firmware again (`panictool flash`); if it repeats, read the "
+                    "whole traceback with `panictool console --reload`")
+        else:
+            res.add("boot report", FAIL, "no PANIC-BUTTON line on the console",
+                    "is the button firmware flashed (`panictool flash`)? press reset and "
+                    "retry")
         return
     res.report = rep
     if "error" in rep:
