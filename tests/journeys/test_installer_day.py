@@ -96,6 +96,16 @@ def day_commands() -> list[str]:
     return out
 
 
+def doc_command(section: str, prefix: str) -> str:
+    """The one `$ <prefix>...` command line of a doc section (e.g. "2. Provision")."""
+    text = DOC.read_text()
+    body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
+    found = [ln[2:].split(" #")[0].strip() for ln in body.splitlines()
+             if ln.startswith(f"$ {prefix}")]
+    assert len(found) == 1, (section, prefix, found)
+    return found[0]
+
+
 def test_the_day_is_three_commands_on_the_laptop():
     cmds = day_commands()
     words = [" ".join(shlex.split(c)[:2 if c.startswith("panictool") else 3]) for c in cmds]
@@ -217,11 +227,14 @@ class Laptop:
         monkeypatch.chdir(self.home)
         self.no_gateway = str(tmp / "no-such" / "gateway.toml")  # not a gateway machine
 
-    def run(self, cmd: str, gateway: Gateway) -> Any:
-        argv = shlex.split(cmd)
+    def run(self, cmd: str, gateway: Gateway, on_gateway: bool = False) -> Any:
+        """Run a doc's command line; ``on_gateway``: on the Pi itself, where the default
+        config is the gateway's (the doc's /etc/panicgw/gateway.toml is that file)."""
+        argv = [a.replace("/etc/panicgw/gateway.toml", str(gateway.config))
+                for a in shlex.split(cmd)]
         if argv[0] == "panictool":
-            return CliRunner().invoke(tool_app, argv[1:],
-                                      env={"PANICGW_CONFIG": self.no_gateway})
+            return CliRunner().invoke(tool_app, argv[1:], env={
+                "PANICGW_CONFIG": str(gateway.config) if on_gateway else self.no_gateway})
         assert argv[0] == "panicgw", cmd
         # On the gateway its admin's commands find the DB from the default config, which
         # PANICGW_CONFIG points at (/etc/panicgw/gateway.toml on a real Pi).
@@ -398,3 +411,41 @@ def test_installer_day_as_the_doc_writes_it(world, kind):
         board.stop()
     if pending:
         pytest.xfail("; ".join(pending))
+
+
+def test_on_the_gateway_itself_three_commands_in_all(world):
+    """The doc's other way: the button on the Pi's USB. flash as on the laptop, then
+    `provision ... --config /etc/panicgw/gateway.toml` registers straight into the DB that
+    the running `panicgw run --config` uses (no import), and `verify --config` passes with
+    the gateway's view; a plain `panictool verify` there finds the same DB by itself."""
+    laptop, gw, air, tmp = world
+    flash = day_commands()[0]
+    provision = doc_command("2. Provision", "panictool provision")
+    verify = doc_command("3. Verify", "panictool verify --config")
+    assert "--config /etc/panicgw/gateway.toml" in provision
+    uf2_name = shlex.split(flash)[shlex.split(flash).index("--uf2") + 1]
+    (laptop.home / uf2_name).write_bytes(uf2_image(RP2040))
+    board = Board("sim", tmp, laptop, air)
+    try:
+        r = laptop.run(flash, gw, on_gateway=True)
+        assert r.exit_code == 0, r.output
+        r = laptop.run(provision, gw, on_gateway=True)
+        assert r.exit_code == 0, r.output
+        m = re.search(r"device 0x([0-9A-F]{8}) provisioned", r.output)
+        assert m and f"registered in the gateway DB {gw.db}" in r.output, r.output
+        dev = int(m.group(1), 16)
+        assert gw.knows(dev)
+        assert "next: panictool verify  (" in r.output  # nothing to import
+        assert not list(tmp.glob("**/panicgw-data"))  # no second, unread registry made
+        r = laptop.run(verify, gw, on_gateway=True)
+        out = r.output
+        assert r.exit_code == 0, out
+        for check in ("registered: 0x", "key fingerprint", "TEST sent", "gateway heard TEST: "
+                      "stored as test via lora", "LoRa uplink margin"):
+            assert f"PASS {check}" in out, (check, out)
+        counter = int(re.search(r"TEST sent: counter (\d+)", out).group(1))
+        assert gw.stored_test(dev, counter) == [("lora", RSSI, SNR)]
+        r = laptop.run("panictool verify", gw, on_gateway=True)
+        assert r.exit_code == 0 and "PASS gateway heard TEST" in r.output, r.output
+    finally:
+        board.stop()
