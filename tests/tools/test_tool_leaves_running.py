@@ -65,8 +65,13 @@ class Board:
         """A TEST press now gets the firmware's press line: code.py runs and acts on it."""
         start = len(self.btn.console)
         self.btn.test()
-        return self.btn.wait_for_line(lambda ln: PRESS.search(ln) is not None, within,
-                                      start) is not None
+        if self.btn.wait_for_line(lambda ln: PRESS.search(ln) is not None, within,
+                                  start) is not None:
+            return True
+        print("no press line; console since the press:", self.btn.console[start:],
+              "console before:", self.btn.console[max(0, start - 8):start],
+              "usb state:", self.usb.state)
+        return False
 
 
 @pytest.fixture

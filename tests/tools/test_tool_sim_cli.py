@@ -191,6 +191,9 @@ def test_sim_bridge_link_and_export_imported_while_sim_waits(tmp_path):
     assert doc["ready"] == 1 and doc["presses"] == 1 and doc["acknowledged"] == 1, doc
     assert doc["ack_paths"] == {"lora": 1}
     assert doc["device_ids"] == [f"{recs[0].device_id:08X}"]
+    # sim cannot unregister what the gateway imported: it names the commands that do
+    assert doc["cleanup"]["remove_with"] == [
+        f"panicgw devices remove {recs[0].device_id:08X} --yes"]
     assert_tests_stored_over_lora(data / "gateway.db", doc["device_ids"])
     assert not os.path.lexists(link)  # removed with the port, not left dangling
     assert not os.path.lexists(m.group(2))
