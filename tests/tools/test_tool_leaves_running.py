@@ -182,7 +182,7 @@ def test_provision_port_vanishes(boards, tmp_path, monkeypatch):
     assert time.monotonic() - start < 30  # no hang on the vanished port
     # A battery keeps the board powered: it sits in the REPL until the hint is followed.
     b.usb.serial.plug()
-    assert not b.answers_test(within=3.0)
+    assert not b.answers_test(within=2.0)
     monkeypatch.undo()
     hinted = re.search(r"`(panictool console [^`]+)`", doc["hint"])
     assert hinted is not None, doc["hint"]
