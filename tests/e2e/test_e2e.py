@@ -84,8 +84,7 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
     # 1. Provision (installed console script) a button: NVM over the raw REPL, settings.
     wifi = "wifi" in paths
     http_port = free_port()
-    extra = ["--wifi-ssid", "TokoEmas", "--wifi-password", "rahasia-toko",
-             "--gateway-url", f"http://127.0.0.1:{http_port}",
+    extra = ["--wifi-ssid", "TokoEmas", "--gateway-url", f"http://127.0.0.1:{http_port}",
              "--board-profile", "feather_esp32s3_rfm95_wing"] if wifi else []
     cp = make_circuitpy(board.fs, board="adafruit_feather_esp32s3_nopsram" if wifi
                         else "adafruit_feather_rp2040_rfm")
@@ -96,8 +95,9 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
          str(SITE["lon"]), "--contact", SITE["contact"], "--phone", SITE["phone"],
          "--label", "kasir", "--export", str(export), "--drive", str(cp), "--port", board.port,
          "--label-dir", str(tmp_path / "labels"), "--sf", "9", "--frequency", "921.4",
-         "--no-reboot", "--no-qr", "--json", *extra],
-        capture_output=True, text=True, timeout=90)
+         "--no-qr", "--json", *extra],
+        capture_output=True, text=True, timeout=90,
+        env=dict(os.environ, PANICTOOL_WIFI_PASSWORD="rahasia-toko"))  # never in argv
     assert r.returncode == 0, r.stdout + r.stderr
     dev = json.loads(r.stdout)["device_id"]
     nvm = board.nvm()

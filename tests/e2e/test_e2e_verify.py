@@ -18,6 +18,7 @@ reception (path, RSSI, SNR), the button's console, and the erased request in NVM
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
              "shop", "--address", "Jl. Malioboro 52", "--lat", "-7.79", "--lon", "110.37",
              "--label", "kasir", "--export", str(export), "--drive", str(cp), "--port",
              usb.path, "--label-dir", str(tmp_path / "labels"), "--sf", "9", "--frequency",
-             "921.4", "--no-reboot", "--no-qr", "--json"],
+             "921.4", "--no-qr", "--json"],
             capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         dev = json.loads(r.stdout)["device_id"]
@@ -128,6 +129,13 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
                            capture_output=True, text=True, timeout=90)
         assert r.returncode == 0, r.stdout + r.stderr
         doc2 = json.loads(r.stdout)
+
+        # 5. At the shop, with nothing of the gateway at hand: the signed ACK is the proof.
+        r = subprocess.run([str(BIN / "panictool"), "verify", "--port", usb.path,
+                            "--timeout", "30", "--json"], capture_output=True, text=True,
+                           timeout=90, env=dict(os.environ, PANICGW_CONFIG=str(tmp_path / "x")))
+        doc3 = json.loads(r.stdout)
+        rc3 = r.returncode
     finally:
         btn.stop()
         bridge.stop()
@@ -135,16 +143,16 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
     checks = {c["name"]: c for c in doc["checks"]}
     assert doc["ok"] is True
     for name in ("registered", "boot report", "firmware version", "key fingerprint",
-                 "TEST sent", "gateway heard TEST", "LoRa link margin", "button got ACK"):
+                 "TEST sent", "gateway heard TEST", "LoRa uplink margin"):
         assert checks[name]["status"] == "PASS", (name, doc["checks"])
     assert "TEST request" not in checks  # no fallback to a manual press
     test = doc["test"]
     assert test["trigger"] == "usb" and doc["boot_report"]["remote_test"] == test["nonce"]
     counter = test["counter"]
-    assert test["ack"] == {"status": frames.STORED, "path": "lora"}
-    assert [(h["path"], h["rssi"], h["snr"], h["margin_db"]) for h in doc["heard"]] == \
-        [("lora", RSSI, SNR, 9.5)]
-    assert "9.5 dB above the SF9 floor" in checks["LoRa link margin"]["detail"]
+    assert (test["ack"]["status"], test["ack"]["path"]) == (frames.STORED, "lora")
+    assert [(h["path"], h["rssi"], h["snr"], h["margin_db"]) for h in doc["heard"]
+            if not h["duplicate"]] == [("lora", RSSI, SNR, 9.5)]
+    assert "9.5 dB above the SF9 floor" in checks["LoRa uplink margin"]["detail"]
 
     # What really happened: one TEST frame on the air with that counter ...
     sent = []
@@ -153,7 +161,7 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
             up = frames.decode_uplink(raw, key)
             sent.append((up.kind, up.counter))
     tests = [c for k, c in sent if k == frames.TEST]
-    assert tests and set(tests) == {counter, doc2["test"]["counter"]}, sent
+    assert tests and set(tests) >= {counter, doc2["test"]["counter"]}, sent
     # ... stored by the gateway as the device's TEST, heard on LoRa with the air's RSSI/SNR,
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -166,19 +174,38 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
                               "kind = 'test'", (dev,)).fetchone()[0]
     finally:
         con.close()
-    assert recs[0] == ("lora", RSSI, SNR) and n_tests == 2  # this one and doc2's
+    assert recs[0] == ("lora", RSSI, SNR) and n_tests == 3  # doc's, doc2's and doc3's
     # ... queued once by the firmware after its boot report, and the request erased.
     after = btn.console[n_console:]
     presses = [ln for ln in after if ln.startswith("PANIC-BUTTON press: test")]
     assert presses == [f"PANIC-BUTTON press: test counter={c}"
-                       for c in (counter, doc2["test"]["counter"])], after
-    head = f"PANIC-BUTTON ack: test counter={counter} status=1 via lora "  # + rssi ... down
-    assert len([ln for ln in after if ln.startswith(head)]) == 1, after
+                       for c in (counter, doc2["test"]["counter"], doc3["test"]["counter"])
+                       ], after
+    acks = [ln for ln in after if ln.startswith(f"PANIC-BUTTON ack: test counter={counter} ")]
+    assert acks and acks[0].startswith(
+        f"PANIC-BUTTON ack: test counter={counter} status=1 via lora"), after
     assert nvmstore.read_remote_test(btn.nvm.data) is None
-    assert usb.reloads == 2 and usb.execs > 0
+    assert usb.reloads == 4 and usb.execs > 0  # provision, then each verify: code.py again
     # The status-API run: a new TEST (new counter), heard and graded the same way.
     checks2 = {c["name"]: c["status"] for c in doc2["checks"]}
     assert doc2["ok"] is True and checks2["gateway heard TEST"] == "PASS", doc2["checks"]
     assert doc2["test"]["counter"] > counter and doc2["test"]["trigger"] == "usb"
-    assert [(h["path"], h["rssi"], h["snr"], h["margin_db"]) for h in doc2["heard"]] == \
-        [("lora", RSSI, SNR, 9.5)]
+    assert [(h["path"], h["rssi"], h["snr"], h["margin_db"]) for h in doc2["heard"]
+            if not h["duplicate"]] == [("lora", RSSI, SNR, 9.5)]
+
+    # The laptop run (no registry, no gateway view) stands on the signed ACK alone.
+    checks3 = {c["name"]: c for c in doc3["checks"]}
+    assert checks3["registered"]["status"] == "INFO" and "gateway heard TEST" not in checks3
+    if " down=" not in acks[0]:
+        # The button firmware of this branch prints the ACK line without the C2 fields
+        # (rssi/snr/sf/down): nothing the tool can check, so verify must not pass.
+        assert rc3 == 1 and checks3["TEST confirmed"]["status"] == "FAIL", doc3["checks"]
+        pytest.xfail("contract C2 not in this firmware: its ACK line has no down= field "
+                     f"({acks[0]!r}); the signed-ACK step needs the fw branch")
+    assert rc3 == 0 and doc3["ok"] is True, doc3["checks"]
+    assert checks3["gateway ACK"]["status"] == "PASS", doc3["checks"]
+    assert "signed with this button's key" in checks3["gateway ACK"]["detail"]
+    assert checks3["LoRa downlink margin"]["status"] == "PASS", doc3["checks"]
+    assert doc3["downlink"]["sf"] == 9 and doc3["downlink"]["margin_db"] is not None
+    # the signed route is also taken when the gateway's view is there
+    assert checks["gateway ACK"]["status"] == "PASS", doc["checks"]

@@ -193,6 +193,38 @@ def test_interactive_types_into_the_repl_and_gives_the_terminal_back(btn):
         os.close(slave)
     assert after == before  # the terminal is cooked again
     assert b"6 * 7" in seen  # the board echoed what was typed
+    # Left at the REPL the button would send nothing, alarms included: quitting ran its
+    # code.py again, and it acts on a press.
+    assert btn.running and btn.usb.reloads == 1
+    start = len(btn.console)
+    btn.test()
+    assert btn.wait_for_line(lambda ln: PRESS.match(ln) is not None, 10, start)
+
+
+def test_interactive_stay_leaves_a_bench_board_at_the_prompt(btn):
+    master, slave = os.openpty()
+    proc = subprocess.Popen([str(PANICTOOL), "console", "--port", btn.usb.path,
+                             "--interactive", "--stay"], stdin=slave, stdout=slave,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    seen = bytearray()
+
+    def screen(marker: bytes) -> bool:
+        while select.select([master], [], [], 0.05)[0]:
+            seen.extend(os.read(master, 4096))
+        return marker in seen
+
+    try:
+        wait_for(lambda: not termios.tcgetattr(slave)[3] & termios.ICANON and listening(btn),
+                 15, "raw terminal and open port")
+        os.write(master, b"\x03")
+        wait_for(lambda: screen(b"Press any key to enter the REPL"), 10, "code.py stopped")
+        os.write(master, b"\x1d")
+        assert proc.wait(15) == 0, proc.stderr.read().decode()
+    finally:
+        stop_group(proc)
+        os.close(master)
+        os.close(slave)
+    assert not btn.running and btn.usb.reloads == 0  # as asked: still at the REPL
 
 
 def test_interactive_without_a_terminal_is_refused_before_touching_the_board(btn):

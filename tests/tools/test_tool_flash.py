@@ -68,9 +68,22 @@ def test_copy_and_verify_over_the_raw_repl(mpboard):
     assert (cp / "settings.toml").read_text() == 'PB_REGION = "AS923-2"\n'  # untouched
     saved = json.loads((cp / manifest.MANIFEST_NAME).read_text())
     assert saved["role"] == "button" and "code.py" in saved["files"]
-    # Second run copies nothing.
+    # Second run copies nothing, and says so (it once said "copied 0 of 33 files (3368
+    # bytes)", counting a rewritten panictool.json).
+    before = (cp / manifest.MANIFEST_NAME).stat().st_mtime_ns
     r = run("flash", "--drive", str(cp), "--no-verify", "--json")
-    assert json.loads(r.output)["copy"] == []
+    again = json.loads(r.output)
+    assert again["copy"] == [] and again["bytes"] == 0 and again["manifest_written"] is False
+    assert again["unchanged"] == again["files"]
+    assert (cp / manifest.MANIFEST_NAME).stat().st_mtime_ns == before
+    r = run("flash", "--drive", str(cp), "--no-verify")
+    assert f"all {again['files']} files already up to date, nothing copied" in r.output
+    # One file changed on the drive: one copied, the rest counted as up to date.
+    (cp / "code.py").write_text("# edited by hand\n")
+    r = run("flash", "--drive", str(cp), "--no-verify")
+    size = (cp / "code.py").stat().st_size
+    assert f"copied 1 of {again['files']} files ({size} bytes), " \
+        f"{again['files'] - 1} already up to date" in r.output
 
 
 def test_verify_catches_a_file_the_board_reads_differently(mpboard, monkeypatch):
@@ -164,12 +177,14 @@ def test_uf2_install_then_firmware(tmp_path, mounts):
     t = threading.Thread(target=board_reboots)
     t.start()
     try:
-        r = run("flash", "--uf2", str(uf2), "--no-verify", "--wait", "20", "--json")
+        r = run("flash", "--uf2", str(uf2), "--no-verify", "--wait", "20")
     finally:
         t.join()
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
-    assert doc["circuitpython_installed"]["boot_drive"] == str(boot)
+    # the wait is announced with its limit (a bar on a terminal), not a silent minute
+    assert "waiting for CIRCUITPY (up to 20 s)" in r.output
+    assert f"CircuitPython copied to {boot}" in r.output
+    assert "not verified (--no-verify)" in r.output  # one run: CircuitPython, then firmware
     assert (boot / uf2.name).read_bytes() == uf2.read_bytes()
     assert (cp_path / "code.py").is_file()
 
@@ -193,7 +208,15 @@ def test_uf2_errors(tmp_path, mounts):
     assert r.exit_code == 3 and "did not appear" in r.output
 
 
-def test_serial_problem_during_verify(tmp_path):
+def test_serial_problem_during_verify_says_what_was_copied(tmp_path):
     cp = make_circuitpy(tmp_path / "CIRCUITPY")
+    r = run("flash", "--drive", str(cp), "--port", str(tmp_path / "ttyACM9"), "--json")
+    assert r.exit_code == 4, r.output
+    doc = json.loads(r.output)
+    assert "no serial port" in doc["error"] and doc["verified"] is False
+    files = [e.dest for e in manifest.build("button")]
+    assert doc["copied"] == files  # all of them, in copy order: code.py last
+    assert f"the {len(files)} files copied before it are on CIRCUITPY: {files[0]}" \
+        in doc["error"] and "run `panictool flash` again" in doc["hint"]
     r = run("flash", "--drive", str(cp), "--port", str(tmp_path / "ttyACM9"))
-    assert r.exit_code == 4 and "no serial port" in r.output
+    assert r.exit_code == 4 and "no file was copied" in r.output

@@ -6,6 +6,7 @@ import json
 import stat
 import struct
 import zlib
+from pathlib import Path
 
 import segno
 from drivefakes import make_circuitpy
@@ -69,16 +70,28 @@ def png_matrix(path) -> list[list[bool]]:
     return [[v == 0 for v in r] for r in rows]
 
 
-def test_provision_into_gateway_db(mpboard, tmp_path):
+def gateway_config(tmp_path) -> tuple[Path, Path]:
+    """A gateway config and the DB its daemon opens (<data_dir>/gateway.db), created as
+    `panicgw run` creates it on first start."""
+    data = tmp_path / "gw-data"
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'[gateway]\nid = "gw-test"\ndata_dir = "{data}"\n')
+    db = data / "gateway.db"
+    Store(db).close()
+    return cfg, db
+
+
+def test_provision_into_the_db_of_the_gateway_config(mpboard, tmp_path):
     cp = make_circuitpy(mpboard.fs)
-    db = tmp_path / "gw" / "panicgw.db"
-    Store(db).close()  # C3: only the gateway creates it
+    cfg, db = gateway_config(tmp_path)
     keyfile = tmp_path / "key.json"
-    r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(db), "--drive", str(cp),
+    r = runner.invoke(app, ["provision", *SITE, "--config", str(cfg), "--drive", str(cp),
                             "--port", mpboard.port, "--label-dir", str(tmp_path / "labels"),
-                            "--key-file", str(keyfile), "--no-reboot", "--json"])
+                            "--key-file", str(keyfile), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
+    assert doc["gateway_db"] == str(db) and doc["next"] == ["panictool verify --port "
+                                                             + mpboard.port]
     dev = doc["device_id"]
     # The key: in NVM (firmware's own reader), in the DB, in the 0600 key file; nowhere else.
     ident = nvmstore.read_identity(bytearray(mpboard.nvm()))
@@ -116,11 +129,17 @@ def test_export_file_and_refusing_a_provisioned_board(mpboard, tmp_path):
     cp = make_circuitpy(mpboard.fs)
     export = tmp_path / "today.json"
     base = ["provision", *SITE, "--export", str(export), "--drive", str(cp), "--port",
-            mpboard.port, "--label-dir", str(tmp_path), "--no-reboot", "--no-qr"]
-    r = runner.invoke(app, [*base, "--wifi-ssid", "TokoMaju", "--wifi-password", "s3cret-pass",
+            mpboard.port, "--label-dir", str(tmp_path), "--no-qr"]
+    pw = tmp_path / "wifi.txt"
+    pw.write_text("s3cret-pass\n")
+    r = runner.invoke(app, [*base, "--wifi-ssid", "TokoMaju", "--wifi-password-file", str(pw),
                             "--gateway-url", "http://192.168.1.10:8080"])
     assert r.exit_code == 0, r.output
     assert "s3cret-pass" not in r.output
+    assert 'PB_WIFI_PASSWORD = "s3cret-pass"' in (cp / "settings.toml").read_text()
+    # the next step names the import on the gateway, then a verify that sends a TEST
+    assert f"`panicgw devices import {export}`" in r.output
+    assert f"`panictool verify --port {mpboard.port}`" in r.output
     recs = registry.read_export(export)
     assert len(recs) == 1 and recs[0].paths == ["lora", "wifi"]
     assert _mode(export) == 0o600
@@ -141,10 +160,60 @@ def test_bad_input_is_refused_before_touching_the_board(mpboard, tmp_path):
     before = mpboard.nvm()
     common = ["--drive", str(cp), "--port", mpboard.port, "--export", str(tmp_path / "e.json")]
     bad_lat = [a if a != "-6.9147" else "-96.5" for a in SITE]
+    # a password on the command line is refused (shell history, ps), before anything
+    r = runner.invoke(app, ["provision", *SITE, *common, "--wifi-ssid", "Toko",
+                            "--wifi-password", "s3cret-pass"])
+    assert r.exit_code == 2 and "shell history" in r.output and "--wifi-password-file" \
+        in r.output
+    # no terminal to ask on, no file, no environment: refused, saying how
+    r = runner.invoke(app, ["provision", *SITE, *common, "--wifi-ssid", "Toko"])
+    assert r.exit_code == 2 and "PANICTOOL_WIFI_PASSWORD" in r.output
     r = runner.invoke(app, ["provision", *bad_lat, *common])
     assert r.exit_code == 6 and "site.lat" in r.output
     r = runner.invoke(app, ["provision", *SITE, *common, "--sf", "12"])
     assert r.exit_code == 2 and "PB_SF" in r.output and "dwell" in r.output
-    r = runner.invoke(app, ["provision", *SITE, "--drive", str(cp), "--port", mpboard.port])
-    assert r.exit_code == 2 and "--gateway-db" in r.output
+    r = runner.invoke(app, ["provision", *SITE, "--drive", str(cp), "--port", mpboard.port],
+                      env={"PANICGW_CONFIG": str(tmp_path / "no-gateway-here.toml")})
+    assert r.exit_code == 2 and "--export" in r.output and "--config" in r.output
     assert mpboard.nvm() == before and not (cp / "settings.toml").exists()
+
+
+def test_a_mistyped_gateway_db_is_refused_and_never_created(mpboard, tmp_path):
+    cp = make_circuitpy(mpboard.fs)
+    cfg, db = gateway_config(tmp_path)
+    before = mpboard.nvm()
+    typo = db.with_name("gatway.db")
+    r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(typo), "--drive", str(cp),
+                            "--port", mpboard.port, "--json"])
+    assert r.exit_code == 6, r.output
+    doc = json.loads(r.output)
+    assert f"no gateway DB at {typo}" in doc["error"] and "--config" in doc["error"]
+    assert not typo.exists()
+    # a file that is there but is no gateway DB (say, the export) is refused too
+    other = tmp_path / "notes.db"
+    other.write_bytes(b"")
+    r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(other), "--drive",
+                            str(cp), "--port", mpboard.port])
+    assert r.exit_code == 6 and "not a gateway DB" in r.output
+    # a config whose data_dir has no DB yet (the daemon never ran) is refused the same way
+    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path / "fresh"}"\n')
+    r = runner.invoke(app, ["provision", *SITE, "--config", str(cfg), "--drive", str(cp),
+                            "--port", mpboard.port])
+    assert r.exit_code == 6 and "panicgw run" in r.output
+    assert not (tmp_path / "fresh" / "gateway.db").exists()
+    assert mpboard.nvm() == before and not (cp / "settings.toml").exists()
+
+
+def test_a_failed_registration_puts_the_board_back(mpboard, tmp_path):
+    cp = make_circuitpy(mpboard.fs)
+    (cp / "settings.toml").write_text('PB_REGION = "AS923-2"\n')
+    before = mpboard.nvm()
+    # the export goes to a directory that does not exist: registering fails after the key
+    # is in NVM
+    r = runner.invoke(app, ["provision", *SITE, "--export", str(tmp_path / "x" / "e.json"),
+                            "--drive", str(cp), "--port", mpboard.port, "--json"])
+    assert r.exit_code == 6, r.output
+    doc = json.loads(r.output)
+    assert "old identity and settings" in doc["error"]
+    assert mpboard.nvm() == before  # no identity: nothing half-done
+    assert (cp / "settings.toml").read_text() == 'PB_REGION = "AS923-2"\n'

@@ -5,6 +5,7 @@ neither command ever prints the key."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 
 from drivefakes import make_circuitpy
@@ -24,9 +25,11 @@ SITE = ["--site-name", "Toko Maju", "--kind", "shop", "--address", "Jl. Merdeka 
 def _provision(mpboard, tmp_path, db) -> tuple[int, bytes]:
     Store(db).close()  # C3: only the gateway creates it
     cp = make_circuitpy(mpboard.fs)
+    if not db.exists():
+        Store(db).close()  # as the daemon creates it on its first start
     r = runner.invoke(app, ["provision", *SITE, "--gateway-db", str(db), "--drive", str(cp),
                             "--port", mpboard.port, "--label-dir", str(tmp_path),
-                            "--no-reboot", "--no-qr", "--json"])
+                            "--no-qr", "--json"])
     assert r.exit_code == 0, r.output
     ident = nvmstore.read_identity(bytearray(mpboard.nvm()))
     assert ident is not None
@@ -47,7 +50,7 @@ def test_rekey_with_the_gateway_db_keeps_the_id(mpboard, tmp_path):
     before = mpboard.nvm()
     keyfile = tmp_path / "backup.key"
     r = runner.invoke(app, ["rekey", "--gateway-db", str(db), "--port", mpboard.port,
-                            "--key-file", str(keyfile), "--no-reboot", "--json"])
+                            "--key-file", str(keyfile), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     new_dev, new_key = nvmstore.read_identity(bytearray(mpboard.nvm()))
@@ -75,21 +78,20 @@ def test_rekey_from_the_gateways_key_file(mpboard, tmp_path):
     assert gw_key != old_key and gw_key.hex() not in r.output
     assert "panictool rekey --use-key" in r.output
     assert stat.S_IMODE(handover.stat().st_mode) == 0o600
-    r = runner.invoke(app, ["rekey", "--use-key", str(handover), "--port", mpboard.port,
-                            "--no-reboot"])
+    r = runner.invoke(app, ["rekey", "--use-key", str(handover), "--port", mpboard.port])
     assert r.exit_code == 0, r.output
     assert nvmstore.read_identity(bytearray(mpboard.nvm())) == (dev, gw_key)
     assert gw_key.hex() not in r.output
     # again: nothing to write, still a success
     r = runner.invoke(app, ["rekey", "--use-key", str(handover), "--port", mpboard.port,
-                            "--no-reboot", "--json"])
+                            "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["changed"] is False
 
 
 def test_rekey_refuses_the_wrong_board_and_bad_input(mpboard, tmp_path):
     r = runner.invoke(app, ["rekey", "--use-key", str(tmp_path / "x"), "--gateway-db",
                             str(tmp_path / "gw.db"), "--port", mpboard.port])
-    assert r.exit_code == 2 and "exactly one" in r.output
+    assert r.exit_code == 2 and "not both" in r.output
     bad = tmp_path / "bad.key"
     bad.write_text("not hex at all")
     r = runner.invoke(app, ["rekey", "--use-key", str(bad), "--port", mpboard.port])
@@ -122,3 +124,41 @@ def test_gateway_rekey_key_file_is_not_left_for_an_unknown_device(tmp_path):
     r = runner.invoke(gw_app, ["devices", "rekey", "00000042", "--db", str(db),
                                "--key", "22" * 16, "--key-file", str(out)])
     assert r.exit_code == 2 and not out.exists()
+
+
+def test_missing_db_is_refused_and_a_failed_db_update_puts_the_old_key_back(
+        mpboard, tmp_path, monkeypatch):
+    db = tmp_path / "gw.db"
+    dev, key = _provision(mpboard, tmp_path, db)
+    provisioned = mpboard.nvm()
+    typo = tmp_path / "gw.bd"
+    r = runner.invoke(app, ["rekey", "--gateway-db", str(typo), "--port", mpboard.port])
+    assert r.exit_code == 6 and f"no gateway DB at {typo}" in r.output
+    assert not typo.exists() and mpboard.nvm() == provisioned
+    # no option at all: the default config (here: none on this machine) names both ways
+    r = runner.invoke(app, ["rekey", "--port", mpboard.port],
+                      env={"PANICGW_CONFIG": str(tmp_path / "none.toml")})
+    assert r.exit_code == 6 and "--config" in r.output and "--use-key" in r.output
+
+    def disk_error(self, device_id, key, reset_counter=False):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "rekey", disk_error)
+    r = runner.invoke(app, ["rekey", "--gateway-db", str(db), "--port", mpboard.port,
+                            "--json"])
+    assert r.exit_code == 6, r.output
+    doc = json.loads(r.output)
+    assert "disk I/O error" in doc["error"] and "old key back" in doc["error"]
+    assert mpboard.nvm() == provisioned and _db_key(db, dev) == key  # both ends agree
+    assert not list(tmp_path.glob("rekey-*.key"))  # no key file needed, none written
+
+
+def test_use_key_reports_the_key_generation_of_the_gateways_file(mpboard, tmp_path):
+    db = tmp_path / "gw.db"
+    dev, _ = _provision(mpboard, tmp_path, db)
+    handover = tmp_path / "k.key"
+    handover.write_text(json.dumps({"device_id": dev, "key": "5a" * 16, "key_gen": 3}))
+    r = runner.invoke(app, ["rekey", "--use-key", str(handover), "--port", mpboard.port])
+    assert r.exit_code == 0, r.output
+    assert "(key generation 3)" in r.output and "5a" * 16 not in r.output
+    assert nvmstore.read_identity(bytearray(mpboard.nvm())) == (dev, bytes([0x5A] * 16))

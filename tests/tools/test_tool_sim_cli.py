@@ -126,6 +126,7 @@ def test_sim_bridge_prints_the_pty_and_the_gateway_acks_tests_over_lora(tmp_path
     [serial] port at it and starts the gateway; both buttons' TEST presses are acknowledged
     via lora and stored with a lora reception."""
     db = tmp_path / "gw" / "gateway.db"
+    Store(db).close()  # the gateway has run before: its DB exists (sim never creates it)
     sim = Proc([str(PANICTOOL), "sim", "--bridge", "--gateway-db", str(db), "--buttons", "2",
                 "--rate", "5", "--seed", "7", "--json"])
     gw = None
@@ -190,6 +191,9 @@ def test_sim_bridge_link_and_export_imported_while_sim_waits(tmp_path):
     assert doc["ready"] == 1 and doc["presses"] == 1 and doc["acknowledged"] == 1, doc
     assert doc["ack_paths"] == {"lora": 1}
     assert doc["device_ids"] == [f"{recs[0].device_id:08X}"]
+    # sim cannot unregister what the gateway imported: it names the commands that do
+    assert doc["cleanup"]["remove_with"] == [
+        f"panicgw devices remove {recs[0].device_id:08X} --yes"]
     assert_tests_stored_over_lora(data / "gateway.db", doc["device_ids"])
     assert not os.path.lexists(link)  # removed with the port, not left dangling
     assert not os.path.lexists(m.group(2))

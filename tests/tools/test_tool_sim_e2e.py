@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge
 from panictool import identity, verify
 from panictool.cli import app
+from panictool.cmd_sim import Press, Tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 PANICGW = ROOT / ".venv" / "bin" / "panicgw"
@@ -82,14 +84,64 @@ def test_sim_load_over_wifi(gateway):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output.strip().splitlines()[-1])
     assert doc["ready"] == 3 and doc["presses"] == 3 and doc["acknowledged"] == 3
-    assert doc["ack_paths"] == {"wifi": 3}
+    assert doc["ack_paths"] == {"wifi": 3} and doc["unrecognised"] == 0
+    assert doc["cleanup"] == {"removed_from": str(db), "devices": 3}
     s = Store(db)
     try:
-        assert len(s.list_devices()) == 3
+        # gone from the registry (no supervision-lost to police later), history kept
+        assert s.list_devices() == []
         kinds = [e["kind"].upper() for e in s.recent_events(100)]
     finally:
         s.close()
     assert kinds.count("TEST") == 3, kinds
+
+
+def test_sim_duration_is_honoured_and_busy_buttons_are_not_queued(gateway):
+    """`--duration 4` at 4 presses/s on one button: the button takes one press at a time
+    with the firmware's quiet gap after it, so most presses find it busy; they are
+    skipped and counted, not queued to run on long after the duration (issue 10: a
+    `--duration 90` ran ~160 s), and every press made is recognised and acknowledged."""
+    db, url = gateway
+    r = runner.invoke(app, ["sim", "--gateway-url", url, "--gateway-db", str(db),
+                            "--duration", "4", "--rate", "4", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "waiting for 1 buttons' first heartbeat" in out  # progress, not silence
+    m = re.search(r"(\d+) presses skipped: every button was still busy", out)
+    assert m and int(m.group(1)) >= 5, out
+    m = re.search(r"(\d+) TEST presses, (\d+) acknowledged, 0 not \(([\d.]+) s of pressing",
+                  out)
+    assert m and 1 <= int(m.group(1)) <= 2 and m.group(1) == m.group(2), out
+    # a press started before the end runs its clicks out; none starts after it
+    assert float(m.group(3)) < 4 + 5, out
+    assert "not recognised" not in out
+
+
+def test_sim_removes_its_buttons_when_terminated(gateway):
+    """SIGTERM (a service manager, `timeout`) mid-run: the buttons go all the same."""
+    db, url = gateway
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "panictool"), "sim",
+                             "--gateway-url", url, "--gateway-db", str(db), "--buttons", "2",
+                             "--duration", "60", "--rate", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        def registered() -> int:
+            s = Store(db)
+            try:
+                return len(s.list_devices())
+            finally:
+                s.close()
+
+        deadline = time.monotonic() + 20
+        while registered() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert registered() == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 143
+    finally:
+        stop(proc)
+    assert registered() == 0
 
 
 def test_provisioned_button_test_press_heard(tmp_path):
@@ -128,7 +180,9 @@ def test_provisioned_button_test_press_heard(tmp_path):
         counter, _ = verify.wait_for_press(lines, 15)
         assert counter is not None
         verify.check_heard(res, verify.db_source(db), str(db), device_id, counter, rep["paths"],
-                           9, 20, lines)
+                           9, 20)
+        ack = verify.wait_for_ack(lines, counter, 10)  # the gateway commits, then ACKs
+        assert ack is not None and (ack.status, ack.path) == (1, "wifi"), btn.console[-5:]
     finally:
         btn.stop()
         stop(proc)
@@ -180,14 +234,43 @@ def test_sim_over_virtual_lora_bridge(tmp_path):
     lora = [h for h in res.heard if h["path"] == "lora"][0]
     assert lora["rssi"] == -104.0 and lora["snr"] == -3.0
     assert lora["margin_db"] == 9.5  # -3 dB SNR is 9.5 dB above SF9's -12.5 dB floor
-    assert by["LoRa link margin"].status == verify.PASS
+    assert by["LoRa uplink margin"].status == verify.PASS
 
 
 def test_sim_needs_a_registry_and_one_path(tmp_path):
-    r = runner.invoke(app, ["sim", "--gateway-url", "http://127.0.0.1:9"])
-    assert r.exit_code == 2 and "--gateway-db" in r.output
+    r = runner.invoke(app, ["sim", "--gateway-url", "http://127.0.0.1:9"],
+                      env={"PANICGW_CONFIG": str(tmp_path / "none.toml")})
+    assert r.exit_code == 2 and "--gateway-db" in r.output and "--config" in r.output
     r = runner.invoke(app, ["sim", "--gateway-db", str(tmp_path / "x.db")])
     assert r.exit_code == 2 and "choose one path" in r.output
+    # a DB that does not exist is refused, not created
+    r = runner.invoke(app, ["sim", "--gateway-url", "http://127.0.0.1:9", "--gateway-db",
+                            str(tmp_path / "x.db")])
+    assert r.exit_code == 6 and "no gateway DB" in r.output
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_unrecognised_presses_say_why(tmp_path):
+    """The summary names the button and the reason for a press without a press line."""
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "code.py").write_text("print('booting')\nraise OSError(5, 'radio not found')\n")
+    crashed = SimButton(1, bytes(16), air=Air(SimClock()), firmware_dir=fw, name="sim 1")
+    idle = SimButton(2, bytes(16), air=Air(SimClock()), name="sim 2")  # never started
+    crashed.start()
+    try:
+        assert crashed.wait_for_line(lambda ln: "radio not found" in ln, 10)
+        tracker = Tracker([crashed, idle])
+        tracker.poll()
+        out = tracker.unrecognised([Press(0, 0.0, 1.0), Press(1, 0.0, 1.0),
+                                    Press(1, 2.0, 3.0)])
+    finally:
+        crashed.stop()
+    assert out == [
+        {"button": "sim 1", "missing": 1,
+         "why": "the firmware crashed: OSError: [Errno 5] radio not found"},
+        {"button": "sim 2", "missing": 2,
+         "why": "the firmware was not running (stopped or in deep sleep)"}]
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def test_margin_thresholds_for_the_configured_sf(tmp_path, sf, snr, status, marg
     res = grade(tmp_path, rep, [("lora", -118.0, snr, False)])
     c = by_name(res)
     assert c["gateway heard TEST"].status == "PASS"
-    lm = c["LoRa link margin"]
+    lm = c["LoRa uplink margin"]
     assert lm.status == status, lm
     assert res.heard[0]["margin_db"] == margin
     assert f"SNR {snr} dB at SF{sf}" in lm.detail and "RSSI -118.0 dBm" in lm.detail
@@ -131,8 +131,8 @@ def test_same_snr_grades_differently_at_another_sf(tmp_path):
     (tmp_path / "b").mkdir()
     at9 = grade(tmp_path / "a", boot_report(sf=9), [("lora", -110.0, -6.0, False)])
     at10 = grade(tmp_path / "b", boot_report(sf=10), [("lora", -110.0, -6.0, False)])
-    assert by_name(at9)["LoRa link margin"].status == "WARN"  # 6.5 dB above -12.5
-    assert by_name(at10)["LoRa link margin"].status == "PASS"  # 9.0 dB above -15.0
+    assert by_name(at9)["LoRa uplink margin"].status == "WARN"  # 6.5 dB above -12.5
+    assert by_name(at10)["LoRa uplink margin"].status == "PASS"  # 9.0 dB above -15.0
     assert (at9.heard[0]["margin_db"], at10.heard[0]["margin_db"]) == (6.5, 9.0)
 
 
@@ -140,7 +140,7 @@ def test_duplicate_and_wifi_copies_are_not_graded(tmp_path):
     rep = boot_report(paths=["lora", "wifi"], wifi="ok")
     res = grade(tmp_path, rep, [("lora", -100.0, 4.0, False), ("lora", -125.0, -14.0, True),
                                 ("wifi", None, None, False)])
-    margins = [c for c in res.checks if c.name == "LoRa link margin"]
+    margins = [c for c in res.checks if c.name == "LoRa uplink margin"]
     assert [(c.status, c.detail.split(": ")[-1]) for c in margins] == [
         ("PASS", "16.5 dB above the SF9 floor")]
     assert [h["margin_db"] for h in res.heard] == [16.5, -1.5, None]
@@ -149,7 +149,7 @@ def test_duplicate_and_wifi_copies_are_not_graded(tmp_path):
 
 def test_lora_copy_without_snr_warns(tmp_path):
     res = grade(tmp_path, boot_report(), [("lora", -104.0, None, False)])
-    c = by_name(res)["LoRa link margin"]
+    c = by_name(res)["LoRa uplink margin"]
     assert c.status == "WARN" and "no SNR reported" in c.detail
 
 
@@ -191,7 +191,9 @@ def test_wrong_key_fingerprint_fails_naming_both():
     c = by_name(res)["key fingerprint"]
     assert c.status == "FAIL"
     assert c.detail == f"board {board_fp} != registry {want}"
-    assert "gateway will reject this button" in c.hint and "--force" in c.hint
+    # the fix keeps the id (a rekey), never `provision --force` (a new id)
+    assert "gateway will reject this button" in c.hint and "panictool rekey" in c.hint
+    assert "--force" not in c.hint
     assert KEY.hex() not in c.detail + c.hint and registry_key.hex() not in c.detail + c.hint
     assert not res.ok
 
@@ -322,8 +324,32 @@ def test_several_boards_are_refused_not_guessed(monkeypatch):
 ])
 def test_verify_without_port_exits_4_with_the_hint(monkeypatch, tmp_path, ports, error):
     plug(monkeypatch, ports)
-    r = CliRunner().invoke(app, ["verify", "--export", str(tmp_path / "today.json"), "--json"])
+    r = CliRunner().invoke(app, ["verify", "--json"],
+                           env={"PANICGW_CONFIG": str(tmp_path / "none.toml")})
     assert r.exit_code == 4, r.output  # docs/installing.md: 4 serial problem: no port
     doc = json.loads(r.output)
     assert doc["ok"] is False and doc["exit_code"] == 4
     assert error in doc["error"] and "--port" in doc["hint"]
+
+
+def test_a_crashing_code_py_ends_the_boot_wait_with_its_error():
+    """CircuitPython prints a traceback and stops; verify says what broke at once instead
+    of waiting out --boot-timeout for a report that cannot come."""
+    lines = iter(["soft reboot", "", "Auto-reload is off.", "code.py output:",
+                  "Traceback (most recent call last):", '  File "code.py", line 3, in <module>',
+                  '  File "hal_board.py", line 11, in <module>',
+                  "ImportError: no module named 'alarm'", "", "Code done running."])
+    crash: list[str] = []
+
+    def next_line(_timeout: float) -> str:
+        line = next(lines, None)
+        assert line is not None, "kept waiting after code.py had stopped"
+        return line
+
+    rep = verify.read_boot_report(next_line, 30.0, crash)
+    assert rep is None and crash == ["ImportError: no module named 'alarm'"]
+    res = verify.Result()
+    verify.check_report(res, rep, record(), None, identity.fingerprint, crash[0])
+    c = res.checks[0]
+    assert c.status == "FAIL" and "ImportError: no module named 'alarm'" in c.detail
+    assert "panictool flash" in c.hint

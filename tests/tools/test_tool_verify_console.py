@@ -17,6 +17,7 @@ runner = CliRunner()
 
 def test_verify_unprovisioned_and_unregistered(mpboard, tmp_path):
     export = tmp_path / "e.json"
+    registry.write_export(export, [])
     r = runner.invoke(app, ["verify", "--port", mpboard.port, "--export", str(export), "--json"])
     assert r.exit_code == 1
     doc = json.loads(r.output)

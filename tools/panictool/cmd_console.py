@@ -3,6 +3,8 @@
 Lines go to stdout as they arrive (with ``--json``, one JSON object per line with the
 time and a parsed boot report). Plain mode only listens and stops on Ctrl-C or after
 ``--seconds``; ``--interactive`` sends keystrokes (Ctrl-C included) to the board's REPL.
+A board left at a REPL prompt when ``--interactive`` ends is soft-rebooted, so the button
+runs its code.py again (``--stay`` keeps it at the prompt, for a bench board).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ Examples:
   panictool console --reload                # restart code.py first, to see the boot report
   panictool console --json --seconds 30     # 30 s of JSON lines for a script
   panictool console --interactive           # type into the REPL; Ctrl-] quits
+                                            # (code.py runs again; --stay keeps the REPL)
   panictool console --list                  # serial ports, CircuitPython ones marked
 
 Exit codes: 0 done; 4 serial problem (no port, busy, no permission, unplugged).
@@ -45,6 +48,8 @@ def console(
                                   "(0: until Ctrl-C)."),
     interactive: bool = typer.Option(False, "--interactive", help="Send your keystrokes to "
                                      "the board (raw terminal); Ctrl-] quits."),
+    stay: bool = typer.Option(False, "--stay", help="With --interactive: leave the board at "
+                              "the REPL prompt when you quit (it sends nothing until reset)."),
     list_only: bool = typer.Option(False, "--list", help="List serial ports and exit."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per console line."),
 ) -> None:
@@ -70,7 +75,10 @@ def console(
             if reload:
                 t.soft_reboot(run_code=True)
             if interactive:
-                _interactive(t)
+                halted = _interactive(t)
+                # code.py stopped at the user's Ctrl-C: run it again on the way out, unless
+                # asked to stay (the session's close() restarts it when halted).
+                t.halted = t.answered = halted and not stay
             else:
                 _follow(t, seconds, as_json)
     except TransportError as e:
@@ -107,20 +115,28 @@ def _stdin_is_terminal() -> bool:
         return False
 
 
-def _interactive(t: SerialTransport) -> None:
+AT_PROMPT = (b">>> ", b"Use CTRL-D to reload.\r\n", b"raw REPL; CTRL-B to exit\r\n>",
+             b"\x04>")
+
+
+def _interactive(t: SerialTransport) -> bool:
+    """Relay keystrokes until Ctrl-]; True when the board is left at a REPL prompt (so
+    its code.py is not running)."""
     fd = sys.stdin.fileno()
     old = termios.tcgetattr(fd)
     tty.setraw(fd)
+    tail = b""
     try:
         while True:
             ready, _, _ = select.select([fd], [], [], 0.05)
             if ready:
                 key = os.read(fd, 64)
                 if b"\x1d" in key:  # Ctrl-]
-                    return
+                    return tail.endswith(AT_PROMPT)
                 t.write_console(key)
             out = t.read_console(0.02)
             if out:
+                tail = (tail + out)[-64:]
                 os.write(sys.stdout.fileno(), out)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)

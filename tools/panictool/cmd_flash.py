@@ -102,23 +102,29 @@ def install_uf2(uf2: Path, uf2_drive: Path | None, as_json: bool) -> drives.Uf2D
     return boot
 
 
-def wait_for_circuitpy(drive: Path | None, wait_s: float) -> drives.CircuitPyDrive | None:
-    """Poll until CIRCUITPY (``drive`` or any in the mount table) shows a boot_out.txt."""
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            if drive is not None:
-                if (drive / "boot_out.txt").is_file():
-                    return drives.read_circuitpy(drive)
-            else:
-                found = drives.find_circuitpy()
-                if len(found) == 1:
-                    return found[0]
-        except (OSError, drives.DriveError):
-            pass
-        if time.monotonic() >= end:
-            return None
-        time.sleep(0.25)
+def wait_for_circuitpy(drive: Path | None, wait_s: float, quiet: bool = False
+                       ) -> drives.CircuitPyDrive | None:
+    """Poll until CIRCUITPY (``drive`` or any in the mount table) shows a boot_out.txt,
+    showing how long it has waited (the board flashes and reboots: up to a minute)."""
+    start = time.monotonic()
+    end = start + wait_s
+    with common.waiting("CircuitPython is installing; waiting for CIRCUITPY", wait_s,
+                        quiet) as tick:
+        while True:
+            try:
+                if drive is not None:
+                    if (drive / "boot_out.txt").is_file():
+                        return drives.read_circuitpy(drive)
+                else:
+                    found = drives.find_circuitpy()
+                    if len(found) == 1:
+                        return found[0]
+            except (OSError, drives.DriveError):
+                pass
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.25)
+            tick(time.monotonic() - start)
 
 
 def pick_circuitpy(drive: Path | None, as_json: bool) -> drives.CircuitPyDrive:
@@ -158,8 +164,9 @@ def check_board(cp: drives.CircuitPyDrive, role: str, as_json: bool) -> None:
 
 
 def verify_over_serial(port: str | None, entries: list[manifest.FileEntry],
-                       as_json: bool) -> tuple[str, list[dict[str, Any]]]:
-    """Hash every manifest file on the board; (port used, list of mismatches)."""
+                       as_json: bool, copied: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Hash every manifest file on the board; (port used, list of mismatches). A serial
+    failure says what this run already copied, so the installer knows the drive's state."""
     bad: list[dict[str, Any]] = []
     try:
         used = port or auto_port()
@@ -171,7 +178,16 @@ def verify_over_serial(port: str | None, entries: list[manifest.FileEntry],
                     bad.append({"file": e.dest, "expected": e.sha256, "found": got})
                 prog.advance(task)
     except TransportError as e:
-        common.fail(common.SERIAL, f"verification over serial failed: {e}", e.hint, as_json)
+        if copied:
+            shown = ", ".join(copied[:8]) + (f" and {len(copied) - 8} more"
+                                             if len(copied) > 8 else "")
+            done = f"; the {len(copied)} files copied before it are on CIRCUITPY: {shown}"
+        else:
+            done = "; no file was copied (the drive already had them all)"
+        common.fail(common.SERIAL, f"verification over serial failed: {e}{done}",
+                    (e.hint + "; then " if e.hint else "") + "run `panictool flash` again: "
+                    "it copies only what differs and verifies everything",
+                    as_json, {"copied": copied, "verified": False})
     return used, bad
 
 
@@ -219,8 +235,8 @@ def flash(
             boot = install_uf2(uf2, uf2_drive, as_json)
             result["circuitpython_installed"] = {"uf2": uf2.name, "boot_drive": str(boot.path)}
             if not as_json:
-                typer.echo(f"CircuitPython copied to {boot.path}; waiting for CIRCUITPY ...")
-            if wait_for_circuitpy(drive, wait_s) is None:
+                typer.echo(f"CircuitPython copied to {boot.path}")
+            if wait_for_circuitpy(drive, wait_s, as_json) is None:
                 common.fail(common.DRIVE, f"CIRCUITPY did not appear within {wait_s:.0f} s",
                             "unplug and replug the board; if only the boot drive comes back "
                             "the .uf2 is for another board", as_json)
@@ -231,9 +247,11 @@ def flash(
     changed = [e for e in entries if _sha(cp.path / e.dest) != e.sha256]
     stale = manifest.stale_files(cp.path, role, entries)
     man = manifest.manifest_json(role, entries)
-    need = sum(e.size for e in changed) + len(man)
+    man_changed = _sha(cp.path / manifest.MANIFEST_NAME) != hashlib.sha256(man).hexdigest()
+    need = sum(e.size for e in changed) + (len(man) if man_changed else 0)
     result.update({"files": len(entries), "copy": [e.dest for e in changed],
-                   "remove": stale, "bytes": need})
+                   "unchanged": len(entries) - len(changed), "remove": stale,
+                   "bytes": sum(e.size for e in changed), "manifest_written": man_changed})
     if dry_run:
         result["dry_run"] = True
         _report(result, as_json)
@@ -245,6 +263,7 @@ def flash(
         common.fail(common.FILES, f"{cp.path} has {free} bytes free; the firmware needs "
                     f"{need - reclaim} more", "delete old files from CIRCUITPY (keep "
                     "settings.toml) and retry", as_json)
+    copied: list[str] = []
     try:
         for rel in stale:
             (cp.path / rel).unlink()
@@ -253,16 +272,21 @@ def flash(
             for e in changed:
                 _write_file(cp.path / e.dest, e.src.read_bytes(),
                             lambda n: prog.advance(task, n))
-            _write_file(cp.path / manifest.MANIFEST_NAME, man, lambda n: prog.advance(task, n))
+                copied.append(e.dest)
+            if man_changed:
+                _write_file(cp.path / manifest.MANIFEST_NAME, man,
+                            lambda n: prog.advance(task, n))
         drives.sync(cp.path)
     except OSError as e:
-        common.fail(common.FILES, f"writing to {cp.path} failed: {e.strerror or e}",
+        common.fail(common.FILES, f"writing to {cp.path} failed after {len(copied)} of "
+                    f"{len(changed)} files: {e.strerror or e}",
                     "check that CIRCUITPY is not full or read-only (a boot.py that remounts "
-                    "it for the board makes it read-only for the computer)", as_json)
+                    "it for the board makes it read-only for the computer), then run "
+                    "`panictool flash` again", as_json, {"copied": copied})
     if no_verify:
         result["verified"] = False
     else:
-        used, bad = verify_over_serial(port, entries, as_json)
+        used, bad = verify_over_serial(port, entries, as_json, [e.dest for e in changed])
         result.update({"verified": not bad, "port": used, "mismatches": bad})
         if bad:
             result["ok"] = False
@@ -277,8 +301,13 @@ def _report(r: dict[str, Any], as_json: bool) -> None:
         return
     head = "would copy" if r.get("dry_run") else "copied"
     typer.echo(f"{r['drive']}: {r['board_id']}, CircuitPython {r['circuitpython']}")
-    typer.echo(f"{r['role']} firmware {r['firmware']}: {head} {len(r['copy'])} of "
-               f"{r['files']} files ({r['bytes']} bytes), removed {len(r['remove'])} stale")
+    if r["copy"]:
+        what = (f"{head} {len(r['copy'])} of {r['files']} files ({r['bytes']} bytes), "
+                f"{r['unchanged']} already up to date")
+    else:
+        what = f"all {r['files']} files already up to date, nothing {head}"
+    typer.echo(f"{r['role']} firmware {r['firmware']}: {what}; removed "
+               f"{len(r['remove'])} stale")
     for rel in r["remove"]:
         typer.echo(f"  remove {rel}")
     if r.get("dry_run"):

@@ -1,15 +1,20 @@
 """`panictool provision`: give a flashed button its identity and register it with its site.
 
-Order matters: settings.toml goes through the drive first (CircuitPython reloads after a
-file write), then the key goes into NVM over the raw REPL (entering the REPL stops
-auto-reload, so nothing interrupts it), then the gateway learns the device, then the label
-is made. The key is printed nowhere; ``--key-file`` writes it to a 0600 file on request.
+Order matters: the registry (the gateway's DB, or the export file) is opened and checked
+first, so a typo costs nothing; settings.toml goes through the drive (CircuitPython reloads
+after a file write); the key goes into NVM over the raw REPL (entering the REPL stops
+auto-reload); the device is registered while the board is still stopped, and if that
+fails the board gets its old identity and settings back; then code.py runs again with a key
+the gateway already knows, and the label is made. The key is printed nowhere;
+``--key-file`` writes it to a 0600 file on request. The Wi-Fi password never goes on the
+command line (shell history, ``ps``): a hidden prompt, a file or the environment.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,8 @@ import typer
 from panicbutton import FIRMWARE_VERSION
 from panicbutton.settings import KEYS, SettingsError
 from panicbutton.settings import parse as parse_settings
-from panicgw import registry
-from panicgw.store import Store, StoreError
+from panicgw import access, registry
+from panicgw.store import Store
 from panictool import common, identity, label
 from panictool.cmd_flash import pick_circuitpy
 from panictool.transport import TransportError
@@ -30,17 +35,28 @@ Examples:
 
   panictool provision --site-name "Toko Maju" --kind shop \\
       --address "Jl. Merdeka 12, Bandung" --lat -6.9147 --lon 107.6098 \\
-      --contact "Ibu Sari" --phone "+62 812 5555 0101" --gateway-db /var/lib/panicgw/panicgw.db
+      --contact "Ibu Sari" --phone "+62 812 5555 0101" --export today.json
+                                   # laptop; then on the Pi: panicgw devices import today.json
+  panictool provision ... --config /etc/panicgw/gateway.toml
+                                   # on the Pi: straight into the DB the daemon opens
+  panictool provision ... --wifi-ssid TokoMaju --gateway-url http://192.168.1.10:8080
+                                   # Wi-Fi button (paths lora+wifi): asks for the password
 
-  panictool provision ... --export today.json      # then on the Pi: panicgw devices import
-  panictool provision ... --wifi-ssid TokoMaju --wifi-password '...' \\
-      --gateway-url http://192.168.1.10:8080       # Wi-Fi button (paths lora+wifi)
+The registry must exist: --config (default /etc/panicgw/gateway.toml, or $PANICGW_CONFIG)
+names the gateway's data_dir and so the DB `panicgw run` opens (<data_dir>/gateway.db);
+--gateway-db gives that file itself. A missing file or one that is not a gateway DB is
+refused before the board is touched: provision never creates the gateway's DB.
+
+The Wi-Fi password is asked for (hidden) when --wifi-ssid is given; for scripts use
+--wifi-password-file FILE (- reads one line from stdin) or the environment variable
+PANICTOOL_WIFI_PASSWORD. It is stored in the board's settings.toml and printed nowhere.
 
 Exit codes: 0 provisioned and registered; 1 the board already has an identity (use
 --force); 2 bad option; 3 no CIRCUITPY drive; 4 serial problem while writing the key;
 5 cannot write settings.toml, the label or the key file; 6 gateway DB or export file unusable,
-or bad site details.
+or bad site details (the board is then left as it was).
 """
+WIFI_PASSWORD_ENV = "PANICTOOL_WIFI_PASSWORD"
 
 
 def _toml_value(v: str | int) -> str:
@@ -59,17 +75,64 @@ def settings_toml(values: dict[str, str | int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _taken_ids(gateway_db: Path | None, export: Path | None) -> set[int]:
-    taken: set[int] = set()
-    if gateway_db is not None and gateway_db.exists():
-        s = Store(gateway_db)
+def _wifi_password(ssid: str, password_file: Path | None, as_json: bool) -> str:
+    """The shop's Wi-Fi password from a file, the environment or a hidden prompt: never a
+    command-line value, which shell history and ``ps`` would keep."""
+    if not ssid:
+        if password_file is not None:
+            common.fail(common.USAGE, "--wifi-password-file goes with --wifi-ssid",
+                        as_json=as_json)
+        return ""
+    if password_file is not None:
         try:
-            taken |= {d.device_id for d in s.list_devices()}
-        finally:
-            s.close()
+            text = sys.stdin.readline() if str(password_file) == "-" else \
+                password_file.read_text()
+        except OSError as e:
+            common.fail(common.USAGE, f"cannot read {password_file}: {e.strerror}",
+                        as_json=as_json)
+        return text.rstrip("\r\n")
+    if os.environ.get(WIFI_PASSWORD_ENV):
+        return os.environ[WIFI_PASSWORD_ENV]
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"Wi-Fi password for {ssid}", hide_input=True))
+    common.fail(common.USAGE, f"the Wi-Fi password for {ssid!r} is needed",
+                "run provision in a terminal (it asks), or pass --wifi-password-file FILE "
+                f"(- for stdin) or set {WIFI_PASSWORD_ENV}", as_json)
+
+
+def _refuse_password_value(value: str | None) -> None:
+    if value is not None:
+        raise typer.BadParameter(
+            "a password on the command line stays in shell history and shows in `ps`: "
+            "leave it out and type it at the prompt, or use --wifi-password-file FILE or "
+            f"{WIFI_PASSWORD_ENV}")
+
+
+def open_registry(gateway_db: Path | None, config: Path | None, export: Path | None,
+                  as_json: bool) -> tuple[Store | None, list[registry.DeviceRecord]]:
+    """The gateway DB (opened for writing, never created) and/or the export file's devices,
+    checked before the board is touched."""
+    store = None
+    if gateway_db is not None or config is not None or (
+            export is None and access.default_config().is_file()):
+        try:
+            store = access.open_db(access.locate_db(gateway_db, config))
+        except (access.AccessError, OSError) as e:
+            common.fail(common.REGISTRY, str(e), as_json=as_json)
+    elif export is None:
+        common.fail(common.USAGE, "say where to register the device",
+                    "on a laptop --export FILE (then `panicgw devices import FILE` on the "
+                    "gateway); on the gateway --config (default /etc/panicgw/gateway.toml) "
+                    "or --gateway-db <data_dir>/gateway.db", as_json)
+    existing: list[registry.DeviceRecord] = []
     if export is not None and export.exists():
-        taken |= {d.device_id for d in registry.read_export(export)}
-    return taken
+        try:
+            existing = registry.read_export(export)
+        except registry.RegistryError as e:
+            if store is not None:
+                store.close()
+            common.fail(common.REGISTRY, str(e), as_json=as_json)
+    return store, existing
 
 
 def provision(
@@ -82,8 +145,12 @@ def provision(
     phone: str = typer.Option("", "--phone", help="Their phone number."),
     label_text: str = typer.Option("", "--label", help="Button label, e.g. 'counter' "
                                    "(default: the site name)."),
-    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="Register straight into "
-                                           "this gateway database (on the Pi)."),
+    config: Path | None = typer.Option(None, "--config", help="On the gateway: register into "
+                                       "the DB of this config, the one `panicgw run --config` "
+                                       "opens (default /etc/panicgw/gateway.toml)."),
+    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="On the gateway: "
+                                           "register into this DB (<data_dir>/gateway.db) "
+                                           "instead of --config."),
     export: Path | None = typer.Option(None, "--export", help="Add the device to this export "
                                        "file (created 0600) for `panicgw devices import`."),
     drive: Path | None = typer.Option(None, "--drive", help="CIRCUITPY mount point (default: "
@@ -100,8 +167,13 @@ def provision(
     tx_power: int = typer.Option(14, "--tx-power", help="Radio power in dBm (5-23)."),
     lora: bool = typer.Option(True, "--lora/--no-lora", help="Use the LoRa radio."),
     wifi_ssid: str = typer.Option("", "--wifi-ssid", help="Shop Wi-Fi network (Wi-Fi boards)."),
-    wifi_password: str = typer.Option("", "--wifi-password", help="Shop Wi-Fi password "
-                                      "(stored in settings.toml, never printed)."),
+    wifi_password_file: Path | None = typer.Option(None, "--wifi-password-file",
+                                                   help="Read the shop's Wi-Fi password "
+                                                   "from this file (- for stdin); default: "
+                                                   "asked for, hidden, or "
+                                                   "$PANICTOOL_WIFI_PASSWORD."),
+    wifi_password: str | None = typer.Option(None, "--wifi-password", hidden=True,
+                                             callback=_refuse_password_value),
     gateway_url: str = typer.Option("", "--gateway-url", help="Gateway HTTP address for Wi-Fi, "
                                     "e.g. http://192.168.1.10:8080."),
     supervision_s: int = typer.Option(3600, "--supervision", help="Heartbeat interval, "
@@ -114,8 +186,6 @@ def provision(
                                          "file (mode 0600), e.g. for a sealed backup."),
     force: bool = typer.Option(False, "--force", help="Re-provision a board that already has "
                                "an identity (its old id stops working)."),
-    no_reboot: bool = typer.Option(False, "--no-reboot", help="Leave the board in the REPL "
-                                   "instead of restarting code.py."),
     show_qr: bool = typer.Option(True, "--qr/--no-qr", help="Print the QR code in the "
                                  "terminal."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON result (never the key)."),
@@ -124,18 +194,16 @@ def provision(
 
     Writes the non-secret settings.toml onto CIRCUITPY, the id and key into the board's NVM
     over the serial raw REPL (read back to check), registers device and site in the gateway
-    DB (--gateway-db) and/or an export file (--export), and makes a label (SVG with text,
-    PNG of the QR code, QR in the terminal). The QR holds the device id and site name only.
+    DB (--config or --gateway-db, on the gateway) and/or an export file (--export), and makes
+    a label (SVG with text, PNG of the QR code, QR in the terminal). The QR holds the device
+    id and site name only. Whatever happens, the button runs its code.py again afterwards.
     """
-    if gateway_db is None and export is None:
-        common.fail(common.USAGE, "say where to register the device",
-                    "pass --gateway-db PATH (on the gateway) or --export FILE "
-                    "(then `panicgw devices import FILE` on the gateway)", as_json)
     paths = (["lora"] if lora else []) + (["wifi"] if wifi_ssid else [])
+    password = _wifi_password(wifi_ssid, wifi_password_file, as_json)
     raw: dict[str, Any] = {
         "PB_REGION": region, "PB_FREQUENCY_MHZ": frequency, "PB_SF": sf,
         "PB_SF_MAX": sf_max, "PB_TX_POWER": tx_power, "PB_LORA": int(lora),
-        "PB_WIFI_SSID": wifi_ssid, "PB_WIFI_PASSWORD": wifi_password,
+        "PB_WIFI_SSID": wifi_ssid, "PB_WIFI_PASSWORD": password,
         "PB_GATEWAY_URL": gateway_url, "PB_SUPERVISION_S": supervision_s,
         "PB_BOARD": board_profile,
     }
@@ -147,12 +215,25 @@ def provision(
         common.fail(common.USAGE, "the button needs a path: keep LoRa on or give --wifi-ssid",
                     as_json=as_json)
     site = registry.SiteRecord(site_name.strip(), kind, address, lat, lon, contact, phone)
+    store, in_export = open_registry(gateway_db, config, export, as_json)
     try:
-        taken = _taken_ids(gateway_db, export)
-    except registry.RegistryError as e:
-        common.fail(common.REGISTRY, str(e), as_json=as_json)
-    except (StoreError, sqlite3.Error, OSError) as e:
-        common.fail(common.REGISTRY, f"cannot read {gateway_db}: {e}", as_json=as_json)
+        _provision(store, in_export, site, paths, parsed, raw, frequency, label_text,
+                   site_name, kind, address, lat, lon, export, drive, port, key_file,
+                   label_dir, force, show_qr, as_json)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _provision(store: Store | None, in_export: list[registry.DeviceRecord],
+               site: registry.SiteRecord, paths: list[str], parsed: Any,
+               raw: dict[str, Any], frequency: str, label_text: str, site_name: str,
+               kind: str, address: str, lat: float, lon: float, export: Path | None,
+               drive: Path | None, port: str | None, key_file: Path | None,
+               label_dir: Path, force: bool, show_qr: bool, as_json: bool) -> None:
+    taken = {d.device_id for d in in_export}
+    if store is not None:
+        taken |= {d.device_id for d in store.list_devices()}
     device_id, key = identity.new_identity(taken)
     try:
         rec = registry.validate(registry.DeviceRecord(
@@ -168,53 +249,60 @@ def provision(
     values["PB_SF_MAX"] = parsed.sf_max
     settings_path = cp.path / "settings.toml"
     try:
+        old_settings: str | None = settings_path.read_text()
+    except OSError:
+        old_settings = None
+    try:
         settings_path.write_text(settings_toml(values))
     except OSError as e:
         common.fail(common.FILES, f"cannot write {settings_path}: {e.strerror}",
                     "is CIRCUITPY read-only (boot.py remount)?", as_json)
 
+    result: dict[str, Any] = {}
     try:
         used = port or auto_port()
-        with SerialTransport(used) as t:
+        with SerialTransport(used) as t:  # code.py runs again on every way out
             t.enter_raw_repl()
             old = identity.board_identity(t)
             if old is not None and not force:
+                _put_back(settings_path, old_settings)
                 common.fail(common.CHECK_FAILED, f"the board already has device id "
                             f"0x{old[0]:08X}", "pass --force to give it a new identity (the "
                             "old id must then be removed on the gateway: panicgw devices "
-                            "remove)", as_json, {"device_id": old[0]})
+                            "remove); for a new key with the same id use `panictool rekey`",
+                            as_json, {"device_id": old[0]})
+            before = identity.identity_bytes(t)
             identity.write_identity(t, device_id, key)
             check = identity.board_identity(t)
             if check != (device_id, identity.fingerprint(key)):
                 common.fail(common.SERIAL, "the identity read back from the board differs",
                             "run provision again with --force", as_json)
-            if not no_reboot:
-                t.soft_reboot(run_code=True)
+            try:
+                _register(store, in_export, export, rec, result)
+            except Exception as e:  # RegistryError, StoreError, OSError, sqlite3 errors
+                try:
+                    identity.restore_identity(t, before)
+                    _put_back(settings_path, old_settings)
+                    undone = "the board was given back its old identity and settings"
+                    hint = "fix the problem and run provision again"
+                except (TransportError, OSError):
+                    undone = "the board keeps the new key"
+                    hint = "fix the problem and run provision again with --force"
+                common.fail(common.REGISTRY, f"registering the device failed: {e}; {undone}",
+                            hint, as_json, {"device_id": device_id})
     except TransportError as e:
         common.fail(common.SERIAL, f"writing the key failed: {e}", e.hint, as_json)
 
-    result: dict[str, Any] = {
+    result.update({
         "ok": True, "device_id": device_id, "device_id_hex": f"{device_id:08X}",
         "key_fingerprint": identity.fingerprint(key), "site": site.to_dict(),
         "label": rec.label, "paths": paths, "settings_toml": str(settings_path),
         "port": used, "replaced": f"{old[0]:08X}" if old else None,
-    }
-    try:
-        if gateway_db is not None:
-            registry.register(gateway_db, rec)
-            result["gateway_db"] = str(gateway_db)
-        if export is not None:
-            existing = registry.read_export(export) if export.exists() else []
-            registry.write_export(export, [r for r in existing if r.device_id != device_id]
-                                  + [rec])
-            result["export"] = str(export)
-    except Exception as e:  # RegistryError, StoreError, OSError, sqlite3 errors
-        common.fail(common.REGISTRY, f"the board has its key but registering it failed: {e}",
-                    "fix the problem and run provision again with --force (it makes a new "
-                    "key)", as_json, {"device_id": device_id})
+    })
     try:
         if key_file is not None:
-            registry.write_key_file(key_file, device_id, key, site=site.name)
+            registry.write_key_file(key_file, device_id, key, site=site.name,
+                                    key_gen=getattr(rec, "key_gen", 1))
             result["key_file"] = str(key_file)
         label_dir.mkdir(parents=True, exist_ok=True)
         svg, png = label.write_label(label_dir, rec)
@@ -222,6 +310,9 @@ def provision(
     except OSError as e:
         common.fail(common.FILES, f"the device is registered but writing a file failed: {e}",
                     as_json=as_json, extra={"device_id": device_id})
+    verify_cmd = "panictool verify" + (f" --port {port}" if port else "")
+    result["next"] = ([f"panicgw devices import {export}"] if export is not None and
+                      store is None else []) + [verify_cmd]
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -229,15 +320,48 @@ def provision(
                f"(key fingerprint {result['key_fingerprint']})")
     typer.echo(f"  site: {site.name} ({kind}), {address} [{lat}, {lon}]")
     typer.echo(f"  paths: {', '.join(paths)}; settings: {settings_path}")
-    for where in ("gateway_db", "export"):
-        if where in result:
-            typer.echo(f"  registered in {result[where]}")
+    if "gateway_db" in result:
+        typer.echo(f"  registered in the gateway DB {result['gateway_db']}")
+    if "export" in result:
+        typer.echo(f"  added to {result['export']}")
     typer.echo(f"  label: {result['label_svg']} and {result['label_png']}")
     if show_qr:
         label.print_qr(rec)
-    typer.echo("next: panictool verify "
-               + (f"--gateway-db {gateway_db}" if gateway_db else
-                  f"--export {export}  (or --gateway-db on the Pi after the import)"))
+    if len(result["next"]) > 1:
+        typer.echo(f"next: on the gateway `{result['next'][0]}`, then here "
+                   f"`{verify_cmd}` (the button sends a TEST; it passes on the gateway's "
+                   "signed ACK)")
+    else:
+        typer.echo(f"next: {verify_cmd}  (the button sends a TEST; it passes on the "
+                   "gateway's signed ACK)")
+
+
+def _register(store: Store | None, in_export: list[registry.DeviceRecord],
+              export: Path | None, rec: registry.DeviceRecord,
+              result: dict[str, Any]) -> None:
+    """Into the DB and/or the export file; both or neither (the board is then put back)."""
+    in_db = False
+    try:
+        if store is not None:
+            store.upsert_device(rec)
+            in_db = True
+            result["gateway_db"] = str(store.path)
+        if export is not None:
+            registry.write_export(export, [r for r in in_export
+                                           if r.device_id != rec.device_id] + [rec])
+            result["export"] = str(export)
+    except Exception:
+        if in_db:
+            store.remove_device(rec.device_id)  # type: ignore[union-attr]
+        raise
+
+
+def _put_back(path: Path, text: str | None) -> None:
+    """settings.toml as it was before this run (absent stays absent)."""
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(text)
 
 
 PROVISION = common.command_help(provision, EPILOG)

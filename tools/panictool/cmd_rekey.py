@@ -4,13 +4,15 @@ The id stays, so the registry entry, the site, the label and the event history s
 only the key changes (a leaked key, a lost sealed backup). The button's counter is not
 touched, so the gateway keeps its replay window. Two ways to get the key to both ends:
 
-- ``--gateway-db``: a new key is made here, written into the board's NVM (read back to
-  check), then into the gateway database; a running daemon picks it up by itself.
+- on the gateway (``--config``, default /etc/panicgw/gateway.toml, or ``--gateway-db``): a
+  new key is made here, written into the board's NVM (read back to check), then into the
+  gateway's DB, which bumps the device's key generation; a running daemon picks it up by
+  itself. If the DB update fails, the board gets its old key back: nothing changed.
 - ``--use-key FILE``: the key the gateway already has, from
-  ``panicgw devices rekey ID --key-file FILE`` on the Pi.
+  ``panicgw devices rekey ID --key-file FILE`` on the Pi (its key generation with it).
 
-The key is printed nowhere. If the database update fails after the board has its new key,
-the key is saved to a 0600 file so the gateway can be given it by hand.
+The key is printed nowhere. Only if the DB update fails *and* the old key cannot be put
+back is the new key saved to a 0600 file, and the message says how to finish.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import typer
 
-from panicgw import registry
+from panicgw import access, registry
 from panicgw.store import Store, StoreError
 from panictool import common, identity
 from panictool.transport import TransportError
@@ -30,82 +32,113 @@ from panictool.transport_serial import SerialTransport, auto_port
 EPILOG = """\
 Examples:
 
-  panictool rekey --gateway-db /var/lib/panicgw/panicgw.db     # on the Pi, board on USB
+  panictool rekey --config /etc/panicgw/gateway.toml   # on the Pi, the button on its USB
   # gateway first, then the board (laptop at the shop):
   panicgw devices rekey 1234ABCD --key-file 1234ABCD.key        # on the Pi
   panictool rekey --use-key 1234ABCD.key                        # with the button on USB
 
+--config names the gateway's data_dir and so the DB `panicgw run` opens
+(<data_dir>/gateway.db); --gateway-db gives that file itself. Without either (and without
+--use-key) the default /etc/panicgw/gateway.toml is used. A missing file or one that is not
+a gateway DB is refused before the board is touched.
+
 Exit codes: 0 rekeyed (or the board already had that key); 1 the board has no identity, or
 the key file is for another device; 2 bad option or key file; 4 serial problem; 5 cannot
-write the key file; 6 gateway DB unusable or the device is not registered in it.
+write the key file; 6 gateway DB unusable or the device is not registered in it (the board
+keeps its old key).
 """
 
 
-def _registered(gateway_db: Path, device_id: int, as_json: bool) -> None:
-    if not gateway_db.exists():
-        common.fail(common.REGISTRY, f"{gateway_db} does not exist",
-                    "give the gateway's database (default /var/lib/panicgw/panicgw.db)", as_json)
-    try:
-        s = Store(gateway_db)
-        try:
-            known = s.get_device(device_id) is not None
-        finally:
-            s.close()
-    except (StoreError, OSError) as e:
-        common.fail(common.REGISTRY, f"cannot read {gateway_db}: {e}", as_json=as_json)
-    if not known:
-        common.fail(common.REGISTRY, f"device {device_id:08X} is not registered in {gateway_db}",
-                    "register it first (panicgw devices import) or provision the board anew",
-                    as_json, {"device_id": device_id})
-
-
-def _save_for_gateway(device_id: int, key: bytes, key_file: Path | None) -> Path:
+def _save_for_gateway(device_id: int, key: bytes, key_file: Path | None,
+                      key_gen: int | None) -> Path:
     path = key_file or Path(f"rekey-{device_id:08X}.key")
-    registry.write_key_file(path, device_id, key)
+    extra = {"key_gen": key_gen} if key_gen is not None else {}
+    registry.write_key_file(path, device_id, key, **extra)
     return path
 
 
+def _key_gen_in(path: Path) -> int | None:
+    """The key generation a key file from `panicgw devices rekey --key-file` carries."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    gen = doc.get("key_gen") if isinstance(doc, dict) else None
+    return gen if isinstance(gen, int) and not isinstance(gen, bool) and gen > 0 else None
+
+
+def _generation(value: Any) -> int | None:
+    """``Store.rekey``'s answer as a key generation (the DB's bumped key_gen), or None
+    when that Store reports only success."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def rekey(
-    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="Make a new key and put "
-                                           "it into this gateway database (on the Pi)."),
+    config: Path | None = typer.Option(None, "--config", help="On the gateway: make a new key "
+                                       "and put it into the DB of this config, the one "
+                                       "`panicgw run --config` opens (default "
+                                       "/etc/panicgw/gateway.toml)."),
+    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="On the gateway: that "
+                                           "DB itself (<data_dir>/gateway.db) instead of "
+                                           "--config."),
     use_key: Path | None = typer.Option(None, "--use-key", help="Put this key on the board: "
                                         "the file from `panicgw devices rekey ID --key-file "
                                         "FILE` (or 32 hex digits in a file)."),
-    key_file: Path | None = typer.Option(None, "--key-file", help="With --gateway-db: also "
+    key_file: Path | None = typer.Option(None, "--key-file", help="On the gateway: also "
                                          "write the new key to this file (mode 0600)."),
     port: str | None = typer.Option(None, "--port", help="Serial console port (default: the "
                                     "USB device with vendor 0x239A)."),
-    no_reboot: bool = typer.Option(False, "--no-reboot", help="Leave the board in the REPL "
-                                   "instead of restarting code.py."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON result (never the key)."),
 ) -> None:
     """Give a provisioned button a new key; its device id, site and history stay.
 
     The new key goes into the board's NVM over the serial raw REPL and is read back (as a
-    fingerprint computed on the board), and into the gateway database (--gateway-db) or is
-    taken from the gateway (--use-key). The replay window is kept: the button's counter
-    does not restart.
+    fingerprint computed on the board), and into the gateway's DB (--config/--gateway-db,
+    which bumps the device's key generation) or is taken from the gateway (--use-key). The
+    replay window is kept: the button's counter does not restart. The button runs its
+    code.py again afterwards, whatever happened.
     """
-    if (gateway_db is None) == (use_key is None):
-        common.fail(common.USAGE, "give exactly one of --gateway-db and --use-key",
-                    "--gateway-db PATH makes a new key and updates the gateway; --use-key FILE "
-                    "takes the key from `panicgw devices rekey ID --key-file FILE`", as_json)
-    if key_file is not None and gateway_db is None:
-        common.fail(common.USAGE, "--key-file goes with --gateway-db",
+    on_gateway = gateway_db is not None or config is not None
+    if on_gateway and use_key is not None:
+        common.fail(common.USAGE, "give --use-key or the gateway's DB (--config/--gateway-db),"
+                    " not both", "--config makes a new key and updates the gateway; "
+                    "--use-key FILE takes the key from `panicgw devices rekey ID --key-file "
+                    "FILE`", as_json)
+    if key_file is not None and use_key is not None:
+        common.fail(common.USAGE, "--key-file goes with the gateway's DB, not --use-key",
                     "with --use-key the key is already in that file", as_json)
     want_id: int | None = None
     key = b""
+    key_gen: int | None = None
+    store: Store | None = None
     if use_key is not None:
         try:
             want_id, key = registry.read_key_file(use_key)
         except registry.RegistryError as e:
             common.fail(common.USAGE, str(e), "use the file `panicgw devices rekey ID "
                         "--key-file FILE` wrote", as_json)
+        key_gen = _key_gen_in(use_key)
+    else:
+        try:
+            store = access.open_db(access.locate_db(gateway_db, config))
+        except (access.AccessError, OSError) as e:
+            common.fail(common.REGISTRY, str(e), "on a laptop use --use-key FILE from "
+                        "`panicgw devices rekey ID --key-file FILE`", as_json)
+    try:
+        result = _rekey(store, want_id, key, key_gen, use_key, key_file, port, as_json)
+    finally:
+        if store is not None:
+            store.close()
+    _report(result, as_json)
 
+
+def _rekey(store: Store | None, want_id: int | None, key: bytes, key_gen: int | None,
+           use_key: Path | None, key_file: Path | None, port: str | None,
+           as_json: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"ok": True}
     try:
         used = port or auto_port()
-        with SerialTransport(used) as t:
+        with SerialTransport(used) as t:  # code.py runs again on every way out
             t.enter_raw_repl()
             old = identity.board_identity(t)
             if old is None:
@@ -118,57 +151,80 @@ def rekey(
                             "connect the right button or make its key on the gateway: "
                             f"panicgw devices rekey {device_id:08X} --key-file FILE",
                             as_json, {"device_id": device_id})
-            if gateway_db is not None:
-                _registered(gateway_db, device_id, as_json)
+            if store is not None:
+                if store.get_device(device_id) is None:
+                    common.fail(common.REGISTRY, f"device {device_id:08X} is not registered "
+                                f"in {store.path}", "register it first (`panicgw devices "
+                                "import FILE` with its provision export) or provision the "
+                                "board anew", as_json, {"device_id": device_id})
                 _, key = identity.new_identity()
             new_fp = identity.fingerprint(key)
             result.update(device_id=device_id, device_id_hex=f"{device_id:08X}", port=used,
                           old_fingerprint=old_fp, key_fingerprint=new_fp,
-                          changed=new_fp != old_fp)
+                          changed=new_fp != old_fp, key_gen=key_gen)
+            before = identity.identity_bytes(t)
             if new_fp != old_fp:
                 identity.write_identity(t, device_id, key)
                 if identity.board_identity(t) != (device_id, new_fp):
                     common.fail(common.SERIAL, "the key read back from the board differs",
                                 "run rekey again", as_json, {"device_id": device_id})
-            if not no_reboot:
-                t.soft_reboot(run_code=True)
+            if store is not None:
+                result["key_gen"] = _update_gateway(t, store, device_id, key, before,
+                                                    key_file, as_json)
+                result["gateway_db"] = str(store.path)
     except TransportError as e:
         common.fail(common.SERIAL, f"writing the key failed: {e}", e.hint, as_json)
-
-    if gateway_db is not None:
+    if store is not None and key_file is not None:
         try:
-            s = Store(gateway_db)
-            try:
-                if not s.rekey(device_id, key):
-                    raise StoreError("the device was removed meanwhile")
-            finally:
-                s.close()
-            result["gateway_db"] = str(gateway_db)
-        except Exception as e:  # StoreError, sqlite3 errors, OSError
-            saved = _save_for_gateway(device_id, key, key_file)
-            common.fail(common.REGISTRY, f"the board has its new key but the gateway database "
-                        f"was not updated: {e}", f"the key is in {saved} (0600): on the gateway "
-                        f"run `panicgw devices rekey {device_id:08X} --use-key {saved}`",
-                        as_json, {"device_id": device_id, "key_file": str(saved)})
-        if key_file is not None:
-            try:
-                _save_for_gateway(device_id, key, key_file)
-            except OSError as e:
-                common.fail(common.FILES, f"rekeyed, but writing {key_file} failed: "
-                            f"{e.strerror}", as_json=as_json, extra={"device_id": device_id})
-            result["key_file"] = str(key_file)
+            _save_for_gateway(result["device_id"], key, key_file, result["key_gen"])
+        except OSError as e:
+            common.fail(common.FILES, f"rekeyed, but writing {key_file} failed: "
+                        f"{e.strerror}", as_json=as_json,
+                        extra={"device_id": result["device_id"]})
+        result["key_file"] = str(key_file)
+    return result
+
+
+def _update_gateway(t: SerialTransport, store: Store, device_id: int, key: bytes,
+                    before: bytes, key_file: Path | None, as_json: bool) -> int | None:
+    """The DB gets the key the board now has; if it cannot, the board gets its old key
+    back (both ends agree again) and the command fails."""
+    try:
+        gen = store.rekey(device_id, key)
+        if not gen:
+            raise StoreError("the device was removed meanwhile")
+        return _generation(gen)
+    except Exception as e:  # StoreError, sqlite3 errors, OSError
+        try:
+            identity.restore_identity(t, before)
+        except TransportError:
+            saved = _save_for_gateway(device_id, key, key_file, None)
+            common.fail(common.REGISTRY, f"the board has its new key but the gateway DB was "
+                        f"not updated ({e}), and the old key could not be put back",
+                        f"the new key is in {saved} (0600); once the DB is writable run "
+                        "`panictool rekey --config /etc/panicgw/gateway.toml` again with "
+                        "the button on USB (a fresh key for both ends), then delete that "
+                        "file", as_json, {"device_id": device_id, "key_file": str(saved)})
+        common.fail(common.REGISTRY, f"the gateway DB was not updated ({e}); the board got "
+                    "its old key back, nothing changed", "fix the DB problem and run rekey "
+                    "again", as_json, {"device_id": device_id})
+
+
+def _report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result))
         return
+    device_id = result["device_id"]
+    gen = f" (key generation {result['key_gen']})" if result.get("key_gen") else ""
     if not result["changed"]:
-        typer.echo(f"device {device_id:08X} already has this key (fingerprint {new_fp})")
+        typer.echo(f"device {device_id:08X} already has this key (fingerprint "
+                   f"{result['key_fingerprint']}){gen}")
         return
-    where = f"; gateway DB {gateway_db} updated" if gateway_db is not None else ""
-    typer.echo(f"device {device_id:08X} rekeyed on {used}: key fingerprint {old_fp} -> "
-               f"{new_fp}{where}")
-    typer.echo(f"next: panictool verify --gateway-db {gateway_db}" if gateway_db else
-               "next: panictool verify --gateway http://PI:8081 (the gateway's status API) "
-               "or --gateway-db on the Pi")
+    where = f"; gateway DB {result['gateway_db']} updated" if "gateway_db" in result else ""
+    typer.echo(f"device {device_id:08X} rekeyed on {result['port']}: key fingerprint "
+               f"{result['old_fingerprint']} -> {result['key_fingerprint']}{gen}{where}")
+    typer.echo("next: panictool verify  (the button sends a TEST; it passes on the "
+               "gateway's ACK signed with the new key)")
 
 
 REKEY = common.command_help(rekey, EPILOG)

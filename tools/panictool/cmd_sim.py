@@ -4,8 +4,10 @@ Each button is a ``panicsim.SimButton`` (the real firmware/button/code.py on a s
 board). Over Wi-Fi they POST to the gateway's HTTP ingest with real sockets; over LoRa
 they transmit on a simulated air to a virtual bridge (the real bridge firmware) whose USB
 port is a pseudo-terminal the gateway opens as its serial bridge. The buttons are
-registered with fresh ids and keys first, so the gateway accepts them. With many buttons
-and a rate it is a load generator: the summary counts acknowledged presses and latency.
+registered with fresh ids and keys first, so the gateway accepts them, and removed again
+on every way out (done, failed, Ctrl-C, SIGTERM): left registered they would go silent and
+raise "supervision lost" to police. With many buttons and a rate it is a load generator:
+the summary counts acknowledged presses and latency.
 """
 
 from __future__ import annotations
@@ -14,32 +16,51 @@ import json
 import os
 import random
 import re
+import signal
+import sqlite3
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from panicbutton import report
-from panicgw import registry
+from panicgw import access, registry
 from panicgw.store import Store, StoreError
 from panictool import common, identity
 
 EPILOG = """\
 Examples:
 
-  panictool sim --gateway-url http://127.0.0.1:8080 --gateway-db panicgw-data/gateway.db
-  panictool sim --bridge --gateway-db gw.db            # prints the pty: set \\[serial] port
+  panictool sim --gateway-url http://127.0.0.1:8080 --config /etc/panicgw/gateway.toml
+  panictool sim --bridge --gateway-db panicgw-data/gateway.db
+                                        # prints the pty: set the gateway's \\[serial] port
   panictool sim --gateway-url http://127.0.0.1:8080 --gateway-db gw.db \\
       --buttons 50 --rate 5 --duration 60 --json       # load: 5 TEST presses/s for 60 s
 
-A gateway limits HTTP frames per client address (\\[http] rate_per_s, rate_burst); all
-simulated buttons share 127.0.0.1, so raise those for load runs.
+The simulated buttons are registered in the gateway's DB (--config, default
+/etc/panicgw/gateway.toml, or --gateway-db; it must exist: the daemon creates it) and
+removed again when sim ends, however it ends (a SIGKILL excepted). With --export they go
+to a file you import on the gateway; sim cannot remove them there, so it prints the
+`panicgw devices remove` commands to run afterwards.
 
-Exit codes: 0 every press acknowledged; 1 some presses were not acknowledged; 2 bad
-options; 6 cannot register the simulated buttons.
+TEST presses reach dispatch like an installer's test: Contact ID 601, marked "test": true.
+--kind alarm sends real ALARMs (Contact ID 122, silent panic, not marked as a test): use it
+only with a gateway whose dispatch is a test system.
+
+A gateway limits HTTP frames per client address (\\[http] rate_per_s, rate_burst); all
+simulated buttons share 127.0.0.1, so raise those for load runs. One button presses at
+most once every few seconds (5 clicks and the firmware's quiet gap); a higher --rate needs
+more --buttons, and presses no button was free for are counted as skipped.
+
+Exit codes: 0 every press acknowledged; 1 some presses were not acknowledged or not
+recognised; 2 bad options; 6 the gateway DB or export file is unusable; 130/143 stopped by
+Ctrl-C/SIGTERM (the buttons are removed all the same).
 """
 
 PRESS_RE = re.compile(r"PANIC-BUTTON press: (?:alarm|test) counter=(\d+)", re.I)
@@ -49,6 +70,25 @@ SIM_SITE = registry.SiteRecord("Simulated shop", "shop", "panictool sim", -6.914
                                "installer", "")
 
 
+@dataclass
+class Press:
+    """One press sim made: which button, and when its clicks (or hold) began and ended."""
+
+    button: int
+    start: float
+    end: float = 0.0
+
+
+# After its last click a button waits the classifier's gap (1 s) before it calls the
+# pattern a TEST; clicks that come sooner join the same pattern and nothing is recognised.
+# So one button is pressed again only after this much quiet.
+QUIET_S = 1.5
+
+
+def rng_for(seed: int | None) -> random.Random:
+    return random.Random(seed)
+
+
 class Tracker:
     """Timestamps each button's console lines (the simulator keeps them as a list)."""
 
@@ -56,9 +96,11 @@ class Tracker:
         self.buttons = buttons
         self.seen = [0] * len(buttons)
         self.presses: dict[tuple[int, int], float] = {}
+        self.press_times: list[list[float]] = [[] for _ in buttons]
         self.acks: dict[tuple[int, int], tuple[float, str]] = {}
         self.heartbeat_acked: set[int] = set()
         self.boot_reports: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,35 +118,102 @@ class Tracker:
             time.sleep(0.02)
 
     def poll(self) -> None:
-        now = time.monotonic()
+        with self._lock:
+            now = time.monotonic()
+            for i, b in enumerate(self.buttons):
+                lines = b.console[self.seen[i]:]
+                self.seen[i] += len(lines)
+                for ln in lines:
+                    m = PRESS_RE.search(ln)
+                    if m:
+                        self.presses[(i, int(m.group(1)))] = now
+                        self.press_times[i].append(now)
+                    m = ACK_RE.search(ln)
+                    if m:
+                        self.acks.setdefault((i, int(m.group(1))), (now, m.group(3)))
+                    if "ack: heartbeat" in ln.lower():
+                        self.heartbeat_acked.add(i)
+                    if ln.startswith("PANIC-BUTTON {"):
+                        rep = report.parse(ln)
+                        if rep is not None:
+                            self.boot_reports[i] = rep
+
+    def settled(self, fired: list[Press]) -> bool:
+        """Every fired press was recognised and every recognised press acknowledged."""
+        with self._lock:
+            recognised = sum(len(t) for t in self.press_times)
+            return recognised >= len(fired) and all(k in self.acks for k in self.presses)
+
+    def unrecognised(self, fired: list[Press]) -> list[dict[str, Any]]:
+        """Per button, the presses the firmware printed no press line for, and why."""
+        out = []
         for i, b in enumerate(self.buttons):
-            lines = b.console[self.seen[i]:]
-            self.seen[i] += len(lines)
-            for ln in lines:
-                m = PRESS_RE.search(ln)
-                if m:
-                    self.presses[(i, int(m.group(1)))] = now
-                m = ACK_RE.search(ln)
-                if m:
-                    self.acks.setdefault((i, int(m.group(1))), (now, m.group(3)))
-                if "ack: heartbeat" in ln.lower():
-                    self.heartbeat_acked.add(i)
-                if ln.startswith("PANIC-BUTTON {"):
-                    rep = report.parse(ln)
-                    if rep is not None:
-                        self.boot_reports[i] = rep
+            mine = [p for p in fired if p.button == i]
+            missing = len(mine) - len(self.press_times[i])
+            if missing <= 0:
+                continue
+            if getattr(b, "crash", None):
+                why = "the firmware crashed: " + b.crash.strip().splitlines()[-1]
+            elif not b.running:
+                why = "the firmware was not running (stopped or in deep sleep)"
+            else:
+                last = b.console[-1] if b.console else "nothing"
+                why = (f"no `PANIC-BUTTON press` line after the clicks (last console line: "
+                       f"{last[:120]})")
+            out.append({"button": b.name, "missing": missing, "why": why})
+        return out
 
 
-def register_all(recs: list[registry.DeviceRecord], gateway_db: Path | None,
-                 export: Path | None) -> None:
-    if gateway_db is not None:
-        s = Store(gateway_db)
-        try:
-            s.upsert_devices(recs)
-        finally:
-            s.close()
-    if export is not None:
-        registry.write_export(export, recs)
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end sim like Ctrl-C does: through the ``finally`` that removes
+    the simulated buttons from the gateway (SIGKILL cannot be caught)."""
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def open_registry(gateway_db: Path | None, config: Path | None, export: Path | None,
+                  as_json: bool) -> Store | None:
+    """The gateway's DB (never created here), unless the buttons go to an export file."""
+    if export is not None and gateway_db is None and config is None:
+        return None
+    if gateway_db is None and config is None and not access.default_config().is_file():
+        common.fail(common.USAGE, "the gateway must know the simulated buttons",
+                    "pass the gateway's --config (or --gateway-db <data_dir>/gateway.db), "
+                    "or --export FILE to import on the gateway", as_json)
+    try:
+        return access.open_db(access.locate_db(gateway_db, config))
+    except (access.AccessError, OSError) as e:
+        common.fail(common.REGISTRY, str(e), as_json=as_json)
+
+
+def remove_all(store: Store, recs: list[registry.DeviceRecord]) -> int:
+    """Unregister the simulated buttons (their events stay in the history)."""
+    return sum(1 for r in recs if store.remove_device(r.device_id))
+
+
+def _cleanup(store: Store | None, recs: list[registry.DeviceRecord]) -> str:
+    """However sim ends, no simulated button stays registered; '' when done, else why not
+    (then the summary lists the commands that remove them)."""
+    if store is None:
+        return "they were written to an export file"
+    try:
+        remove_all(store, recs)
+    except (StoreError, sqlite3.Error, OSError) as e:
+        common.err_console.print(f"could not remove the simulated buttons from {store.path}: "
+                                 f"{e}", markup=False)
+        return str(e)
+    return ""
 
 
 def sim(
@@ -115,17 +224,22 @@ def sim(
     bridge_link: Path | None = typer.Option(None, "--bridge-link", help="Make the bridge's "
                                             "port appear at this path (a symlink while sim "
                                             "runs), so the gateway can be set up first."),
-    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="Register the simulated "
-                                           "buttons in this gateway DB."),
+    config: Path | None = typer.Option(None, "--config", help="The gateway's config (default "
+                                       "/etc/panicgw/gateway.toml): the buttons are "
+                                       "registered in its DB while sim runs."),
+    gateway_db: Path | None = typer.Option(None, "--gateway-db", help="The gateway's DB "
+                                           "(<data_dir>/gateway.db) instead of --config."),
     export: Path | None = typer.Option(None, "--export", help="Or write them to this export "
                                        "file (import it on the gateway while sim waits)."),
     buttons: int = typer.Option(1, "--buttons", min=1, max=500, help="How many buttons."),
     rate: float = typer.Option(0.2, "--rate", min=0.001, help="Presses per second, all "
                                "buttons together."),
     duration: float = typer.Option(0.0, "--duration", min=0.0, help="Seconds of pressing "
-                                   "(0: one press per button)."),
-    kind: str = typer.Option("test", "--kind", help="test (never dispatched) or alarm "
-                             "(reaches dispatch!)."),
+                                   "(0: one press per button); then at most --ack-timeout "
+                                   "for the last acknowledgements."),
+    kind: str = typer.Option("test", "--kind", help="test: reaches dispatch as Contact ID "
+                             "601 marked \"test\": true; alarm: a real ALARM (Contact ID "
+                             "122), only with a test dispatch."),
     sf: int = typer.Option(9, "--sf", help="LoRa spreading factor (the gateway's bridge must "
                            "match)."),
     frequency: str = typer.Option("921.4", "--frequency", help="LoRa MHz."),
@@ -137,103 +251,136 @@ def sim(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run simulated buttons (real firmware) against a running gateway; press and measure."""
-    from panicsim import Air, SimButton, SimClock, start_virtual_bridge
 
     if bool(gateway_url) == bridge:
         common.fail(common.USAGE, "choose one path: --gateway-url URL (Wi-Fi) or --bridge "
                     "(LoRa)", as_json=as_json)
-    if gateway_db is None and export is None:
-        common.fail(common.USAGE, "the gateway must know the simulated buttons",
-                    "pass --gateway-db PATH or --export FILE", as_json)
     if kind not in ("test", "alarm"):
         common.fail(common.USAGE, "--kind must be test or alarm", as_json=as_json)
     if gateway_url and not gateway_url.startswith(("http://", "https://")):
         common.fail(common.USAGE, "--gateway-url must start with http:// or https://",
                     as_json=as_json)
     link = _check_link(bridge_link, bridge, as_json) if bridge_link is not None else None
-    rng = random.Random(seed)
-    recs = []
-    taken: set[int] = set()
-    for n in range(buttons):
-        device_id, key = identity.new_identity(taken)
-        taken.add(device_id)
-        recs.append(registry.DeviceRecord(device_id, key, SIM_SITE, f"sim {n + 1}",
-                                          ["wifi"] if gateway_url else ["lora"], 3600,
-                                          None))
+    store = open_registry(gateway_db, config, export, as_json)
     try:
-        register_all(recs, gateway_db, export)
+        taken: set[int] = {d.device_id for d in store.list_devices()} if store else set()
+        recs = []
+        for n in range(buttons):
+            device_id, key = identity.new_identity(taken)
+            taken.add(device_id)
+            recs.append(registry.DeviceRecord(device_id, key, SIM_SITE, f"sim {n + 1}",
+                                              ["wifi"] if gateway_url else ["lora"], 3600,
+                                              None))
+        with _stop_signals():
+            summary = _run(store, recs, export, gateway_url, bridge, link, rate, duration,
+                           kind, sf, frequency, ready_timeout, ack_timeout, seed, as_json)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["presses"] == 0 or summary["unacknowledged"] or summary["unrecognised"]:
+        raise typer.Exit(common.CHECK_FAILED)
+
+
+def _run(store: Store | None, recs: list[registry.DeviceRecord], export: Path | None,
+         gateway_url: str, bridge: bool, link: Path | None, rate: float, duration: float,
+         kind: str, sf: int, frequency: str, ready_timeout: float, ack_timeout: float,
+         seed: int | None, as_json: bool) -> dict[str, Any]:
+    """Register, run, press, and always unregister: the summary, with what was cleaned."""
+    from panicsim import Air, SimButton, SimClock, start_virtual_bridge
+
+    summary: dict[str, Any] = {}
+    try:
+        if store is not None:
+            store.upsert_devices(recs)
+        if export is not None:
+            registry.write_export(export, recs)
     except (registry.RegistryError, StoreError, OSError) as e:
+        if store is not None:
+            remove_all(store, recs)
         common.fail(common.REGISTRY, f"cannot register the simulated buttons: {e}",
                     as_json=as_json)
-
+    started = time.monotonic()
     clock = SimClock(speed=1.0)
     air = Air(clock, seed=seed)
     vbridge = None
-    if bridge:
-        # The pty's own link lives in a private temp dir: a shared name next to the user's
-        # link would be clobbered by a second sim and deleted when the first one stops.
-        vbridge = start_virtual_bridge(air, settings={"PB_FREQUENCY_MHZ": frequency,
-                                                      "PB_SF": sf})
-        shown = vbridge.port_path
-        if link is not None:
-            try:
-                _point_link(link, vbridge.port_path)
-            except OSError as e:
-                vbridge.stop()
-                common.fail(common.FILES, f"cannot create the --bridge-link {link}: {e}",
-                            "choose a path in a directory you can write to", as_json)
-            shown = f"{link} (-> {vbridge.port_path})"
-        # markup=False: rich would eat "[serial]" as a style tag; soft_wrap: a long path
-        # folded at the terminal width cannot be copied into the gateway's config.
-        common.err_console.print(f"virtual bridge on {shown}: set the gateway's [serial] port "
-                                 f"to it (SF{sf}, {frequency} MHz)", markup=False,
-                                 soft_wrap=True)
-    settings: dict[str, Any] = {"PB_REGION": "AS923-2", "PB_SF": sf,
-                                "PB_FREQUENCY_MHZ": frequency}
-    if gateway_url:
-        settings.update({"PB_WIFI_SSID": "sim", "PB_WIFI_PASSWORD": "simulated",
-                         "PB_GATEWAY_URL": gateway_url, "PB_LORA": 0})
-    board = "feather_esp32s3" if gateway_url else "feather_rp2040_rfm95"
-    sims = [SimButton(r.device_id, r.key, air=air, board=board, settings=settings,
-                      wifi_networks={"sim": "simulated"}, name=r.label) for r in recs]
-    tracker = Tracker(sims).start()
-    summary: dict[str, Any] = {}
+    sims: list[Any] = []
+    tracker = None
     try:
+        if bridge:
+            # The pty's own link lives in a private temp dir: a shared name next to the
+            # user's link would be clobbered by a second sim and deleted when one stops.
+            vbridge = start_virtual_bridge(air, settings={"PB_FREQUENCY_MHZ": frequency,
+                                                          "PB_SF": sf})
+            shown = vbridge.port_path
+            if link is not None:
+                try:
+                    _point_link(link, vbridge.port_path)
+                except OSError as e:
+                    common.fail(common.FILES, f"cannot create the --bridge-link {link}: {e}",
+                                "choose a path in a directory you can write to", as_json)
+                shown = f"{link} (-> {vbridge.port_path})"
+            # markup=False: rich would eat "[serial]" as a style tag; soft_wrap: a long
+            # path folded at the terminal width cannot be copied into the gateway's config.
+            common.err_console.print(f"virtual bridge on {shown}: set the gateway's [serial] "
+                                     f"port to it (SF{sf}, {frequency} MHz)", markup=False,
+                                     soft_wrap=True)
+        settings: dict[str, Any] = {"PB_REGION": "AS923-2", "PB_SF": sf,
+                                    "PB_FREQUENCY_MHZ": frequency}
+        if gateway_url:
+            settings.update({"PB_WIFI_SSID": "sim", "PB_WIFI_PASSWORD": "simulated",
+                             "PB_GATEWAY_URL": gateway_url, "PB_LORA": 0})
+        board = "feather_esp32s3" if gateway_url else "feather_rp2040_rfm95"
+        sims = [SimButton(r.device_id, r.key, air=air, board=board, settings=settings,
+                          wifi_networks={"sim": "simulated"}, name=r.label) for r in recs]
+        tracker = Tracker(sims).start()
         for b in sims:
             b.start()
-        end = time.monotonic() + ready_timeout
-        while len(tracker.heartbeat_acked) < len(sims) and time.monotonic() < end:
-            time.sleep(0.1)
-        summary["ready"] = len(tracker.heartbeat_acked)
-        summary["boot_errors"] = [r["error"]["message"] for r in tracker.boot_reports.values()
-                                  if "error" in r]
-        if not tracker.heartbeat_acked:
-            summary["presses"] = 0
-        else:
-            fired = _press_load(sims, tracker, rng, rate, duration, kind, as_json)
-            summary["fired"] = fired
-            end = time.monotonic() + ack_timeout
-            while time.monotonic() < end and (
-                    len(tracker.presses) < fired
-                    or any(k not in tracker.acks for k in tracker.presses)):
+        with common.waiting(f"waiting for {len(sims)} buttons' first heartbeat to be "
+                            "acknowledged", ready_timeout, as_json) as tick:
+            end = time.monotonic() + ready_timeout
+            while len(tracker.heartbeat_acked) < len(sims) and time.monotonic() < end:
                 time.sleep(0.1)
+                tick(None)
+        summary["ready"] = len(tracker.heartbeat_acked)
+        summary["boot_errors"] = [r["error"]["message"] for r in
+                                  tracker.boot_reports.values() if "error" in r]
+        fired: list[Press] = []
+        skipped = 0
+        if tracker.heartbeat_acked:
+            t0 = time.monotonic()
+            fired, skipped = _press_load(sims, rng_for(seed), rate, duration, kind, as_json)
+            summary["pressing_s"] = round(time.monotonic() - t0, 1)
+            with common.waiting("waiting for the last acknowledgements", ack_timeout,
+                                as_json) as tick:
+                end = time.monotonic() + ack_timeout
+                while time.monotonic() < end and not tracker.settled(fired):
+                    time.sleep(0.1)
+                    tick(None)
         tracker.poll()
+        summary["fired"] = len(fired)
+        summary["skipped_busy"] = skipped
+        summary["not_recognised"] = tracker.unrecognised(fired)
     finally:
-        tracker.stop()
+        if tracker is not None:
+            tracker.stop()
         for b in sims:
             b.stop()
         if vbridge is not None:
             vbridge.stop()
             if link is not None:
                 _remove_link(link, vbridge.port_path)
+        cleanup_error = _cleanup(store, recs)
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
+    summary["cleanup"] = ({"removed_from": str(store.path), "devices": len(recs)}
+                          if store is not None and not cleanup_error else
+                          {"remove_with": [f"panicgw devices remove {r.device_id:08X} --yes"
+                                           for r in recs], "error": cleanup_error})
     _summarise(summary, tracker, recs, kind)
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        _print_summary(summary)
-    if summary["presses"] == 0 or summary["unacknowledged"] \
-            or summary["presses"] < summary.get("fired", 0):
-        raise typer.Exit(common.CHECK_FAILED)
+    return summary
 
 
 def _check_link(bridge_link: Path, bridge: bool, as_json: bool) -> Path:
@@ -272,58 +419,77 @@ def _remove_link(link: Path, target: str) -> None:
         pass
 
 
-def _press_load(sims: list[Any], tracker: Tracker, rng: random.Random, rate: float,
-                duration: float, kind: str, as_json: bool) -> int:
-    """One press per button, or Poisson presses at ``rate`` for ``duration`` seconds; each
-    press runs in its own thread because a press blocks for its simulated hold time."""
+def _press_load(sims: list[Any], rng: random.Random, rate: float, duration: float,
+                kind: str, as_json: bool) -> tuple[list[Press], int]:
+    """One press per button, or Poisson presses at ``rate`` for ``duration`` seconds, each
+    on a button that is free (its last press and the firmware's quiet gap are over);
+    (the presses made, how many found no free button). Each press runs in its own thread
+    because it blocks for its simulated clicks; nothing is queued past ``duration``."""
     threads: list[threading.Thread] = []
-    busy = [threading.Lock() for _ in sims]
+    fired: list[Press] = []
+    free_at = [0.0] * len(sims)
 
-    def press(i: int) -> None:
-        with busy[i]:  # one finger per button
-            if kind == "alarm":
-                sims[i].alarm()
-            else:
-                sims[i].test()
+    def press(p: Press) -> None:
+        if kind == "alarm":
+            sims[p.button].alarm()
+        else:
+            sims[p.button].test()
+        p.end = time.monotonic()
+        free_at[p.button] = p.end + QUIET_S
 
     def fire(i: int) -> None:
-        t = threading.Thread(target=press, args=(i,), daemon=True)
+        p = Press(i, time.monotonic())
+        free_at[i] = float("inf")  # busy until its clicks are done
+        fired.append(p)
+        t = threading.Thread(target=press, args=(p,), daemon=True)
         t.start()
         threads.append(t)
 
+    skipped = 0
+    start = time.monotonic()
     with common.count_progress(as_json) as prog:
         if duration <= 0:
             task = prog.add_task("pressing", total=len(sims))
             for i in range(len(sims)):
                 fire(i)
                 prog.advance(task)
-                time.sleep(1.0 / rate if len(sims) > 1 else 0)
+                if i + 1 < len(sims):
+                    time.sleep(1.0 / rate)
         else:
-            task = prog.add_task("pressing", total=int(duration))
-            start = time.monotonic()
-            while time.monotonic() - start < duration:
+            task = prog.add_task(f"pressing for {duration:.0f} s", total=int(duration))
+            while True:
                 time.sleep(min(rng.expovariate(rate), duration))
-                if time.monotonic() - start >= duration:
+                now = time.monotonic()
+                prog.update(task, completed=int(min(now - start, duration)))
+                if now - start >= duration:
                     break
-                fire(rng.randrange(len(sims)))
-                prog.update(task, completed=int(time.monotonic() - start))
+                free = [i for i in range(len(sims)) if free_at[i] <= now]
+                if free:
+                    fire(rng.choice(free))
+                else:
+                    skipped += 1
     for t in threads:
         t.join(30)
-    return len(threads)
+    return fired, skipped
 
 
-def _summarise(s: dict[str, Any], tracker: Tracker, recs: list[Any], kind: str) -> None:
+def _summarise(s: dict[str, Any], tracker: Tracker | None, recs: list[Any],
+               kind: str) -> None:
     lat = []
     paths: dict[str, int] = {}
-    for key, t0 in tracker.presses.items():
-        if key in tracker.acks:
+    presses = tracker.presses if tracker is not None else {}
+    for key, t0 in presses.items():
+        if tracker is not None and key in tracker.acks:
             t1, path = tracker.acks[key]
             lat.append(max(0.0, t1 - t0))
             paths[path] = paths.get(path, 0) + 1
     lat.sort()
+    s.setdefault("ready", 0)
+    s.setdefault("boot_errors", [])
     s.update({
-        "buttons": len(recs), "kind": kind, "presses": len(tracker.presses),
-        "acknowledged": len(lat), "unacknowledged": len(tracker.presses) - len(lat),
+        "buttons": len(recs), "kind": kind, "presses": len(presses),
+        "acknowledged": len(lat), "unacknowledged": len(presses) - len(lat),
+        "unrecognised": sum(u["missing"] for u in s.get("not_recognised", [])),
         "ack_paths": paths,
         "latency_s": {"p50": round(statistics.median(lat), 3),
                       "p95": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 3),
@@ -337,10 +503,18 @@ def _print_summary(s: dict[str, Any]) -> None:
                f"(first heartbeat acknowledged)")
     for e in s["boot_errors"]:
         typer.echo(f"  boot error: {e}")
-    if s["presses"] < s.get("fired", 0):
-        typer.echo(f"{s['fired'] - s['presses']} presses were not recognised by the firmware")
+    if s.get("skipped_busy"):
+        typer.echo(f"{s['skipped_busy']} presses skipped: every button was still busy with "
+                   "its last press (a TEST is 5 clicks and a quiet second); add --buttons or "
+                   "lower --rate")
+    if s["unrecognised"]:
+        typer.echo(f"{s['unrecognised']} presses were not recognised by the firmware:")
+        for u in s["not_recognised"]:
+            typer.echo(f"  {u['button']}: {u['missing']} missing: {u['why']}")
     typer.echo(f"{s['presses']} {s['kind'].upper()} presses, {s['acknowledged']} "
-               f"acknowledged, {s['unacknowledged']} not")
+               f"acknowledged, {s['unacknowledged']} not"
+               + (f" ({s['pressing_s']} s of pressing, {s['elapsed_s']} s in all)"
+                  if "pressing_s" in s else ""))
     if s["latency_s"]:
         latency = s["latency_s"]
         typer.echo(f"press-to-ACK latency: p50 {latency['p50']} s, p95 {latency['p95']} s, "
@@ -348,6 +522,15 @@ def _print_summary(s: dict[str, Any]) -> None:
     if s["ready"] == 0:
         typer.echo("what to do: is the gateway running, does it know the buttons (registry "
                    "reload takes ~2 s), and for --bridge is its [serial] port the printed pty?")
+    c = s["cleanup"]
+    if "removed_from" in c:
+        typer.echo(f"the {c['devices']} simulated buttons were removed from {c['removed_from']}"
+                   " (their events stay)")
+    else:
+        typer.echo("remove the simulated buttons from the gateway now (left there, they "
+                   "would raise supervision-lost to dispatch):")
+        for cmd in c["remove_with"]:
+            typer.echo(f"  {cmd}")
 
 
 SIM = common.command_help(sim, EPILOG)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -65,6 +68,36 @@ def count_progress(quiet: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
                     console=err_console, disable=quiet or not sys.stderr.isatty())
+
+
+@contextmanager
+def waiting(description: str, total_s: float, quiet: bool = False
+            ) -> Iterator[Callable[[float | None], None]]:
+    """Progress for a wait of up to ``total_s`` seconds, on stderr: a bar that counts the
+    seconds on a terminal, else one line saying what is awaited and for how long (so a log
+    shows why nothing happens for a minute). Yields ``tick(seconds_waited or None)``; None
+    counts from the start of the wait."""
+    if quiet:
+        yield lambda _s: None
+        return
+    if not sys.stderr.isatty():
+        typer.echo(f"{description} (up to {total_s:.0f} s) ...", err=True)
+        yield lambda _s: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                  console=err_console, transient=True) as prog:
+        task = prog.add_task(description, total=total_s)
+        start = time.monotonic()
+        last = [0.0]
+
+        def tick(waited: float | None = None) -> None:
+            now = time.monotonic() - start if waited is None else waited
+            if now - last[0] >= 0.2:
+                last[0] = now
+                prog.update(task, completed=min(now, total_s))
+
+        yield tick
 
 
 def unwrap(text: str) -> str:

@@ -66,3 +66,23 @@ def write_identity(t: Transport, device_id: int, key: bytes) -> None:
         raise TransportError(f"the board has {size} bytes of NVM; the firmware needs "
                              f"{nvmstore.NVM_MIN}", "this board cannot hold a panic-button key")
     t.nvm_write(0, nvmstore.identity_record(device_id, key))
+
+
+def board_key(t: Transport) -> tuple[int, bytes] | None:
+    """(device id, key) from the board's NVM, for checking the tag of the gateway's ACK on
+    this computer (docs/installing.md: verify). The key stays in memory: never printed,
+    logged or written anywhere."""
+    if t.board_info()["nvm_size"] < nvmstore.NVM_MIN:
+        return None
+    return nvmstore.read_identity(t.nvm_read(0, nvmstore.NVM_MIN))
+
+
+def identity_bytes(t: Transport) -> bytes:
+    """The raw identity record (whatever is there, valid or not), so a command that fails
+    after writing a new one can put this back and leave the board as it found it."""
+    return t.nvm_read(0, nvmstore.IDENTITY_LEN)
+
+
+def restore_identity(t: Transport, record: bytes) -> None:
+    """Write back what :func:`identity_bytes` read (a failed provision or rekey)."""
+    t.nvm_write(0, record)

@@ -8,12 +8,18 @@ sends ``\\x01`` each time another window may be sent) or, when the board does no
 plain raw mode; then Ctrl-D. The board answers ``OK``, the program's stdout, ``\\x04``, its
 stderr, ``\\x04``, ``>``. Ctrl-B leaves the raw REPL; Ctrl-D at the normal prompt reloads
 (CircuitPython runs code.py again).
+
+A button whose code.py a tool stopped sends nothing (no alarm, no heartbeat) until it runs
+again, so the session is a context manager that restarts code.py on every way out: done,
+refused, failed, Ctrl-C in the tool, or the board gone (then there is nothing to restart:
+a board that comes back powers up into code.py by itself).
 """
 
 from __future__ import annotations
 
 import errno
 import struct
+import termios
 import time
 
 import serial
@@ -22,6 +28,9 @@ from serial.tools import list_ports, list_ports_common
 from panictool.transport import Transport, TransportError
 
 ADAFRUIT_VID = 0x239A
+# What a vanished port raises: pyserial's own errors, the OS's, and termios' (tcdrain on a
+# pty or USB device that went away raises termios.error, which is neither).
+PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 RAW_BANNER = b"raw REPL; CTRL-B to exit"
 PRESS_ANY_KEY = b"Press any key to enter the REPL"
 FRIENDLY_PROMPT = b">>> "
@@ -30,6 +39,9 @@ DIALOUT_HINT = ("add your user to the dialout group: `sudo usermod -aG dialout $
                 "then log out and back in")
 BUSY_HINT = ("another program holds the port (a serial monitor, mpremote, screen, or a running "
              "panicgw with this port as its bridge): close it and try again")
+LEFT_HALTED_HINT = ("the button may be left stopped (it sends nothing, alarms included): "
+                    "press its reset button, or plug it back in and run `panictool console "
+                    "--reload --seconds 5`")
 NO_ANSWER_HINT = ("is the board running CircuitPython? Unplug and replug it, press reset once, "
                   "and check it is the console port (the bridge's data port does not answer)")
 
@@ -78,6 +90,12 @@ class SerialTransport(Transport):
         self.use_raw_paste = use_raw_paste
         self.in_raw = False
         self.raw_paste_used = False
+        # True from the first Ctrl-C we send until code.py runs again: the board is halted
+        # because of us, and close() must restart it.
+        self.halted = False
+        self.answered = False  # the board showed a REPL prompt in this session
+        self.restarts = 0  # soft reboots into code.py this session did (tests, reports)
+        self.left_halted = False  # closed without getting code.py to run (port gone)
         self._pushback = b""
         try:
             self.serial = serial.Serial(port, baudrate, timeout=0.05, write_timeout=5.0,
@@ -104,24 +122,24 @@ class SerialTransport(Transport):
     def __enter__(self) -> SerialTransport:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.close()
+        if self.left_halted and isinstance(exc, TransportError):
+            exc.hint = ((exc.hint + "; ") if exc.hint else "") + LEFT_HALTED_HINT
 
     def close(self) -> None:
-        """Leave the raw REPL (so the board's console behaves normally) and close the port."""
+        """Restart code.py if this session stopped it, then close the port. Never raises:
+        it runs on every way out of a command, including a vanished port."""
         if getattr(self, "serial", None) is None:
             return
-        try:
-            if self.in_raw:
-                self.serial.write(b"\x02")
-                self.serial.flush()
-        except (serial.SerialException, OSError):
-            pass
+        if self.halted and not self.run_code(best_effort=True):
+            self.left_halted = True
         self.in_raw = False
         try:
             self.serial.close()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
+        self.serial = None
 
     # -- low-level I/O ------------------------------------------------------------------------
 
@@ -132,8 +150,15 @@ class SerialTransport(Transport):
         except serial.SerialTimeoutException:
             raise TransportError(f"{self.port}: the board stopped reading",
                                  NO_ANSWER_HINT) from None
-        except (serial.SerialException, OSError) as e:
+        except PORT_ERRORS as e:
             raise TransportError(f"{self.port}: write failed ({e}); was the board unplugged?") \
+                from None
+
+    def _in_waiting(self) -> int:
+        try:
+            return int(self.serial.in_waiting)
+        except PORT_ERRORS as e:
+            raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
                 from None
 
     def _read_some(self) -> bytes:
@@ -142,7 +167,7 @@ class SerialTransport(Transport):
         try:
             n = self.serial.in_waiting
             return self.serial.read(max(1, n))
-        except (serial.SerialException, OSError) as e:
+        except PORT_ERRORS as e:
             raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
                 from None
 
@@ -173,8 +198,9 @@ class SerialTransport(Transport):
         while len(data) < n and time.monotonic() < end:
             try:
                 data += self.serial.read(n - len(data))
-            except (serial.SerialException, OSError) as e:
-                raise TransportError(f"{self.port}: read failed ({e})") from None
+            except PORT_ERRORS as e:
+                raise TransportError(f"{self.port}: read failed ({e}); was the board "
+                                     "unplugged?") from None
         return bytes(data)
 
     def _take_pushback(self, n: int) -> bytes:
@@ -199,6 +225,7 @@ class SerialTransport(Transport):
         """Stop the running program and get to the normal ``>>>`` prompt; returns what the
         board printed (code.py's last output, banners)."""
         seen = bytearray()
+        self.halted = True  # from here on code.py may be stopped: close() restarts it
         self._write(b"\r\x03")
         time.sleep(0.05)
         self._write(b"\x03")
@@ -212,8 +239,12 @@ class SerialTransport(Transport):
                 continue
             if seen.rstrip(b" ").endswith(b">>>") or seen.endswith((b"\n>", b"\x04>")) \
                     or RAW_BANNER in seen:
+                self.answered = True
                 return bytes(seen)
-            self._write(b"\r\x03")  # maybe the first Ctrl-C went into a reload
+            # Silence: the first Ctrl-C went into a reload, or the board sits in a raw REPL
+            # (left there by a tool that lost the port), where Ctrl-C prints nothing:
+            # Ctrl-B leaves it (at the prompt: a banner; while code runs: ignored).
+            self._write(b"\x02\r\x03")
         raise TransportError(f"the board on {self.port} does not answer", NO_ANSWER_HINT)
 
     def enter_raw_repl(self) -> None:
@@ -240,21 +271,56 @@ class SerialTransport(Transport):
             self.in_raw = False
 
     def soft_reboot(self, run_code: bool = True) -> None:
-        """Reload the board. With ``run_code`` (CircuitPython) leave the raw REPL first so the
-        reload runs code.py; the caller then reads the console (e.g. the boot report)."""
+        """Reload the board. With ``run_code`` code.py runs (the caller then reads the
+        console, e.g. the boot report); without, the board stays in a fresh raw REPL."""
+        if run_code:
+            if not self.halted:
+                self.interrupt()
+            if not self.run_code():
+                raise TransportError(f"the board on {self.port} did not restart its code.py",
+                                     NO_ANSWER_HINT)
+            return
         if not self.in_raw:
             self.enter_raw_repl()
-        if run_code:
-            self.exit_raw_repl()
-            self.read_until(FRIENDLY_PROMPT, timeout=1.0)
-            self._write(b"\x04")
-        else:
-            self._write(b"\x04")
-            data = self.read_until(RAW_BANNER, timeout=self.answer_timeout)
-            if not data.endswith(RAW_BANNER):
-                raise TransportError(f"the board on {self.port} did not come back after reboot",
-                                     NO_ANSWER_HINT)
-            self.read_until(b">", timeout=1.0)
+        self._write(b"\x04")
+        data = self.read_until(RAW_BANNER, timeout=self.answer_timeout)
+        if not data.endswith(RAW_BANNER):
+            raise TransportError(f"the board on {self.port} did not come back after reboot",
+                                 NO_ANSWER_HINT)
+        self.read_until(b">", timeout=1.0)
+
+    def run_code(self, best_effort: bool = False) -> bool:
+        """Get the board from wherever this session left it (raw REPL, a snippet still
+        running, the friendly prompt, "Press any key") back to running code.py: Ctrl-C
+        stops a snippet, Ctrl-B leaves the raw REPL, Ctrl-D at the friendly prompt is the
+        soft reboot. True once the board said "soft reboot". ``best_effort``: never
+        raise (the port may be gone) and give up sooner on a board that never answered."""
+        wait = self.answer_timeout if self.answered or not best_effort \
+            else self.answer_timeout / 4
+        for _ in range(2):
+            try:
+                self._pushback = b""
+                self._write(b"\r\x03")  # a snippet still running (Ctrl-C in the tool)
+                self.drain(quiet=0.1, limit=min(1.0, wait))
+                self._write(b"\x02")  # leave the raw REPL (at the friendly prompt: a banner)
+                self.read_until(FRIENDLY_PROMPT, timeout=min(1.0, wait))
+                self._write(b"\x04")
+                seen = self.read_until(b"soft reboot", timeout=wait)
+            except TransportError:
+                if best_effort:
+                    return False
+                raise
+            if seen.endswith(b"soft reboot"):
+                # What follows is code.py's console, which the caller may read (the boot
+                # report): it starts at the reboot line.
+                self._pushback = b"\r\nsoft reboot" + self._pushback
+                self.in_raw = False
+                self.halted = False
+                self.restarts += 1
+                return True
+            if not self.answered:
+                break
+        return False
 
     def read_console(self, timeout: float = 0.2) -> bytes:
         """Whatever the board printed within ``timeout`` seconds (for monitors and reports)."""
@@ -292,7 +358,7 @@ class SerialTransport(Transport):
         remain = window
         i = 0
         while i < len(code):
-            while remain == 0 or self._pushback or self.serial.in_waiting:
+            while remain == 0 or self._pushback or self._in_waiting():
                 b = self._read_exact(1, self.answer_timeout)
                 if b == b"\x01":
                     remain += window
