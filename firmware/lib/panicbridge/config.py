@@ -4,8 +4,10 @@ Keys: frequency_mhz, sf, bw_hz, cr, tx_power. ``check`` validates a whole change
 any of it is applied, so a bad CONFIG never leaves the radio half-configured.
 """
 
+from panicproto import airtime
+
 BANDWIDTHS = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
-DEFAULTS = {"frequency_mhz": 921.4, "sf": 9, "bw_hz": 125000, "cr": 5, "tx_power": 14}
+DEFAULTS = airtime.region(airtime.DEFAULT_REGION).radio_defaults()  # the gateway's too
 KEYS = tuple(sorted(DEFAULTS))
 
 

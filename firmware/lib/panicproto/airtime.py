@@ -33,10 +33,17 @@ def time_on_air_ms(payload_len, sf, bw_hz=125000, cr=5, preamble=8, crc=True,
 
 
 class Region:
-    """Regulatory limits that the sender must respect. ``dwell_ms`` None = no dwell limit;
-    ``duty`` None = no duty-cycle limit (fraction of airtime per rolling hour)."""
+    """Regulatory limits that the sender must respect, and the radio settings every part of
+    the system starts from in that region. ``dwell_ms`` None = no dwell limit; ``duty``
+    None = no duty-cycle limit (fraction of airtime per rolling hour).
 
-    def __init__(self, name, f_min_mhz, f_max_mhz, dwell_ms, duty, default_mhz, max_sf=12):
+    The ``default_*`` values are the one source of regional radio defaults: the gateway's
+    ``[serial]`` section, the bridge firmware, the button's settings and ``panictool
+    provision`` all start from them, so a fresh install agrees with itself (docs/protocol.md,
+    "Radio defaults")."""
+
+    def __init__(self, name, f_min_mhz, f_max_mhz, dwell_ms, duty, default_mhz, max_sf=12,
+                 default_sf=9, default_bw_hz=125000, default_cr=5, default_tx_power=14):
         self.name = name
         self.f_min_mhz = f_min_mhz
         self.f_max_mhz = f_max_mhz
@@ -44,6 +51,16 @@ class Region:
         self.duty = duty
         self.default_mhz = default_mhz
         self.max_sf = max_sf
+        self.default_sf = default_sf
+        self.default_bw_hz = default_bw_hz
+        self.default_cr = default_cr
+        self.default_tx_power = default_tx_power
+
+    def radio_defaults(self):
+        """The region's default radio settings, keyed as the bridge's CONFIG/STATUS are."""
+        return {"frequency_mhz": self.default_mhz, "sf": self.default_sf,
+                "bw_hz": self.default_bw_hz, "cr": self.default_cr,
+                "tx_power": self.default_tx_power}
 
     def allows(self, payload_len, sf, bw_hz=125000):
         """True when one packet at ``sf`` stays within the dwell-time limit."""
@@ -65,7 +82,10 @@ class Region:
 
 
 # Indonesia uses 920-923 MHz (AS923-2). Duty cycle: we budget a conservative 1 % per
-# rolling hour everywhere a plan has one; docs/protocol.md gives the sources.
+# rolling hour everywhere a plan has one; docs/protocol.md gives the sources. Defaults in
+# every region: SF9 at 125 kHz, CR 4/5 (a 19-byte uplink is 185 ms on air, well inside the
+# 400 ms dwell limits) and 14 dBm, within every plan's power cap.
+DEFAULT_REGION = "AS923-2"
 REGIONS = {
     "AS923-2": Region("AS923-2", 920.0, 923.0, 400.0, 0.01, 921.4),
     "AS923": Region("AS923", 915.0, 928.0, 400.0, 0.01, 923.2),
