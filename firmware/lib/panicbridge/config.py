@@ -7,7 +7,9 @@ any of it is applied, so a bad CONFIG never leaves the radio half-configured.
 from panicproto import airtime
 
 BANDWIDTHS = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
-DEFAULTS = airtime.region(airtime.DEFAULT_REGION).radio_defaults()  # the gateway's too
+_R = airtime.region(airtime.DEFAULT_REGION)  # the gateway's defaults too (one source)
+DEFAULTS = {"frequency_mhz": _R.default_mhz, "sf": _R.default_sf, "bw_hz": _R.default_bw_hz,
+            "cr": _R.default_cr, "tx_power": _R.default_tx_power}
 KEYS = tuple(sorted(DEFAULTS))
 
 

@@ -32,18 +32,21 @@ def time_on_air_ms(payload_len, sf, bw_hz=125000, cr=5, preamble=8, crc=True,
     return (preamble + 4.25) * ts + n_payload * ts
 
 
+# The ``default_*`` radio settings of a Region are the one source of regional radio
+# defaults: the gateway's [serial] section, the bridge firmware, the button's settings and
+# `panictool provision` all start from them, so a fresh install agrees with itself
+# (docs/protocol.md, "Radio defaults"). The same in every region today, so they are class
+# attributes (no RAM per region on a board); a region that needs others sets its own.
 class Region:
-    """Regulatory limits that the sender must respect, and the radio settings every part of
-    the system starts from in that region. ``dwell_ms`` None = no dwell limit; ``duty``
-    None = no duty-cycle limit (fraction of airtime per rolling hour).
+    """Regulatory limits that the sender must respect. ``dwell_ms`` None = no dwell limit;
+    ``duty`` None = no duty-cycle limit (fraction of airtime per rolling hour)."""
 
-    The ``default_*`` values are the one source of regional radio defaults: the gateway's
-    ``[serial]`` section, the bridge firmware, the button's settings and ``panictool
-    provision`` all start from them, so a fresh install agrees with itself (docs/protocol.md,
-    "Radio defaults")."""
+    default_sf = 9
+    default_bw_hz = 125000
+    default_cr = 5  # coding rate 4/5
+    default_tx_power = 14  # dBm
 
-    def __init__(self, name, f_min_mhz, f_max_mhz, dwell_ms, duty, default_mhz, max_sf=12,
-                 default_sf=9, default_bw_hz=125000, default_cr=5, default_tx_power=14):
+    def __init__(self, name, f_min_mhz, f_max_mhz, dwell_ms, duty, default_mhz, max_sf=12):
         self.name = name
         self.f_min_mhz = f_min_mhz
         self.f_max_mhz = f_max_mhz
@@ -51,16 +54,6 @@ class Region:
         self.duty = duty
         self.default_mhz = default_mhz
         self.max_sf = max_sf
-        self.default_sf = default_sf
-        self.default_bw_hz = default_bw_hz
-        self.default_cr = default_cr
-        self.default_tx_power = default_tx_power
-
-    def radio_defaults(self):
-        """The region's default radio settings, keyed as the bridge's CONFIG/STATUS are."""
-        return {"frequency_mhz": self.default_mhz, "sf": self.default_sf,
-                "bw_hz": self.default_bw_hz, "cr": self.default_cr,
-                "tx_power": self.default_tx_power}
 
     def allows(self, payload_len, sf, bw_hz=125000):
         """True when one packet at ``sf`` stays within the dwell-time limit."""
