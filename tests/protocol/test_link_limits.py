@@ -155,3 +155,28 @@ def test_bridge_status_always_fits_the_link() -> None:
     doc = json.loads(out[0].payload)
     assert doc["radio"]["sf"] == config.DEFAULTS["sf"]
     assert len(out[0].payload) <= link.MAX_PAYLOAD
+
+
+def test_protocol_doc_states_the_codes_limits_and_defaults() -> None:
+    """docs/protocol.md and link.py / airtime.py state one truth."""
+    import re
+    from pathlib import Path
+
+    from panicproto import airtime
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    rows = {m[2]: m[1] for m in re.findall(r"^\| ([^|]+) \| ([^|]+) \| `(MAX_\w+)` \|$", doc,
+                                              re.M)}
+    nums = {k: [int(n) for n in re.findall(r"\d+", v)] for k, v in rows.items()}
+    assert nums["MAX_PAYLOAD"] == [0, link.MAX_PAYLOAD]
+    assert nums["MAX_FRAME"] == [4, link.MAX_FRAME]
+    assert nums["MAX_ENCODED"] == [link.MAX_ENCODED]
+    assert nums["MAX_WIRE"] == [link.MAX_WIRE]
+    assert f"payload ({0}-{link.MAX_PAYLOAD})" in doc
+    for r in airtime.REGIONS.values():
+        row = re.search(rf"^\| {re.escape(r.name)}( \(default\))? \| (.+) \|$", doc, re.M)
+        assert row, r.name
+        cells = [c.strip() for c in row.group(2).split("|")]
+        assert cells == [f"{r.default_mhz:g} MHz", str(r.default_sf),
+                         f"{r.default_bw_hz / 1000:g} kHz", f"4/{r.default_cr}",
+                         f"{r.default_tx_power} dBm"], cells
