@@ -133,6 +133,7 @@ class SerialIngest:
         self.last_error_at: float | None = None
         self.write_timeouts = 0
         self.tx_dropped = 0  # messages dropped: queue full, or port gone before writing
+        # (the writer thread alone counts tx_frames, write_timeouts and writer_errors)
         self._reader_beat = time.monotonic()  # the reader loop passes here at least every 50 ms
         self._log_budget = pl.LogBudget(LOG_LINES_PER_MIN)
         self._bridge_log_budget = pl.LogBudget(LOG_LINES_PER_MIN)
@@ -245,17 +246,21 @@ class SerialIngest:
             self._seq = (self._seq + 1) & 0xFF
             return self._seq
 
+    def _drop(self) -> None:
+        with self._seq_lock:  # dropped from the loop, the reader and the writer alike
+            self.tx_dropped += 1
+
     def send(self, kind: int, payload: bytes = b"", seq: int | None = None) -> int | None:
         """Queue one message for the writer; its seq, or None when it was dropped (no port,
         or the queue is full because the bridge is not reading)."""
         if self._ser is None:
-            self.tx_dropped += 1
+            self._drop()
             return None
         s = self._next_seq() if seq is None else seq & 0xFF
         try:
             self._txq.put_nowait((kind, s, bytes(payload), self._session))
         except queue.Full:
-            self.tx_dropped += 1
+            self._drop()
             self._fault("serial write queue full: the bridge is not reading", None,
                         writer=True)
             return None
@@ -284,18 +289,18 @@ class SerialIngest:
         with self._plock:
             ser = self._ser
             if ser is None or session != self._session:
-                self.tx_dropped += 1  # queued for a connection that is gone
+                self._drop()  # queued for a connection that is gone
                 return
             try:
                 ser.write(data)
             except serial.SerialTimeoutException:
                 self.write_timeouts += 1
-                self.tx_dropped += 1
+                self._drop()
                 self._fault(f"serial write timed out after {WRITE_TIMEOUT_S:g} s: the bridge "
                             "is not reading", None, writer=True)
                 return
             except (serial.SerialException, OSError) as e:
-                self.tx_dropped += 1
+                self._drop()
                 self._fault("serial write failed", e, writer=True, trace=False)
                 return
         if kind == link.TX:
@@ -350,7 +355,7 @@ class SerialIngest:
             except queue.Empty:
                 break
             if item is not None:
-                self.tx_dropped += 1
+                self._drop()
             self._txq.task_done()
             if item is None:
                 self._txq.put_nowait(None)  # keep the writer's stop signal
