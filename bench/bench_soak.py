@@ -37,7 +37,7 @@ DEV = 0x50A50001
 
 def emit(metric: str, value: float, unit: str, baseline: str, baseline_value: float,
          target: str, **extra: object) -> None:
-    ratio = round(value / baseline_value, 3) if baseline_value else None
+    ratio = float(f"{value / baseline_value:.3g}") if baseline_value else None
     print(json.dumps({"bench": "soak", "metric": metric, "value": round(value, 1),
                       "unit": unit, "better": "lower", "baseline": baseline,
                       "baseline_value": round(baseline_value, 1), "ratio": ratio,
@@ -91,7 +91,7 @@ def main() -> None:
                 def progress(t) -> None:  # noqa: ANN001 - malformed.Tally
                     rss, logb = _rss_mb(proc.pid), log_path.stat().st_size
                     samples.append((t.bad, rss, logb))
-                    print(f"info: {t.bad:>9,} bad requests: RSS {rss:.1f} MB, log {logb:,} "
+                    print(f"progress: {t.bad:>9,} bad requests: RSS {rss:.1f} MB, log {logb:,} "
                           f"bytes, {t.alarms_acked}/{t.alarms_sent} alarms ACKed, "
                           f"{t.bad / (time.monotonic() - t0):.0f} req/s", flush=True)
 
@@ -110,8 +110,8 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(30)
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln]
     assert tally.alarms_acked == tally.alarms_sent, tally.alarm_failures[:5]
-    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln]
     avg_line = sum(len(ln) + 1 for ln in lines) / max(1, len(lines))
     first = samples[0]
     growth = max(rss for _, rss, _ in samples[1:]) - first[1] if len(samples) > 1 else 0.0

@@ -9,6 +9,7 @@ alarm sent in the middle of it all is ACKed. Throughput and RSS are bench/'s.
 
 from __future__ import annotations
 
+import http.client
 import sys
 from collections import Counter
 from pathlib import Path
@@ -73,3 +74,38 @@ def test_malformed_requests_counted_and_log_bounded(tmp_path):
     assert LOG_PER_MIN - 1 <= len(rejected_lines) <= LOG_PER_MIN + 2, len(rejected_lines)
     assert sum(want.values()) > 10 * len(rejected_lines)
     assert len(records) <= LOG_PER_MIN + 12  # plus start/stop lines
+
+
+def test_connection_cap_refuses_and_counts_then_recovers(tmp_path):
+    """Connections over [http] max_clients are closed at once and counted; the slots free
+    up as connections end (the books kept by ingest_http._Tracked)."""
+    import socket
+
+    from gwharness import GatewayThread, make_config
+    from gwkit import make_record
+
+    from panicgw.store import Store
+
+    cfg = make_config(tmp_path, http={"max_clients": 3, "client_timeout_s": 30.0})
+    s = Store(cfg.db_path)
+    s.upsert_device(make_record())
+    s.close()
+    with GatewayThread(cfg) as g:
+        port = g.gw.http.port
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        assert wait_until(lambda: g.status()["http"]["connections"] == 3)
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(5)
+        assert extra.recv(10) == b""  # closed by the gateway
+        extra.close()
+        assert g.status()["rejections"]["http_too_many_clients"] == 1
+        held.pop().close()
+        assert wait_until(lambda: g.status()["http"]["connections"] == 2)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("POST", "/v1/frames", body=uplink(counter=0x00900001, wifi=True),
+                  headers={"Content-Type": "application/octet-stream"})
+        r = c.getresponse()
+        assert r.status == 200 and frames.decode_downlink(r.read(), KEY).counter == 0x00900001
+        c.close()
+        for h in held:
+            h.close()
