@@ -22,8 +22,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from panicconsole.model import ROLES
 
 _ph = PasswordHasher()  # argon2id with the library's current recommended parameters
-# A hash to verify against when the user does not exist, so timing does not reveal names.
-_DUMMY = _ph.hash(secrets.token_hex(16))
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so the time a failed sign-in
+    takes does not tell which names exist (made on first use: hashing is slow)."""
+    if not _dummy:
+        _dummy.append(_ph.hash(secrets.token_hex(16)))
+    return _dummy[0]
 LANGS = ("id", "en")
 RANK = {"operator": 0, "supervisor": 1, "admin": 2}
 
@@ -91,7 +98,7 @@ def verify_row(row: dict[str, Any] | None, password: str) -> dict[str, Any] | No
     thread, not on the event loop)."""
     if row is None:
         try:
-            _ph.verify(_DUMMY, password)
+            _ph.verify(_dummy_hash(), password)
         except VerificationError:
             pass
         return None

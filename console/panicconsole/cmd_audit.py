@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from panicconsole.common import CONFIG_OPTION, emit_json, fail, load_config, open_db
-from panicconsole.web import audit_csv
+from panicconsole.model import audit_csv
 
 app = typer.Typer(help="Export the audit trail; read the dispatch log.", no_args_is_help=True)
 

@@ -103,12 +103,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "keep_days": (30, _int(7, 3650)),
     },
     "queue": {
-        "warn_after_s": (60, _int(5, 86400)),
-        "danger_after_s": (180, _int(5, 86400)),
+        "warn_after_s": (60, _int(1, 86400)),
+        "danger_after_s": (180, _int(2, 86400)),
     },
     "escalation": {
-        "take_within_s": (60, _int(5, 86400)),
-        "close_within_min": (30.0, _num(0.1, 7 * 1440.0)),
+        "take_within_s": (60, _int(1, 86400)),
+        "close_within_min": (30.0, _num(0.05, 7 * 1440.0)),
     },
     "gateways": {
         "checkin_overdue_s": (9000, _int(30, 30 * 86400)),

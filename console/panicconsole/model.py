@@ -11,9 +11,12 @@ panic it follows.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +102,8 @@ def open_alarms(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT a.*, u.username AS owner_name, u.display_name AS owner_display, "
         "NULL AS closed_by_name FROM alarms a LEFT JOIN users u ON u.id = a.owner_id "
-        "WHERE a.state = 'open' ORDER BY a.priority, a.opened_at").fetchall()
+        "WHERE a.state = 'open' ORDER BY CASE WHEN a.restored_at IS NULL THEN a.priority "
+        f"ELSE {PRIO_RESTORED} END, a.opened_at").fetchall()
     return [_alarm_dict(r) for r in rows]
 
 
@@ -581,3 +585,14 @@ def alarm_audit(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]
     return [dict(r) for r in conn.execute(
         "SELECT seq, at, username, role, action, detail FROM audit WHERE alarm_id = ? "
         "ORDER BY seq", (alarm_id,))]
+
+
+def audit_csv(rows: list[sqlite3.Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["seq", "time_utc", "user", "role", "action", "alarm_id", "detail", "remote"])
+    for r in rows:
+        w.writerow([r["seq"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["at"])),
+                    r["username"], r["role"], r["action"],
+                    "" if r["alarm_id"] is None else r["alarm_id"], r["detail"], r["remote"]])
+    return buf.getvalue()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import html
-import io
 import json
 import logging
 import secrets
@@ -693,7 +691,7 @@ class Console:
         now, remote = self.clock(), request.remote or ""
         await self.write(lambda c: model.audit(c, now, user, "audit_export", None,
                                                f"{len(rows)} rows", remote))
-        return web.Response(text=audit_csv(rows), content_type="text/csv", charset="utf-8",
+        return web.Response(text=model.audit_csv(rows), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition":
                                      'attachment; filename="panicconsole-audit.csv"'})
 
@@ -789,17 +787,6 @@ class Console:
             return refused
         assert self.read is not None
         return web.json_response(plans_mod.listing(self.read))
-
-
-def audit_csv(rows: list[sqlite3.Row]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["seq", "time_utc", "user", "role", "action", "alarm_id", "detail", "remote"])
-    for r in rows:
-        w.writerow([r["seq"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["at"])),
-                    r["username"], r["role"], r["action"],
-                    "" if r["alarm_id"] is None else r["alarm_id"], r["detail"], r["remote"]])
-    return buf.getvalue()
 
 
 def _sse(seq: int, kind: str, data: str) -> bytes:

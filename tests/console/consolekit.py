@@ -325,3 +325,80 @@ def shot(driver: Any, name: str) -> Path:
 def csp_violations(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser")
             if "Content Security Policy" in e.get("message", "")]
+
+
+# -- an operator over plain HTTP (API tests without a browser) -------------------------------------
+
+
+class Session:
+    """A signed-in user driving the JSON API like the page does (cookie + CSRF header)."""
+
+    def __init__(self, console: ConsoleProc, username: str, password: str = PASSWORD,
+                 host: str = "127.0.0.1") -> None:
+        import http.cookiejar
+        import re
+        import urllib.request
+
+        self.base = console.base.replace("127.0.0.1", host)
+        self.jar = http.cookiejar.CookieJar()
+        handlers: list[Any] = [urllib.request.HTTPCookieProcessor(self.jar)]
+        if console.tls:
+            handlers.append(urllib.request.HTTPSHandler(
+                context=ssl.create_default_context(cafile=str(console.cert))))
+        self.opener = urllib.request.build_opener(*handlers)
+        self.status, page = self.raw("GET", "/login")
+        m = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert m, page[:500]
+        form = f"csrf={m.group(1)}&username={username}&password={password}".replace(" ", "+")
+        self.login_status, self.login_page = self.raw(
+            "POST", "/login", form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"})
+        self.csrf = ""
+        if self.signed_in:
+            st, me = self.api("GET", "/api/me")
+            assert st == 200, me
+            self.csrf = me["csrf"]
+            self.me = me["user"]
+
+    @property
+    def signed_in(self) -> bool:
+        return any(c.name == "pc_session" for c in self.jar)
+
+    def raw(self, method: str, path: str, data: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=10) as r:
+                self.last_headers = r.headers
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            self.last_headers = e.headers
+            return e.code, e.read().decode("utf-8", "replace")
+
+    def api(self, method: str, path: str, doc: Any = None, *, csrf: str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        h = {"Content-Type": "application/json"}
+        if method != "GET":
+            h["X-CSRF-Token"] = self.csrf if csrf is None else csrf
+        h.update(headers or {})
+        st, text = self.raw(method, path, None if method == "GET" else
+                            json.dumps(doc or {}).encode(), h)
+        try:
+            return st, json.loads(text)
+        except ValueError:
+            return st, text
+
+    def alarms(self) -> list[dict[str, Any]]:
+        st, s = self.api("GET", "/api/state")
+        assert st == 200, s
+        return s["alarms"]
+
+    def alarm(self, incident_id: str) -> dict[str, Any]:
+        for a in self.alarms():
+            if a["incident_id"] == incident_id:
+                return a
+        raise AssertionError(f"no open line for {incident_id}")
