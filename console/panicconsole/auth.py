@@ -165,7 +165,7 @@ def csrf_ok(expected: str, given: str | None) -> bool:
 
 @dataclass
 class LoginLimiter:
-    """At most ``max_failures`` failed logins per username and per address within
+    """At most ``max_failures`` failed logins per username (4x that per address) within
     ``window_s``; past that every attempt is refused until the oldest failure ages out."""
 
     max_failures: int
@@ -178,12 +178,17 @@ class LoginLimiter:
             q.popleft()
         return q
 
+    ADDRESS_FACTOR = 4  # operators behind one NAT or proxy share an address
+
+    def _limit(self, key: str) -> int:
+        return self.max_failures * (self.ADDRESS_FACTOR if key.startswith("ip:") else 1)
+
     def retry_after(self, keys: list[str], now: float) -> float:
         """Seconds until a login may be tried again (0: now)."""
         wait = 0.0
         for k in keys:
             q = self._q(k, now)
-            if len(q) >= self.max_failures:
+            if len(q) >= self._limit(k):
                 wait = max(wait, q[0] + self.window_s - now)
         if len(self._fails) > 100_000:  # bounded memory under a spray of names
             for k in [k for k, q in self._fails.items() if not q]:

@@ -219,7 +219,9 @@ def upsert_device(conn: sqlite3.Connection, dev: dict[str, Any], skey: str | Non
 
 
 def _touch_gateway(conn: sqlite3.Connection, gw: str, now: float,
-                   site: dict[str, Any] | None) -> None:
+                   site: dict[str, Any] | None) -> bool:
+    """Note that ``gw`` was heard; True when it is a gateway never heard before."""
+    new = conn.execute("SELECT 1 FROM gateways WHERE gateway_id = ?", (gw,)).fetchone() is None
     conn.execute("INSERT INTO gateways (gateway_id, first_seen, last_seen) VALUES (?, ?, ?) "
                  "ON CONFLICT(gateway_id) DO UPDATE SET last_seen = excluded.last_seen",
                  (gw, now, now))
@@ -229,6 +231,7 @@ def _touch_gateway(conn: sqlite3.Connection, gw: str, now: float,
                      "site_lon_sum = site_lon_sum + ?, site_n = site_n + 1 "
                      "WHERE gateway_id = ? AND site_n < 1000",
                      (float(site["lat"]), float(site["lon"]), gw))
+    return new
 
 
 def _open_line(conn: sqlite3.Connection, now: float, *, incident_id: str, event: str,
@@ -298,10 +301,9 @@ def apply_event(conn: sqlite3.Connection, body: dict[str, Any], key: str, now: f
     device_id = dev["id"] if dev else None
     if dev:
         upsert_device(conn, dev, skey, now, heard_paths=body.get("paths") or [])
-    _touch_gateway(conn, gw, now, site)
+    gateway_changed = _touch_gateway(conn, gw, now, site)
     test = bool(body.get("test")) or event == "test"
     alarm_id: int | None = None
-    gateway_changed = False
 
     if not test and event in PRIORITY:
         existing = _find_open(conn, event, incident_id=body["incident_id"])
