@@ -51,7 +51,7 @@ const App = {
     setInterval(() => this.everySecond(), 500);
     if (this.me.role !== "operator") {
       this.loadSupervisor();
-      setInterval(() => this.loadSupervisor(), 5000);
+      setInterval(() => this.loadSupervisor(), 3000);
     }
     this.renderSound();
     document.body.dataset.ready = "1";
