@@ -111,7 +111,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "close_within_min": (30.0, _num(0.05, 7 * 1440.0)),
     },
     "gateways": {
-        "checkin_overdue_s": (9000, _int(30, 30 * 86400)),
+        "checkin_overdue_s": (9000, _int(5, 30 * 86400)),
     },
     "security": {
         "session_idle_min": (720, _int(5, 7 * 1440)),

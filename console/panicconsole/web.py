@@ -158,7 +158,7 @@ class Console:
         return await self.writer.run(fn)
 
     async def _timers(self) -> None:
-        """Escalation every second, silent gateways every 10 s, pruning every hour."""
+        """Escalation every second, silent gateways every 2 s, pruning every hour."""
         esc = self.cfg.escalation
         tick = 0
         while True:
@@ -168,7 +168,7 @@ class Console:
             try:
                 await self.write(lambda c, now=now: model.escalate_due(
                     c, now, esc["take_within_s"], esc["close_within_min"] * 60.0))
-                if tick % 10 == 0:
+                if tick % 2 == 0:
                     await self.write(lambda c, now=now: model.check_gateways(
                         c, now, self.cfg.gateways["checkin_overdue_s"]))
                 if tick % 3600 == 5:

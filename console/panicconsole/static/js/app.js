@@ -130,6 +130,7 @@ const App = {
       const d = JSON.parse(e.data);
       this.serverOffset = d.now * 1000 - Date.now();
       this.heard();
+      this.renderClock();
     });
     es.addEventListener("resync", async () => {
       es.close();
@@ -280,13 +281,7 @@ const App = {
       if (this.es) this.es.close();
       this.lost();
     }
-    const clock = document.getElementById("clock");
-    if (this.connected) {
-      clock.textContent = PC.time((Date.now() + this.serverOffset) / 1000);
-      clock.classList.remove("stale");
-    } else {
-      clock.classList.add("stale");  // frozen at the last time the server was heard
-    }
+    this.renderClock();
     this.renderAges();
     const u = this.unowned().length;
     const base = this.cfg.console;
@@ -294,6 +289,16 @@ const App = {
   },
 
   // -- rendering -----------------------------------------------------------------------------
+
+  renderClock() {
+    const clock = document.getElementById("clock");
+    if (this.connected) {
+      clock.textContent = PC.time((Date.now() + this.serverOffset) / 1000);
+      clock.classList.remove("stale");
+    } else {
+      clock.classList.add("stale");  // frozen at the last time the server was heard
+    }
+  },
 
   now() { return (Date.now() + this.serverOffset) / 1000; },
 
