@@ -108,7 +108,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "escalation": {
         "take_within_s": (60, _int(1, 86400)),
-        "close_within_min": (30.0, _num(0.05, 7 * 1440.0)),
+        "close_within_min": (30.0, _num(0.02, 7 * 1440.0)),
     },
     "gateways": {
         "checkin_overdue_s": (9000, _int(5, 30 * 86400)),

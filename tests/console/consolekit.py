@@ -164,9 +164,17 @@ class ConsoleProc:
                if tls else "")
             + f'[dispatch]\ntoken = "{TOKEN}"\nsecret = "{SECRET}"\n'
             f'[live]\nheartbeat_s = {heartbeat_s}\n' + extra)
-        for name, role in users:
-            run_cli("user", "add", name, "--role", role, "--name", name.capitalize(),
-                    "--lang", "en", config=self.config, env={"PANICCONSOLE_PASSWORD": PASSWORD})
+        # accounts straight into the database the server will open (the `user add` command
+        # itself is tested in test_cli.py; this saves a process start per account)
+        from panicconsole import auth
+        from panicconsole.db import connect
+        db = connect(self.dir / "data" / "console.db")
+        try:
+            for name, role in users:
+                auth.add_user(db, name, PASSWORD, role, display_name=name.capitalize(),
+                              lang="en")
+        finally:
+            db.close()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "console.log"
 

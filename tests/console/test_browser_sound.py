@@ -17,7 +17,7 @@ AUTOPLAY_BLOCKED = "--autoplay-policy=document-user-activation-required"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     console = ConsoleProc(tmp_path_factory.mktemp("sound"), heartbeat_s=0.5, extra=(
-        "[escalation]\ntake_within_s = 3\nclose_within_min = 0.05\n"
+        "[escalation]\ntake_within_s = 2\nclose_within_min = 0.03\n"
         "[queue]\nwarn_after_s = 1\ndanger_after_s = 2\n")).start()
     driver = start_browser(AUTOPLAY_BLOCKED)
     yield console, driver

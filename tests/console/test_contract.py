@@ -136,7 +136,7 @@ def test_answered_2xx_means_stored_even_if_killed_at_once(tmp_path):
     when it comes back, and the operators' API shows it."""
     c = ConsoleProc(tmp_path / "kill").start()
     try:
-        docs = [body("panic", device=0x20000000 + i, counter=1, site=i % 3) for i in range(5)]
+        docs = [body("panic", device=0x20000000 + i, counter=1, site=i % 3) for i in range(3)]
         for d in docs:
             st, ans = c.post(d)
             assert st == 200 and ans["status"] == "accepted"
@@ -149,7 +149,7 @@ def test_answered_2xx_means_stored_even_if_killed_at_once(tmp_path):
         assert {a["incident_id"] for a in s.alarms()} == {d["incident_id"] for d in docs}
         # ... and a retry of any of them after the restart is a duplicate, not a new line
         assert c.post(docs[0])[1]["status"] == "duplicate"
-        assert len(s.alarms()) == 5
+        assert len(s.alarms()) == 3
     finally:
         c.stop()
 

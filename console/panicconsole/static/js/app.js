@@ -54,6 +54,7 @@ const App = {
       setInterval(() => this.loadSupervisor(), 3000);
     }
     this.renderSound();
+    window.pcReadyMs = performance.now();  // navigation start -> usable queue (bench reads it)
     document.body.dataset.ready = "1";
   },
 
@@ -272,6 +273,7 @@ const App = {
       b.classList.remove("hidden");
     }
     document.body.dataset.conn = this.connected ? "live" : "lost";
+    this.renderClock();
   },
 
   everySecond() {
