@@ -79,8 +79,7 @@ def _tile_url(v: Any) -> str | None:
     return None
 
 
-# section -> key -> (default, check). Keep docs/console.md and deploy/console.toml.example in
-# step with this table.
+# section -> key -> (default, check). Keep the table in docs/console.md in step with this one.
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "console": {
         "name": ("Panic-button dispatch console", _str(empty_ok=False, max_len=120)),

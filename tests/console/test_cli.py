@@ -245,3 +245,36 @@ def test_tools_refuse_a_missing_database(tmp_path):
     r = run_cli("user", "list", config=cfg, check=False)
     assert r.returncode == 2 and "no console database here" in r.stderr
     assert not (tmp_path / "nothing-here" / "data").exists()
+
+
+def test_every_panicconsole_command_line_shown_exists():
+    """Each `panicconsole ...` line in the docs, README, help texts and messages names real
+    subcommands and options (a dead hint at 3 a.m. is a dead end)."""
+    import re
+
+    import typer.main
+
+    from panicconsole.cli import app
+    root = Path(__file__).resolve().parents[2]
+    tree = typer.main.get_command(app)
+    files = [root / "docs" / "console.md", root / "README.md",
+             *sorted((root / "console" / "panicconsole").glob("*.py"))]
+    found = 0
+    for f in files:
+        text = f.read_text()
+        if f.suffix == ".py":
+            text = re.sub(r"[\"']\s*\n\s*f?[\"']", "", text)
+        lines = re.findall(r"`(panicconsole [^`]+)`", text)
+        lines += re.findall(r"^\s*(panicconsole [^\n#]+)", text, re.M)
+        for line in lines:
+            cmd = tree
+            words = line.split()[1:]
+            for w in words:
+                if hasattr(cmd, "commands") and re.fullmatch(r"[a-z][a-z-]*", w):
+                    assert w in cmd.commands, f"{f.name}: {line!r}: no command {w!r}"
+                    cmd = cmd.commands[w]
+                elif w.startswith("--"):
+                    opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
+                    assert w.split("=")[0] in opts | {"--help"}, f"{f.name}: {line!r}: {w}"
+            found += 1
+    assert found >= 20
