@@ -147,8 +147,9 @@ class ConsoleProc:
                  users: tuple[tuple[str, str], ...] = (("ani", "operator"), ("budi", "operator"),
                                                        ("sari", "supervisor"),
                                                        ("admin", "admin")),
-                 heartbeat_s: float = 0.5) -> None:
+                 heartbeat_s: float = 0.5, data_dir: Path | None = None) -> None:
         self.dir = workdir
+        self.data = data_dir or workdir / "data"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.tls = tls
@@ -157,7 +158,7 @@ class ConsoleProc:
             run_cli("cert", "selfsigned", "--out-dir", str(self.dir / "tls"))
         self.config = self.dir / "console.toml"
         self.config.write_text(
-            f'[console]\nname = "Polsek Test"\ndata_dir = "{self.dir / "data"}"\n'
+            f'[console]\nname = "Polsek Test"\ndata_dir = "{self.data}"\n'
             'log_format = "text"\nlanguage = "en"\n'
             f'[server]\nhost = "127.0.0.1"\nport = {self.port}\n'
             + (f'tls_cert = "{self.cert}"\ntls_key = "{self.dir / "tls" / "console.key"}"\n'
@@ -165,10 +166,10 @@ class ConsoleProc:
             + f'[dispatch]\ntoken = "{TOKEN}"\nsecret = "{SECRET}"\n'
             f'[live]\nheartbeat_s = {heartbeat_s}\n' + extra)
         # accounts straight into the database the server will open (the `user add` command
-        # itself is tested in test_cli.py; this saves a process start per account)
+        # itself is tested in test_console_cli.py; this saves a process start per account)
         from panicconsole import auth
         from panicconsole.db import connect
-        db = connect(self.dir / "data" / "console.db")
+        db = connect(self.data / "console.db")
         try:
             for name, role in users:
                 auth.add_user(db, name, PASSWORD, role, display_name=name.capitalize(),
@@ -188,7 +189,7 @@ class ConsoleProc:
 
     @property
     def db(self) -> Path:
-        return self.dir / "data" / "console.db"
+        return self.data / "console.db"
 
     def start(self) -> ConsoleProc:
         log = self.log_path.open("ab")

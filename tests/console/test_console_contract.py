@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -185,3 +187,50 @@ def test_health_counts(console):
     from consolekit import request
     st, h = request("GET", console.base + "/healthz")
     assert st == 200 and h["accepted"] >= 2 and h["duplicate"] >= 1 and h["refused"] >= 5
+
+
+def test_full_disk_answers_503_never_2xx_and_recovers(tmp_path):
+    """The database on a real, full tmpfs: every document is answered 503 (the gateway keeps
+    it and retries) or 2xx and then really stored; once space is back the retries land."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
+                        str(where)], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        msg = f"cannot mount a tmpfs (needs root): {r.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    c = None
+    try:
+        c = ConsoleProc(tmp_path / "c", data_dir=where / "data").start()
+        assert c.post(body("panic", device=0x30000000, counter=1))[0] == 200
+        filler = where / "filler"
+        with filler.open("wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        docs = [body("panic", device=0x30000001 + i, counter=1, site=i % 3,
+                     detail="x" * 400) for i in range(40)]
+        answers = [c.post(d) for d in docs]
+        statuses = [st for st, _ in answers]
+        assert 503 in statuses, statuses
+        assert set(statuses) <= {200, 503}, statuses
+        for st, ans in answers:
+            if st == 503:
+                assert ans["error"] == "not_stored"
+        filler.unlink()
+        for d, (st, _) in zip(docs, answers, strict=True):
+            if st == 503:  # the gateway's retry, now that there is room again
+                st, ans = c.post(d)
+                assert (st, ans.get("status")) == (200, "accepted"), ans
+        stored = {k for (k,) in c.query("SELECT idempotency_key FROM messages")}
+        assert {d["idempotency_key"] for d in docs} <= stored
+        assert "NOT stored (answering 503" in c.log_text()
+    finally:
+        if c is not None:
+            c.stop()
+        subprocess.run(["umount", str(where)], capture_output=True, timeout=30)

@@ -256,6 +256,8 @@ def test_take_over_is_explicit_and_recorded(world):
     wait_for(lambda: _audit(d) == ["take", "take_over"], 10, "take over audited")
     text = d.find_element(By.ID, "audit").text
     assert "from budi: Budi on the phone with the chief" in text
+    # the site card's history counts the first alarm, closed as real
+    assert "2 alarms, 0 false, 1 real" in d.find_element(By.ID, "history").text
     d.switch_to.window(d.window_handles[1])
     wait_for(lambda: "Taken by Ani" in _line(d, incident)["text"], 10, "budi sees ani")
     # a supervisor downloads the audit trail as CSV with every action of the day

@@ -142,6 +142,15 @@ def test_take_race_exactly_one_wins(console):
         assert takes == [(winner,)]
 
 
+def test_logout_ends_the_session_and_is_audited(console):
+    s = Session(console, "budi")
+    assert s.api("POST", "/logout")[0] == 200
+    assert s.api("GET", "/api/me")[0] == 401
+    assert s.api("POST", "/api/me/lang", {"lang": "id"})[0] == 401
+    assert console.query("SELECT action FROM audit WHERE username = 'budi' ORDER BY seq "
+                         "DESC LIMIT 2") == [("logout",), ("login",)]
+
+
 def test_login_rate_limited_and_audited(console):
     """Last in this module: it locks the test's address out."""
     for _ in range(3):
