@@ -437,9 +437,11 @@ def check_gateways(conn: sqlite3.Connection, now: float, overdue_s: float) -> li
     return out
 
 
-def prune(conn: sqlite3.Connection, now: float, keep_days: int) -> dict[str, int]:
+def prune(conn: sqlite3.Connection, now: float, keep_days: int,
+          session_idle_s: float = 86400.0) -> dict[str, int]:
     """Forget receipts and messages older than ``keep_days`` (>= 7: the contract's
     idempotency horizon), live-feed rows older than 2 days and expired sessions."""
+    conn.execute("DELETE FROM sessions WHERE last_seen < ?", (now - session_idle_s,))
     cut = now - keep_days * 86400
     n_r = conn.execute("DELETE FROM receipts WHERE at < ?", (cut,)).rowcount
     n_m = conn.execute("DELETE FROM messages WHERE received_at < ?", (cut,)).rowcount

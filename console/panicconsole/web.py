@@ -173,7 +173,8 @@ class Console:
                         c, now, self.cfg.gateways["checkin_overdue_s"]))
                 if tick % 3600 == 5:
                     n = await self.write(lambda c, now=now: model.prune(
-                        c, now, self.cfg.dispatch["keep_days"]))
+                        c, now, self.cfg.dispatch["keep_days"],
+                        self.cfg.security["session_idle_min"] * 60.0))
                     log.info("pruned old rows: %s", n)
             except sqlite3.Error as e:
                 log.error("timer work failed: %s", e)

@@ -210,3 +210,15 @@ def test_audit_is_append_only(db):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute(sql)
     assert [tuple(r) for r in db.execute("SELECT username FROM audit")] == [("ani",)]
+
+
+def test_prune_keeps_the_idempotency_horizon_and_ends_idle_sessions(db):
+    ani = user(db, "ani")
+    tx(db, auth.new_session, ani["id"], "127.0.0.1")
+    doc = body("panic")
+    apply(db, doc, T0)
+    n = tx(db, model.prune, T0 + 7 * 86400 - 1, 7, 3600)
+    assert n["messages"] == 0 and apply(db, doc, T0 + 7 * 86400).verdict == "duplicate"
+    assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0  # idle > 1 h
+    n = tx(db, model.prune, T0 + 8 * 86400, 7, 3600)
+    assert n["messages"] == 1
