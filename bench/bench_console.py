@@ -141,7 +141,7 @@ async def login(http: aiohttp.ClientSession, base: str, user: str) -> str:
 async def stream(base: str, user: str, stop: asyncio.Event, ready: asyncio.Event,
                  counts: list[int]) -> None:
     """One operator's open screen: a signed-in live stream, read to the end."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         await login(http, base, user)
         async with http.get(base + "/api/stream?since=0", timeout=aiohttp.ClientTimeout(
                 total=None, sock_read=None)) as r:
@@ -272,13 +272,20 @@ def main() -> int:
         counts = [0]
         readies = []
 
+        tasks = []
+
         async def open_streams() -> None:
             for i in range(1, N_SESSIONS):
                 ev = asyncio.Event()
                 readies.append(ev)
-                asyncio.ensure_future(stream(base, f"op{i:02d}", stop, ev, counts))
-            await asyncio.gather(*(e.wait() for e in readies))
-        run(open_streams())
+                tasks.append(asyncio.ensure_future(stream(base, f"op{i:02d}", stop, ev,
+                                                          counts)))
+            for ev, t in zip(readies, tasks, strict=True):
+                done, _ = await asyncio.wait([asyncio.ensure_future(ev.wait()), t],
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if t in done:
+                    t.result()  # a stream that failed to open: raise its error
+        run(open_streams(), 120)
 
         d = browser()
         d.get(base + "/login")
@@ -292,7 +299,7 @@ def main() -> int:
         d.execute_script(WATCH)
 
         async def operator() -> tuple[aiohttp.ClientSession, str]:
-            http = aiohttp.ClientSession()
+            http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
             return http, await login(http, base, f"op{N_SESSIONS:02d}")
         op_http, op_csrf = run(operator())
 
