@@ -53,7 +53,6 @@ class Message:
         self.attempts = 0
         self.next_due = now
         self.created = now
-        self.status = 0  # STORED / DELIVERED once acknowledged
         self.signalled_no_ack = False
         self.final = False  # last attempt made; dropped when its wait ends
 
