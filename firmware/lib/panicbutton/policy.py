@@ -12,14 +12,8 @@
   non-alarm kinds may use only half of it so an alarm always finds airtime.
 """
 
-from panicproto import airtime
+from panicproto import ALARM, CANCEL, HEARTBEAT, TAMPER, TEST, airtime
 
-# panicproto.frames message types, inlined (importing frames costs 10 KB of RAM).
-ALARM = 1
-CANCEL = 2
-HEARTBEAT = 3
-TEST = 4
-TAMPER = 5
 FAST_RETRIES = 6
 MAX_BACKOFF_S = 32
 SLOW_S = 60
