@@ -74,8 +74,8 @@ class Messages:
         """When the next attempt or confirming request is due (None: nothing waits)."""
         t = self.outbox.next_due()
         m = self.confirm.msg
-        if m is not None and (t is None or m.next_due < t):
-            t = m.next_due
+        if m is not None and (t is None or m.next_due < t) and not self.outbox.has_alarm():
+            t = m.next_due  # (an unacknowledged alarm holds confirming requests back)
         return t
 
     def downlink(self, data, path):

@@ -103,9 +103,11 @@ class Outbox:
         return best
 
     def next_due(self):
+        """When ``due`` can next return a message (None: nothing waits)."""
         t = None
+        alarm = self.has_alarm()
         for m in self.items:
-            if t is None or m.next_due < t:
+            if (t is None or m.next_due < t) and not (m.kind == HEARTBEAT and alarm):
                 t = m.next_due
         return t
 

@@ -149,6 +149,35 @@ def test_heartbeat_deferred_during_alarm():
     assert frames.HEARTBEAT in kinds
 
 
+def test_loop_rests_while_a_heartbeat_waits_behind_an_alarm():
+    hal, app = _booted()
+    run_for(app, hal, 6)  # the first heartbeat goes out, unanswered: it waits for a retry
+    assert app.msgs.outbox.find_kind(frames.HEARTBEAT) is not None
+    hal.press(1.6)
+    run_for(app, hal, 2)  # the alarm goes out; the heartbeat is held back behind it
+    steps = run_for(app, hal, 30)  # receive windows poll at 20 ms, waits nap at 100 ms
+    assert steps < 2000 and app.msgs.outbox.find_kind(frames.ALARM) is not None
+    confirming = FakeHal()  # a STORED alarm asking for DELIVERED behind a new alarm
+    app = ButtonApp(confirming)
+    assert app.boot()
+    first = []
+
+    def reply(frame):  # STORED for the first alarm only
+        up = frames.decode_uplink(frame, KEY)
+        if up.kind == frames.ALARM and (not first or first[0] == up.counter):
+            first.append(up.counter)
+            return ack_for(frame)
+        return None
+
+    confirming.fake_radio.reply = reply
+    confirming.press(1.6)
+    run_for(app, confirming, 3)
+    assert app.msgs.confirm.msg is not None
+    confirming.press(1.6)  # a new alarm, never answered
+    run_for(app, confirming, 3)
+    assert run_for(app, confirming, 60) < 4000 and app.msgs.confirm.msg is not None
+
+
 def test_no_confirmation_pattern_after_first_retries():
     hal, app = _booted()
     played = []
