@@ -10,7 +10,7 @@ import pytest
 import serial
 
 from panicbutton import nvmstore
-from panicsim import Air, SimButton, SimClock
+from panicsim import Air, SimButton, VirtualClock
 from panictool.transport import DeviceError
 from panictool.transport_serial import SerialTransport
 
@@ -22,7 +22,7 @@ DEV = 0x0BADCAFE
 def btn(tmp_path):
     drive = tmp_path / "CIRCUITPY"
     drive.mkdir()
-    b = SimButton(DEV, KEY, air=Air(SimClock()), drive=drive)
+    b = SimButton(DEV, KEY, air=Air(VirtualClock()), drive=drive)
     b.flash()
     b.usb_console(link_dir=tmp_path)
     b.start()

@@ -100,6 +100,7 @@ class SimBoard:
         self.led_log: list = []  # (time, on)
         self.boots = 0
         self.cold_boots = 0
+        self.boot_log: list[tuple[float, str]] = []  # (clock time, reset reason) per run
         self.crash: str | None = None
         self.halt = threading.Event()
         self.wake_alarm = None
@@ -116,7 +117,7 @@ class SimBoard:
         self.battery_mv = 3900
         self._alarm_classes = None
         self._thread: threading.Thread | None = None
-        self._lines = threading.Condition()
+        self._lines = threading.Lock()
         self._wd_deadline: float | None = None
 
     # -- simulator controls -----------------------------------------------------------
@@ -145,7 +146,9 @@ class SimBoard:
             self.usb.on_boot()  # before code.py prints its first line
         if self.radio is not None:
             self.radio.attach()
-        self._thread = threading.Thread(target=self._run, args=(reason == "POWER_ON",),
+        member = self.clock.member()  # before the thread starts: time waits for it
+        self._thread = threading.Thread(target=self._run,
+                                        args=(reason == "POWER_ON", member),
                                         name="sim-" + self.name, daemon=True)
         self._thread.start()
         return self
@@ -173,6 +176,7 @@ class SimBoard:
 
     def _halt_thread(self, timeout: float = 5.0) -> None:
         self.halt.set()
+        self.clock.poke()  # a thread waiting on the clock sees the halt at once
         if self._thread:
             self._thread.join(timeout)
 
@@ -187,37 +191,66 @@ class SimBoard:
     def check_alive(self) -> None:
         if self.halt.is_set():
             raise Halted()
-        if self._wd_deadline is not None and self.clock.now() > self._wd_deadline:
+        if self._wd_deadline is not None and self.clock.now() >= self._wd_deadline:
             self._wd_deadline = None
             raise WatchdogReset()
 
     def say(self, text: str) -> None:
         with self._lines:
             self.console.append(text)
-            self._lines.notify_all()
+        self.clock.poke()  # wait_for_line looks again
         if self.usb is not None:
             self.usb.output(text)
 
     def wait_for_line(self, predicate, timeout: float = 10.0, start: int = 0) -> str | None:
         """First console line (from index ``start``) matching ``predicate``, waiting up
-        to ``timeout`` real seconds."""
-        import time as _t
+        to ``timeout`` real seconds (on a VirtualClock, simulated time runs meanwhile)."""
+        seen = [start]
+        found: list[str] = []
 
-        end = _t.monotonic() + timeout
-        with self._lines:
-            while True:
-                for ln in self.console[start:]:
-                    if predicate(ln):
-                        return ln
-                left = end - _t.monotonic()
-                if left <= 0:
-                    return None
-                self._lines.wait(min(left, 0.1))
+        def look() -> bool:
+            lines = self.console
+            while seen[0] < len(lines):
+                ln = lines[seen[0]]
+                seen[0] += 1
+                if predicate(ln):
+                    found.append(ln)
+                    return True
+            return False
+
+        self.clock.wait_until(None, wake=look, real_timeout=timeout)
+        return found[0] if found else None
+
+    def wait_alarms(self, alarms):
+        """The first of ``alarms`` (alarm.pin.PinAlarm / alarm.time.TimeAlarm) to fire,
+        waiting on the clock (a pin change pokes it); the watchdog still bites."""
+        deadline = None
+        for a in alarms:
+            t = getattr(a, "monotonic_time", None)
+            if t is not None and (deadline is None or t < deadline):
+                deadline = t
+        while True:
+            self.check_alive()
+            for a in alarms:
+                if a.fired():
+                    return a
+            wd = self._wd_deadline
+            until = deadline if wd is None or (deadline is not None and deadline < wd) else wd
+            self.clock.wait_until(until, self.halt,
+                                  wake=lambda: any(a.fired() for a in alarms))
 
     # -- running code.py --------------------------------------------------------------
-    def _run(self, cold: bool = True) -> None:
+    def _run(self, cold: bool, member) -> None:
+        member.adopt()
+        try:
+            self._boots(cold)
+        finally:
+            member.leave()
+
+    def _boots(self, cold: bool) -> None:
         while not self.halt.is_set():
             self.boots += 1
+            self.boot_log.append((self.clock.now(), self.reset_reason))
             if cold:
                 self.cold_boots += 1
             self._read_drive_settings()
@@ -326,13 +359,7 @@ class SimBoard:
         self.settings = merged
 
     def _sleep_until(self, alarms) -> None:
-        while True:
-            self.check_alive()
-            for a in alarms:
-                if a.fired():
-                    self.wake_alarm = a
-                    return
-            self.clock.sleep(0.02 * self.clock.speed, self.halt)
+        self.wake_alarm = self.wait_alarms(alarms)
 
     # -- built-in modules ---------------------------------------------------------------
     def modules(self) -> dict:

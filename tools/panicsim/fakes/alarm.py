@@ -40,12 +40,7 @@ def module(b) -> SimpleNamespace:
     PinAlarm, TimeAlarm = b._alarm_classes
 
     def light_sleep_until_alarms(*alarms):
-        while True:
-            b.check_alive()
-            for a in alarms:
-                if a.fired():
-                    return a
-            b.clock.sleep(0.01 * b.clock.speed, b.halt)
+        return b.wait_alarms(alarms)
 
     def exit_and_deep_sleep_until_alarms(*alarms, preserve_dios=()):
         raise DeepSleepRequest(alarms)

@@ -31,6 +31,7 @@ class Pin:
         if level != self.level:
             self.level = level
             self.changes.append((self.board.clock.now(), level))
+            self.board.clock.poke()  # a sleeping board's PinAlarm looks again
 
     def __repr__(self) -> str:
         return f"board.{self.name}"

@@ -1,5 +1,6 @@
 """``select``: poll() with MicroPython's ``ipoll`` (CircuitPython's asyncio waits with
-it); with nothing registered it sleeps on the simulated clock."""
+it); with nothing registered it sleeps on the simulated clock, and on a VirtualClock it
+never blocks in real time (time moves on while the sockets have nothing)."""
 
 import select as _host
 from types import SimpleNamespace
@@ -30,8 +31,15 @@ def module(b) -> SimpleNamespace:
                 if timeout is not None and timeout >= 0:
                     clock.sleep(timeout / 1000.0, b.halt)
                 return []
-            t = None if timeout is None or timeout < 0 else timeout / clock.speed
-            return self._p.poll(t)
+            if not clock.virtual:  # ms of simulated time -> ms of real time
+                return self._p.poll(None if timeout is None or timeout < 0
+                                    else clock.real_seconds(timeout))
+            ready = self._p.poll(0)  # virtual time: never block in real time
+            if ready or timeout == 0:
+                return ready
+            end = None if timeout is None or timeout < 0 else clock.now() + timeout / 1000.0
+            clock.wait_until(end, b.halt, wake=lambda: bool(self._p.poll(0)))
+            return self._p.poll(0)
 
         def ipoll(self, timeout=-1, flags=0):
             return iter(self.poll(timeout))
