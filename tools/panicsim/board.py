@@ -94,11 +94,9 @@ class SimBoard:
         self.boot_error: str | None = None  # traceback of boot.py at the last power-on
         self.nvm = SimNVM(nvm_size)
         self.sleep_memory = bytearray(4096)
-        self.radio_present = radio_present
         self.pins: dict[str, Pin] = {}
         self.console: list[str] = []
         self.led_log: list = []  # (time, on)
-        self.boots = 0
         self.cold_boots = 0
         self.boot_log: list[tuple[float, str]] = []  # (clock time, reset reason) per run
         self.crash: str | None = None
@@ -109,11 +107,10 @@ class SimBoard:
         self.radio: SimRadio | None = None
         if radio_present and self.radio_pins is not None:
             cs, rst = self.radio_pins
-            self.radio = SimRadio(air, self, name, cs, rst)
+            self.radio = SimRadio(air, self, name)
             self.spi.attach(self.radio)
             self.pin(cs).listeners.append(self.radio.cs)
             self.pin(rst).listeners.append(self.radio.rst)
-        self.watchdog_resets = 0
         self.battery_mv = 3900
         self._alarm_classes = None
         self._thread: threading.Thread | None = None
@@ -249,7 +246,6 @@ class SimBoard:
 
     def _boots(self, cold: bool) -> None:
         while not self.halt.is_set():
-            self.boots += 1
             self.boot_log.append((self.clock.now(), self.reset_reason))
             if cold:
                 self.cold_boots += 1
@@ -268,7 +264,6 @@ class SimBoard:
                 self.reset_reason = "DEEP_SLEEP_ALARM"
                 cold = False
             except WatchdogReset:
-                self.watchdog_resets += 1
                 self.say("[sim] watchdog reset")
                 self.wake_alarm = None
                 self.reset_reason = "WATCHDOG"

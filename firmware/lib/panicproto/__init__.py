@@ -11,7 +11,6 @@ takes them from here without loading the codec (10 KB of a 64 KB heap on the Mic
 VM).
 """
 
-PROTOCOL_VERSION = 1
 __version__ = "0.1.0"
 
 # Uplink types.
