@@ -65,9 +65,6 @@ class World:
             f'[dispatch]\nurl = "{self.console.events_url}"\n'
             f'token = "{self.token}"\nsecret = "{self.secret}"\n'
             f'ca_file = "{self.console.cert}"\n')
-        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
-                            str(export)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
         self.gw_log = tmp / "gateway.log"
         with self.gw_log.open("wb") as log:
             self.gw = subprocess.Popen([str(BIN / "panicgw"), "run", "--config", str(cfg)],
@@ -75,6 +72,10 @@ class World:
                                        start_new_session=True)
         self.status_port = wait_for(lambda: json.loads(
             (data / "runtime.json").read_text()).get("status_port"), 20, "gateway runtime.json")
+        # As on a real gateway: the daemon created its DB; the registry goes into that one.
+        r = subprocess.run([str(BIN / "panicgw"), "devices", "import", "--config", str(cfg),
+                            str(export)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
         wait_for(lambda: self.press_raw(b"x" * 19) == 400 or None, 20, "gateway HTTP ingest")
         self.driver = start_browser()
 
@@ -118,9 +119,17 @@ def _line(driver, incident: str) -> dict | None:
     return next((x for x in lines(driver) if x["incident"] == incident), None)
 
 
-def _click(driver, css: str) -> None:
-    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, css).is_enabled(), 10, css)
-    driver.find_element(By.CSS_SELECTOR, css).click()
+def _click(driver, css: str, nth: int = 0) -> None:
+    """Click the ``nth`` match of ``css`` once it is enabled. Found and clicked in one try:
+    a live update may re-render the queue or the detail pane between the two (stale
+    element), so a try that fails is repeated until the deadline."""
+    def go() -> bool:
+        e = driver.find_elements(By.CSS_SELECTOR, css)[nth]
+        if not e.is_enabled():
+            return False
+        e.click()
+        return True
+    wait_for(go, 10, css)
 
 
 def _audit(driver) -> list[str]:
@@ -151,13 +160,13 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     shot(d, "queue")
 
     # ani takes it
-    d.find_element(By.CSS_SELECTOR, f"#queue .line[data-incident='{incident}']").click()
+    _click(d, f"#queue .line[data-incident='{incident}']")
     _click(d, "#take")
     wait_for(lambda: "Taken by you" in d.find_element(By.ID, "owner-box").text, 10, "owned")
     # budi sees the owner, on the line and in the detail, and cannot act
     d.switch_to.window(budi)
     wait_for(lambda: "Taken by Ani" in _line(d, incident)["text"], 10, "owner on budi's line")
-    d.find_element(By.CSS_SELECTOR, f"#queue .line[data-incident='{incident}']").click()
+    _click(d, f"#queue .line[data-incident='{incident}']")
     wait_for(lambda: "Taken by Ani" in d.find_element(By.ID, "owner-box").text, 10,
              "owner in budi's detail")
     assert not d.find_elements(By.ID, "take")
@@ -179,7 +188,7 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     checks = d.find_elements(By.CSS_SELECTOR, ".step-check")
     assert len(checks) == 5 and "police unit" in d.find_element(By.ID, "steps").text
     for i in (0, 1):
-        d.find_elements(By.CSS_SELECTOR, ".step-check")[i].click()
+        _click(d, ".step-check", i)
         wait_for(lambda i=i: "done" in d.find_elements(By.CSS_SELECTOR, "#steps li")[i]
                  .get_attribute("class"), 10, f"step {i + 1} ticked")
     d.find_element(By.ID, "note-text").send_keys("Unit 7 dispatched by radio, ETA 4 min")
@@ -193,7 +202,7 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
 
     # closed with a disposition and a note: gone from both queues, the audit has each step
     d.switch_to.window(ani)
-    d.find_element(By.CSS_SELECTOR, "#disposition option[value='real']").click()
+    _click(d, "#disposition option[value='real']")
     d.find_element(By.ID, "close-note").send_keys("Two suspects arrested by unit 7")
     _click(d, "#close")
     wait_for(lambda: _line(d, incident) is None, 10, "line gone on ani's screen")
@@ -242,12 +251,12 @@ def test_take_over_is_explicit_and_recorded(world):
     incident = make_incident_id(DEV, 0x00010001, "panic")
     d.switch_to.window(d.window_handles[1])  # budi
     wait_for(lambda: _line(d, incident), 15, "a new line for the press after the close")
-    d.find_element(By.CSS_SELECTOR, f"#queue .line[data-incident='{incident}']").click()
+    _click(d, f"#queue .line[data-incident='{incident}']")
     _click(d, "#take")
     d.switch_to.window(d.window_handles[0])  # ani
     wait_for(lambda: "Taken by Budi" in (_line(d, incident) or {}).get("text", ""), 10,
              "budi's ownership on ani's screen")
-    d.find_element(By.CSS_SELECTOR, f"#queue .line[data-incident='{incident}']").click()
+    _click(d, f"#queue .line[data-incident='{incident}']")
     _click(d, "#take-over")
     d.find_element(By.ID, "takeover-reason").send_keys("Budi on the phone with the chief")
     _click(d, "#takeover-confirm")

@@ -114,6 +114,7 @@ class SimBoard:
         self.battery_mv = 3900
         self._alarm_classes = None
         self._thread: threading.Thread | None = None
+        self._life = threading.Lock()  # a thread is never seen assigned but not started
         self._lines = threading.Lock()
         self._wd_deadline: float | None = None
 
@@ -134,6 +135,10 @@ class SimBoard:
         return self._launch("SOFTWARE")
 
     def _launch(self, reason: str) -> "SimBoard":
+        with self._life:  # the USB console's Ctrl-D may launch while a test stops the board
+            return self._launch_locked(reason)
+
+    def _launch_locked(self, reason: str) -> "SimBoard":
         if self._thread and self._thread.is_alive():
             return self
         self.halt.clear()
@@ -174,8 +179,10 @@ class SimBoard:
     def _halt_thread(self, timeout: float = 5.0) -> None:
         self.halt.set()
         self.clock.poke()  # a thread waiting on the clock sees the halt at once
-        if self._thread:
-            self._thread.join(timeout)
+        with self._life:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def power_cut(self) -> None:
         """Cut power: the firmware stops wherever it is; RAM and sleep memory are lost,
