@@ -320,3 +320,30 @@ def test_alarm_after_rekey_with_an_old_counter_reaches_dispatch_as_a_new_inciden
                 ("0000BEEF-00010001-panic-g2", "delivered")]), alarms()
     finally:
         disp.close()
+
+
+def test_verify_after_a_rekey_never_takes_an_old_frame_with_the_tests_counter(tmp_path):
+    """`panictool verify` after a rekey: its TEST has the counter of a frame from before the
+    rekey (the counter restarted). Neither the DB nor the status API view may report that
+    old frame as this TEST heard."""
+    from panictool import verify
+
+    cfg = make_config(tmp_path, http={"rate_per_s": 1000.0, "rate_burst": 1000})
+    s = Store(cfg.db_path)
+    s.upsert_device(make_record())
+    s.close()
+    with GatewayThread(cfg) as g:
+        assert _post(g, uplink(frames.TEST, C))[0] == 200  # provisioning day's TEST
+        s = Store(cfg.db_path, create=False)
+        try:
+            assert s.rekey(DEV, NEW_KEY) == 2
+        finally:
+            s.close()
+        url = f"http://127.0.0.1:{g.gw.status_port}"
+        db_src, api_src = verify.db_source(cfg.db_path), verify.api_source(url)
+        assert db_src(DEV, C) is None and api_src(DEV, C) is None
+        fresh = uplink(frames.TEST, C, key=NEW_KEY, wifi=True)
+        assert wait_until(lambda: _post(g, fresh)[0] == 200)
+        for src in (db_src, api_src):
+            kind, recs = src(DEV, C)
+            assert kind == "test" and [r["duplicate"] for r in recs][0] is False

@@ -146,7 +146,7 @@ def test_missing_db_is_refused_and_a_failed_db_update_puts_the_old_key_back(
                       env={"PANICGW_CONFIG": str(tmp_path / "none.toml")})
     assert r.exit_code == 6 and "--config" in r.output and "--use-key" in r.output
 
-    def disk_error(self, device_id, key, reset_counter=False):
+    def disk_error(self, device_id, key, now=None):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(Store, "rekey", disk_error)
