@@ -347,3 +347,23 @@ def test_verify_after_a_rekey_never_takes_an_old_frame_with_the_tests_counter(tm
         for src in (db_src, api_src):
             kind, recs = src(DEV, C)
             assert kind == "test" and [r["duplicate"] for r in recs][0] is False
+
+
+def test_supervision_messages_after_a_rekey_are_new_ones_too(store):
+    """supervision_lost is keyed by the device's highest counter: after a rekey the same
+    highest counter must not reuse the old incident or idempotency key (dispatch would take
+    the new loss for the old one and drop it)."""
+    from panicgw import supervision_runner as sr
+    from panicgw.supervision import SupervisionEvent
+
+    def lost(at: float) -> SupervisionEvent:
+        return SupervisionEvent("supervision_lost", 381, 1, at, DEV, C, "silent",
+                                {"supervision": "lost"})
+
+    assert sr.store_events(store, "gw-1", [lost(1000.0)])
+    assert store.rekey(DEV, NEW_KEY) == 2
+    assert sr.store_events(store, "gw-1", [lost(2000.0)])
+    rows = [r for r in store.outbox_rows() if r["payload"]["event"] == "supervision_lost"]
+    assert [r["incident_id"] for r in rows] == ["0000BEEF-00010001-supervision_lost",
+                                               "0000BEEF-00010001-supervision_lost-g2"]
+    assert rows[0]["payload"]["idempotency_key"] != rows[1]["payload"]["idempotency_key"]
