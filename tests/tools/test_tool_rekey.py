@@ -65,7 +65,7 @@ def test_rekey_with_the_gateway_db_keeps_the_id(mpboard, tmp_path):
     # the identity record and the counter changed (epoch slots: the firmware's record for
     # epoch 0, so the next boot starts epoch 1); the rest of NVM is kept
     after = mpboard.nvm()
-    assert after[nvmstore.SLOT_A:nvmstore.NVM_MIN] == nvmstore.epoch_record(0)
+    assert after[nvmstore.SLOT_A:nvmstore.NVM_MIN] == identity.epoch_record(0)
     assert nvmstore.EpochStore(bytearray(after)).read() == 0
     assert after[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A] == \
         before[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A]

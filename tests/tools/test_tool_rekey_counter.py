@@ -22,6 +22,7 @@ from panicbutton import nvmstore
 from panicgw import pipeline as pl
 from panicgw.store import Store
 from panicproto import frames
+from panictool import identity
 from panictool.cli import app
 from panictool.transport_serial import SerialTransport
 
@@ -160,7 +161,7 @@ def test_a_board_that_already_has_the_key_keeps_its_counter(mpboard, tmp_path):
     # the button runs on: its epoch moves on (the firmware's writer, as at a cold boot)
     with SerialTransport(mpboard.port) as t:
         t.enter_raw_repl()
-        t.nvm_write(nvmstore.SLOT_A, nvmstore.epoch_record(3)[:nvmstore.SLOT_LEN])
+        t.nvm_write(nvmstore.SLOT_A, identity.epoch_record(3)[:nvmstore.SLOT_LEN])
     before = mpboard.nvm()
     r = runner.invoke(app, ["rekey", "--use-key", str(kf), "--port", mpboard.port, "--json"])
     assert r.exit_code == 0, r.output

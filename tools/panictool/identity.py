@@ -92,7 +92,15 @@ def write_new_key(t: Transport, device_id: int, key: bytes) -> None:
     _check_size(t)
     now = t.nvm_read(0, KEY_AND_COUNTER)
     t.nvm_write(0, nvmstore.identity_record(device_id, key)
-                + now[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A] + nvmstore.epoch_record(0))
+                + now[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A] + epoch_record(0))
+
+
+def epoch_record(epoch: int) -> bytes:
+    """Both epoch slots (NVM bytes 32-39) holding ``epoch``, made by the firmware's own slot
+    writer (kept out of the firmware's public names: every byte of its import counts against
+    the button's RAM budget)."""
+    slot = nvmstore._slot(epoch)
+    return slot + slot
 
 
 def board_epoch(t: Transport) -> int:

@@ -14,10 +14,6 @@ The installer writes bytes 0-25 (``identity_record``) once; the firmware writes 
 epoch slot per cold boot, alternating slots, so a power cut while writing one slot
 leaves the other (older) slot intact: a torn write can never lower the epoch.
 
-``panictool rekey`` writes a new key and ``epoch_record(0)`` in one write (bytes 0-39):
-a new key restarts the counter, so the next boot starts epoch 1 (the sleep-memory record
-cannot be resumed: its epoch never matches an NVM epoch of 0).
-
 ``panictool verify`` writes a TEST request (``remote_test_record``) over the raw REPL
 and soft-reboots the board. At boot the firmware erases the request *before* it queues
 the one TEST (``take_remote_test``), so a crash or reset loop cannot send it again; a
@@ -73,12 +69,6 @@ def _read_slot(nvm, off):
     if struct.unpack(">H", raw[2:4])[0] != crc16(b"EP" + e):
         return None
     return struct.unpack(">H", e)[0]
-
-
-def epoch_record(epoch):
-    """Both epoch slots (bytes ``SLOT_A``-``SLOT_B + SLOT_LEN``) holding ``epoch``."""
-    s = _slot(epoch)
-    return s + s
 
 
 class EpochStore:
