@@ -83,6 +83,14 @@ class Pi:
     def __init__(self, tmp: Path, air: Air) -> None:
         self.procs: list[subprocess.Popen] = []
         self.bridge = start_virtual_bridge(air, name="gw-bridge", link_dir=str(tmp))
+        self.log = (tmp / "gateway.log").open("wb")
+        try:
+            self._start(tmp)
+        except BaseException:
+            self.stop()  # nothing left running when the gateway does not come up
+            raise
+
+    def _start(self, tmp: Path) -> None:
         self.record = tmp / "dispatch.jsonl"
         token, secret = secrets.token_hex(16), secrets.token_hex(32)
         dport = free_port()
@@ -97,7 +105,6 @@ class Pi:
         self.http_port = free_port()
         self.config.write_text(fresh_config(self.data, self.bridge.port_path, token, secret,
                                             dport, self.http_port))
-        self.log = (tmp / "gateway.log").open("wb")
         self.procs.append(subprocess.Popen(
             [str(BIN / "panicgw"), "run", "--config", str(self.config)], stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True))
