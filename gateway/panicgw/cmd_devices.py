@@ -18,6 +18,7 @@ import typer
 
 from panicgw import cli_db, registry
 from panicgw.store import Store
+from panicproto import mac
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -256,11 +257,13 @@ def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
               f"this environment variable (e.g. {KEY_ENV_DEFAULT})."),
           prompt_key: bool = typer.Option(
               False, "--prompt-key", help="Type the key (32 hex digits) at a hidden prompt."),
-          reset_counter: bool = typer.Option(
-              False, "--reset-counter", help="Also forget the replay window (re-flashed button)."),
           config: Path = CONFIG_OPT, db: Path = DB_OPT, as_json: bool = JSON_OPT) -> None:
     """Give a button a new key, keeping its id, site and history; its key generation goes
-    up by one (older exports of it are then refused by `panicgw devices import`).
+    up by one (older exports of it are then refused by `panicgw devices import`) and its
+    replay window starts over, because `panictool rekey` restarts the button's counter with
+    the new key (no frame made with an older key passes the new key's tag). That is also
+    the way out for a button at the top of its counter space (`panicgw diag`,
+    devices.counter_space).
 
     The key is never printed and never taken as a command-line argument (shell history and
     `ps` would show it). Either a new random key is made and written to --key-file, for
@@ -285,6 +288,23 @@ def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
         if current is None:
             typer.echo(f"error: device {dev:08X} is not registered", err=True)
             raise typer.Exit(EXIT_NOT_FOUND)
+        if mac.equal(current.key, new):
+            # Nothing to do, and nothing may be done: restarting the window of the key in
+            # use would let frames recorded under it be replayed.
+            if key_file is not None:
+                try:
+                    registry.write_key_file(key_file, dev, new, key_gen=current.key_gen)
+                except OSError as e:
+                    typer.echo(f"error: cannot write {key_file}: {e.strerror}", err=True)
+                    raise typer.Exit(EXIT_USAGE) from None
+            if as_json:
+                typer.echo(json.dumps({"device_id": f"{dev:08X}", "key_gen": current.key_gen,
+                                       "changed": False,
+                                       "key_file": str(key_file) if key_file else None}))
+            else:
+                typer.echo(f"device {dev:08X} already has this key (key generation "
+                           f"{current.key_gen}): nothing changed")
+            return
         if key_file is not None:  # the file first: a key only in the DB would lock it out
             try:
                 registry.write_key_file(key_file, dev, new, key_gen=current.key_gen + 1)
@@ -293,7 +313,7 @@ def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
                            err=True)
                 raise typer.Exit(EXIT_USAGE) from None
         try:
-            gen = s.rekey(dev, new, reset_counter)
+            gen = s.rekey(dev, new)
         except BaseException:
             if key_file is not None:
                 key_file.unlink(missing_ok=True)
@@ -311,8 +331,10 @@ def rekey(device_id: str = typer.Argument(..., help="Device id, 8 hex digits."),
         typer.echo(json.dumps({"device_id": f"{dev:08X}", "key_gen": gen,
                                "key_file": str(key_file) if key_file else None}))
     elif key_file is not None and given is None:
-        typer.echo(f"device {dev:08X} rekeyed (key generation {gen}); key in {key_file} "
-                   f"(0600): put it on the button with `panictool rekey --use-key {key_file}`")
+        typer.echo(f"device {dev:08X} rekeyed (key generation {gen}, replay window "
+                   f"restarted); key in {key_file} (0600): put it on the button with "
+                   f"`panictool rekey --use-key {key_file}` (which restarts its counter)")
     else:
-        typer.echo(f"device {dev:08X} rekeyed (key generation {gen})"
+        typer.echo(f"device {dev:08X} rekeyed (key generation {gen}, replay window "
+                   "restarted)"
                    + (f"; key also in {key_file} (0600)" if key_file is not None else ""))

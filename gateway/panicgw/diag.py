@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets as pysecrets
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -36,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from panicgw import access
 from panicgw import config as gwconfig
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -1468,15 +1470,21 @@ def check_counter_space(ctx: Context) -> Result:
     names = [f"0x{dev:08X} {label or ''} @ {site} (highest counter 0x{hi:08X})".replace(
         "  ", " ") for dev, label, site, hi in rows]
     first = f"{rows[0][0]:08X}"
+    # The Pi's commands find the DB from the default config; name this one when it is not.
+    cfg = ""
+    if ctx.config_path is not None and ctx.config_path != access.default_config():
+        cfg = f" --config {shlex.quote(str(ctx.config_path))}"
     return Result(
         "devices.counter_space", title, FAIL,
         f"{len(rows)} device(s) at the last counter epoch 0xFFFF, so no RESYNC can help them: "
         + "; ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         + (f"; {refused} frame(s) already refused (counter_exhausted)" if refused else ""),
-        "Rekey each with a fresh counter: on the Pi `panicgw devices rekey "
-        f"{first} --reset-counter --key-file {first}.key`, then with the button on USB "
-        f"`panictool rekey --use-key {first}.key` (a new key makes every old frame fail its "
-        "tag, so restarting the counter is safe).",
+        "Rekey each; a rekey restarts the counter at both ends (a new key makes every old "
+        f"frame fail its tag, so its counters can be used again): on the Pi `panicgw devices "
+        f"rekey {first} --key-file {first}.key{cfg}`, then with the button on USB "
+        f"`panictool rekey --use-key {first}.key`, and delete {first}.key. With the button "
+        "on the Pi's USB, `panictool rekey --config "
+        f"{shlex.quote(str(ctx.config_path or access.default_config()))}` does both at once.",
         {"devices": names, "refused": refused})
 
 

@@ -4,9 +4,11 @@ The pipeline calls :func:`build_payload` when it stores an event, so the outbox 
 holds the exact body; the forwarder only stamps ``times.forwarded`` at send time.
 
 Incident ids and idempotency keys are derived from what every gateway sees the same way
-(device id, the button's counter, the event kind), never from local row ids: a press heard by
-three gateways reaches dispatch as three POSTs with one ``Idempotency-Key``, and dispatch keeps
-one incident.
+(device id, the button's counter, the event kind, and the device's key generation from the
+registry), never from local row ids: a press heard by three gateways reaches dispatch as three
+POSTs with one ``Idempotency-Key``, and dispatch keeps one incident. A rekey restarts the
+button's counter, so from key generation 2 on the generation is part of both (generation 1
+keeps the original format: outboxes and dispatch records from before stay valid).
 
 Contact ID mapping (SIA DC-05), qualifier 1 = new event, 3 = restore:
 
@@ -119,17 +121,28 @@ def device_hex(device_id: int) -> str:
     return f"{device_id:08X}"
 
 
-def make_incident_id(device_id: int, first_counter: int, event: str) -> str:
-    """Stable across gateways: the device, the counter of the incident's first frame, the kind.
+def _key_gen(key_gen: int) -> int:
+    if not isinstance(key_gen, int) or isinstance(key_gen, bool) or key_gen < 1:
+        raise PayloadError("bad_key_gen", repr(key_gen))
+    return key_gen
+
+
+def make_incident_id(device_id: int, first_counter: int, event: str, key_gen: int = 1) -> str:
+    """Stable across gateways: the device, the counter of the incident's first frame, the kind,
+    and (from the second) the key generation that counter belongs to.
 
     Use it for button incidents so every gateway that heard the first press names the incident
-    the same way (e.g. ``1234ABCD-00030007-panic``).
+    the same way: ``1234ABCD-00030007-panic`` under the device's first key, and
+    ``1234ABCD-00030007-panic-g2`` after one rekey (its counter started again, so the same
+    counter is another press).
     """
     if event not in EVENTS:
         raise PayloadError("unknown_event", repr(event))
     if not isinstance(first_counter, int) or not 0 <= first_counter <= 0xFFFFFFFF:
         raise PayloadError("bad_counter", repr(first_counter))
-    return f"{device_hex(device_id)}-{first_counter:08X}-{event}"
+    gen = _key_gen(key_gen)
+    base = f"{device_hex(device_id)}-{first_counter:08X}-{event}"
+    return base if gen == 1 else f"{base}-g{gen}"
 
 
 def make_gateway_incident_id(gateway_id: str, event: str, at: float) -> str:
@@ -146,19 +159,24 @@ def idempotency_key(
     counter: int | None = None,
     gateway_id: str = "",
     at: float = 0.0,
+    key_gen: int = 1,
 ) -> str:
     """The ``Idempotency-Key`` dispatch deduplicates on (32 hex digits).
 
-    Button events: SHA-256 of (device, counter, event): the same on every gateway that heard
-    the frame. ``counter`` is the counter of the frame behind the message for presses, the
-    highest counter heard before the silence for supervision loss, the restoring frame's
-    counter for restores, the reporting frame's for low battery.
+    Button events: SHA-256 of (device, counter, event), and the key generation from the
+    second on: the same on every gateway that heard the frame (they share the registry's
+    generation), different for a press whose counter repeats one from before a rekey.
+    ``counter`` is the counter of the frame behind the message for presses, the highest
+    counter heard before the silence for supervision loss, the restoring frame's counter for
+    restores, the reporting frame's for low battery.
     Gateway events (no device): (gateway id, event, whole second), unique per gateway.
     """
     if event not in EVENTS:
         raise PayloadError("unknown_event", repr(event))
+    gen = _key_gen(key_gen)
     if device_id is not None and counter is not None:
-        material = f"panic-dispatch/1|dev|{device_hex(device_id)}|{counter:08X}|{event}"
+        dev = device_hex(device_id) if gen == 1 else f"{device_hex(device_id)}|g{gen}"
+        material = f"panic-dispatch/1|dev|{dev}|{counter:08X}|{event}"
     else:
         material = f"panic-dispatch/1|gw|{gateway_id}|{event}|{int(at)}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
@@ -262,6 +280,7 @@ def build_payload(
     code: int | None = None,
     qualifier: int | None = None,
     detail: str = "",
+    key_gen: int = 1,
 ) -> dict[str, Any]:
     """Build the dispatch body (a JSON-ready dict valid against dispatch-event.schema.json).
 
@@ -275,6 +294,8 @@ def build_payload(
       ``frame_counter`` when given, else ``counter`` (see :func:`idempotency_key`): each
       button frame is one dispatch message, the same on every gateway that heard it, while
       repeat presses stay new messages about the same ``incident_id``.
+    - ``key_gen``: the device's key generation (registry) the counters belong to; part of
+      the ``Idempotency-Key`` from generation 2 on (a rekey restarts the counter).
     - times are Unix seconds; ``forwarded`` is re-stamped by the forwarder on every attempt.
 
     Raises PayloadError (with a ``reason`` to count) on bad input; never returns a body that
@@ -309,6 +330,7 @@ def build_payload(
         counter=frame_counter if frame_counter is not None else counter,
         gateway_id=gateway_id,
         at=first_heard,
+        key_gen=key_gen,
     )
     return {
         "schema_version": SCHEMA_VERSION,

@@ -8,13 +8,19 @@ stores thousands of frames a second with ``synchronous=FULL`` while never acknow
 anything that is not on disk.
 
 Rules (docs/gateway.md):
-- The dedupe key is (device id, counter). A verified copy of a stored frame (a retry, or
-  the other path's copy) is re-acknowledged and its path/RSSI/SNR recorded, never forwarded.
+- The dedupe key is (device id, key generation, counter): a rekey restarts the button's
+  counter and the replay window, so a counter of the new key is another frame than the same
+  counter of an old one. A verified copy of a stored frame (a retry, or the other path's
+  copy) is re-acknowledged and its path/RSSI/SNR recorded, never forwarded.
+- Each batch starts from the registry as committed (keys, key generations, windows): a rekey
+  takes effect at the next batch, and no frame verified with the old key can write its
+  window over the new key's.
 - A verified counter older than the replay window that we never stored gets a signed
   RESYNC telling the button the next counter to use (the next epoch above the highest seen).
 - Repeat presses of one button within ``incident_window_s`` join one incident. Incident ids
-  derive from the first press's (device, counter), so a press retried across a gateway
-  crash, or heard by another gateway, always names the same incident.
+  derive from the first press's (device, counter) and the key generation, so a press
+  retried across a gateway crash, or heard by another gateway, always names the same
+  incident, and one after a rekey never names an incident from before it.
 - Every rejection gets a reason, is counted, and is logged at a bounded rate.
 - A dispatch payload that cannot be built (bad site data, a builder bug) never fails the
   batch: the event is stored and acknowledged and the outbox gets a degraded body (the failed
@@ -212,22 +218,24 @@ def _safe_site(site: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 class _Dev:
-    """A registered device as the hot path needs it: key, replay window, supervision
-    interval. Site and contact details stay in SQLite and are read only when an incident is
-    stored (rare), which keeps 10,000 devices within the Pi's memory budget."""
+    """A registered device as the hot path needs it: key, key generation, replay window,
+    supervision interval. Site and contact details stay in SQLite and are read only when an
+    incident is stored (rare), which keeps 10,000 devices within the Pi's memory budget."""
 
-    __slots__ = ("key", "window", "supervision_s")
+    __slots__ = ("key", "window", "supervision_s", "key_gen")
 
-    def __init__(self, key: bytes, window: replay.ReplayWindow, supervision_s: int):
+    def __init__(self, key: bytes, window: replay.ReplayWindow, supervision_s: int,
+                 key_gen: int = 1):
         self.key = key
         self.window = window
         self.supervision_s = supervision_s
+        self.key_gen = key_gen
 
 
-def incident_id_for(device_id: int, counter: int, event: str) -> str:
+def incident_id_for(device_id: int, counter: int, event: str, key_gen: int = 1) -> str:
     """Same on every gateway that heard the incident's first frame (dispatch_payload's rule:
-    device, first counter, event kind)."""
-    return f"{device_id:08X}-{counter:08X}-{event}"
+    device, first counter, event kind, and the key generation from the second on)."""
+    return dispatch_payload.make_incident_id(device_id, counter, event, key_gen)
 
 
 def resync_counter(highest: int) -> int | None:
@@ -265,16 +273,21 @@ class Pipeline:
         self.generation = self.store.registry_generation()
         states = self.store.device_states()
         devices: dict[int, _Dev] = {}
-        for device_id, key, supervision_s in self.store.device_keys():
+        for device_id, key, supervision_s, key_gen in self.store.device_keys():
             st = states.get(device_id)
             win = replay.ReplayWindow(self.replay_size)
             if st is not None and st.replay_highest >= 0:
                 win = replay.ReplayWindow(self.replay_size, st.replay_highest,
                                           st.replay_bitmap & ((1 << self.replay_size) - 1))
-            devices[device_id] = _Dev(key, win, supervision_s)
+            devices[device_id] = _Dev(key, win, supervision_s, key_gen)
         self.devices = devices
 
     def maybe_reload(self) -> bool:
+        """Reload when the registry changed (a CLI's import, rekey or remove bumps its
+        generation in the same commit). Called by the daemon every 2 s and at the start of
+        every batch, inside the batch's write transaction: no rekey can commit between this
+        check and the batch's commit, so a rekeyed device's frames are judged with its new
+        key, generation and (restarted) window, never the cached old ones."""
         if self.store.registry_generation() != self.generation:
             self.reload_devices()
             return True
@@ -315,6 +328,7 @@ class Pipeline:
         unsaved: dict[str, int] = {}
         try:
             with self.store.transaction():
+                self.maybe_reload()
                 for i, f in enumerate(batch):
                     if f.at is None:
                         f.at = now
@@ -376,7 +390,7 @@ class Pipeline:
         verdict = dev.window.check(up.counter)
         existing = None
         if verdict != replay.NEW:
-            existing = st.find_event(up.device_id, up.counter)
+            existing = st.find_event(up.device_id, up.counter, dev.key_gen)
         if existing is not None or verdict == replay.DUPLICATE:
             # A copy of something stored: record the path, re-acknowledge, never forward.
             # The re-ACK says DELIVERED once dispatch confirmed this event (contract C1):
@@ -410,20 +424,20 @@ class Pipeline:
             st.db.execute("SAVEPOINT frame")
             event, code, prio = EVENT_KIND[up.kind]
             since = at - self.incident_window_s
-            found = st.open_incident(up.device_id, kind_name, since)
+            found = st.open_incident(up.device_id, kind_name, since, dev.key_gen)
             if found is not None and self.incident_window_s > 0:
                 incident_id, first_heard, _ = found
                 press_count = st.touch_incident(incident_id, at)
                 first_counter = int(incident_id.split("-")[1], 16)
             else:
-                incident_id = incident_id_for(up.device_id, up.counter, event)
+                incident_id = incident_id_for(up.device_id, up.counter, event, dev.key_gen)
                 first_counter = up.counter
                 first_heard, press_count = at, 1
-                st.create_incident(incident_id, up.device_id, kind_name, at)
+                st.create_incident(incident_id, up.device_id, kind_name, at, dev.key_gen)
             event_fields = {"incident_id": incident_id, "event": event, "contact_id": code,
                             "press_count": press_count}
         event_id = st.insert_event(up.device_id, up.counter, kind_name, incident_id, at,
-                                   up.attempt, up.flags, up.battery_mv, f.data)
+                                   up.attempt, up.flags, up.battery_mv, f.data, dev.key_gen)
         st.add_reception(event_id, f.path, f.rssi, f.snr, at, False)
         dev.window.accept(up.counter)
         highest, bitmap = dev.window.state()
@@ -448,6 +462,7 @@ class Pipeline:
                     press_count=event_fields["press_count"],
                     counter=first_counter,
                     frame_counter=up.counter,  # a repeat press is a new document for dispatch
+                    key_gen=dev.key_gen,
                 )
             except PayloadFailed as e:
                 # Undo this frame only (event, incident, reception, replay state): the rest
@@ -489,7 +504,7 @@ class Pipeline:
         out = Outcome(REJECTED, COUNTER_EXHAUSTED, device_id=up.device_id, counter=up.counter,
                       kind=kind_name)
         incident_id = dispatch_payload.make_incident_id(up.device_id, dev.window.highest,
-                                                        "device_trouble")
+                                                        "device_trouble", dev.key_gen)
         if st.incident(incident_id) is not None:
             return out  # already raised for this device and counter state
         rec = st.get_device(up.device_id)
@@ -502,14 +517,14 @@ class Pipeline:
                   "`panictool rekey`.")
         st.db.execute("SAVEPOINT trouble")
         try:
-            st.create_incident(incident_id, up.device_id, "device_trouble", at)
+            st.create_incident(incident_id, up.device_id, "device_trouble", at, dev.key_gen)
             payload = dispatch_payload.build_payload(
                 incident_id=incident_id, event="device_trouble", gateway_id=self.gateway_id,
                 first_heard=at, site=rec.site.to_dict(),
                 device={"id": up.device_id, "label": rec.label, "battery_mv": up.battery_mv,
                         "low_battery": up.low_battery, "firmware": rec.firmware},
                 paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-                counter=dev.window.highest, detail=detail[:500])
+                counter=dev.window.highest, detail=detail[:500], key_gen=dev.key_gen)
             prio = dispatch_payload.priority_for("device_trouble")
             item_id = st.enqueue(incident_id, prio, payload, at)
         except Exception:

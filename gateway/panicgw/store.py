@@ -14,6 +14,7 @@ Outbox priorities: a smaller number is more urgent (``PRIO_ALARM`` = 0 first).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -152,6 +153,47 @@ MIGRATIONS: list[str] = [
     ALTER TABLE devices ADD COLUMN enrolled_at REAL NOT NULL DEFAULT 0;
     UPDATE devices SET enrolled_at = registered_at;
     """,
+    # v4: a rekey restarts the button's counter (docs/protocol.md, "The top of the counter
+    # space"), so everything keyed on the counter is scoped by key generation: events are
+    # unique per (device, key generation, counter) (SQLite cannot drop the old UNIQUE: the
+    # table is rebuilt, ids kept, receptions untouched because migrate() runs with foreign
+    # keys off), and incidents remember the generation they belong to. retired_keys keeps,
+    # per device, a fingerprint of every key it no longer uses with the replay window that
+    # key had: a key that comes back (an older export imported with --allow-older-key, a
+    # re-registered device) gets that window back, so frames recorded under it stay refused.
+    """
+    CREATE TABLE events_v4 (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        counter INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        incident_id TEXT,
+        received_at REAL NOT NULL,
+        attempt INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        battery_mv INTEGER NOT NULL,
+        frame BLOB NOT NULL,
+        key_gen INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (device_id, counter, key_gen)
+    );
+    INSERT INTO events_v4 (id, device_id, counter, kind, incident_id, received_at, attempt,
+                           flags, battery_mv, frame)
+        SELECT id, device_id, counter, kind, incident_id, received_at, attempt, flags,
+               battery_mv, frame FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_by_kind_time ON events (kind, received_at);
+    ALTER TABLE incidents ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE retired_keys (
+        device_id INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL,
+        key_gen INTEGER NOT NULL,
+        replay_highest INTEGER NOT NULL,
+        replay_bitmap TEXT NOT NULL,
+        retired_at REAL NOT NULL,
+        PRIMARY KEY (device_id, fingerprint)
+    );
+    """,
 ]
 
 
@@ -278,17 +320,28 @@ class Store:
                 f"{self.path} has schema v{have}, this panicgw knows up to v{len(MIGRATIONS)}:"
                 " upgrade panicgw"
             )
-        for version in range(have + 1, len(MIGRATIONS) + 1):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in MIGRATIONS[version - 1].split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
-                self.db.execute(f"PRAGMA user_version={version}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        if have == len(MIGRATIONS):
+            return
+        # Foreign keys off while migrating (SQLite's procedure for rebuilding a table: with
+        # them on, dropping the old events table would cascade into receptions; the rebuild
+        # keeps every id, so every reference still holds). The pragma is a no-op inside a
+        # transaction, hence here.
+        fk = int(self.db.execute("PRAGMA foreign_keys").fetchone()[0])
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for version in range(have + 1, len(MIGRATIONS) + 1):
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in MIGRATIONS[version - 1].split(";"):
+                        if stmt.strip():
+                            self.db.execute(stmt)
+                    self.db.execute(f"PRAGMA user_version={version}")
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+        finally:
+            self.db.execute(f"PRAGMA foreign_keys={'ON' if fk else 'OFF'}")
 
     def close(self) -> None:
         self.db.close()
@@ -364,7 +417,10 @@ class Store:
         A new device, a new key or a new supervision interval restarts supervision's
         silence count (``enrolled_at``): the installer is at the button, which starts its
         schedule anew. A re-import that changes neither (a registry sync between
-        gateways) does not, or a periodic sync would hide a silent button forever."""
+        gateways) does not, or a periodic sync would hide a silent button forever.
+
+        A new key is a rekey: the replay window starts over (:meth:`_install_key`), as the
+        button's counter does when ``panictool rekey`` writes the key."""
         validate(rec)
         now = time.time() if now is None else now
         with self.transaction():
@@ -372,10 +428,12 @@ class Store:
                 "SELECT key, key_gen, supervision_s, enrolled_at FROM devices "
                 "WHERE device_id = ?", (rec.device_id,)).fetchone()
             key_gen, enrolled = rec.key_gen, now
+            new_key = True
             if row is not None:
                 old_key, old_gen, old_sup, old_enrolled = (bytes(row[0]), int(row[1]),
                                                            int(row[2]), float(row[3]))
                 if mac.equal(old_key, bytes(rec.key)):
+                    new_key = False
                     key_gen = max(old_gen, rec.key_gen)
                     if rec.supervision_s == old_sup:
                         enrolled = old_enrolled
@@ -383,6 +441,8 @@ class Store:
                     if not allow_older_key:
                         raise KeyConflictError(rec.device_id, old_gen, rec.key_gen)
                     key_gen = old_gen + 1
+                if new_key:
+                    self._retire_key(rec.device_id, old_key, old_gen, now)
             site_id = self._upsert_site(rec.site)
             self.db.execute(
                 "INSERT INTO devices (device_id, key, site_id, label, paths, supervision_s, "
@@ -396,9 +456,12 @@ class Store:
                 (rec.device_id, bytes(rec.key), site_id, rec.label, json.dumps(rec.paths),
                  rec.supervision_s, rec.firmware, now, now, key_gen, enrolled),
             )
-            self.db.execute(
-                "INSERT OR IGNORE INTO device_state (device_id) VALUES (?)", (rec.device_id,)
-            )
+            if new_key:
+                self._install_key(rec.device_id, bytes(rec.key))
+            else:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO device_state (device_id) VALUES (?)",
+                    (rec.device_id,))
             self._bump_generation()
 
     def upsert_devices(self, recs: list[DeviceRecord], *,
@@ -443,14 +506,66 @@ class Store:
         rows = self.db.execute(self._DEVICE_SELECT + " ORDER BY d.device_id").fetchall()
         return [self._device_from_row(r) for r in rows]
 
-    def device_keys(self) -> list[tuple[int, bytes, int]]:
-        """(device id, key, supervision interval) of every device: the pipeline's cache."""
-        return [(int(r[0]), bytes(r[1]), int(r[2])) for r in self.db.execute(
-            "SELECT device_id, key, supervision_s FROM devices")]
+    def device_keys(self) -> list[tuple[int, bytes, int, int]]:
+        """(device id, key, supervision interval, key generation) of every device: the
+        pipeline's cache."""
+        return [(int(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in self.db.execute(
+            "SELECT device_id, key, supervision_s, key_gen FROM devices")]
+
+    def device_key_gen(self, device_id: int) -> int | None:
+        row = self.db.execute("SELECT key_gen FROM devices WHERE device_id = ?",
+                              (device_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    # -- key changes and the replay window ------------------------------------------------
+
+    @staticmethod
+    def _fingerprint(device_id: int, key: bytes) -> bytes:
+        """What retired_keys keeps of a key: enough to recognise it, useless to sign with."""
+        return hashlib.sha256(b"panicgw retired key\x00" + device_id.to_bytes(4, "big")
+                              + bytes(key)).digest()[:16]
+
+    def _retire_key(self, device_id: int, key: bytes, key_gen: int, now: float) -> None:
+        """Remember the outgoing key with the replay window it has now (see
+        :meth:`_install_key`). Call inside a transaction, before the key is replaced."""
+        st = self.db.execute("SELECT replay_highest, replay_bitmap FROM device_state "
+                             "WHERE device_id = ?", (device_id,)).fetchone()
+        highest, bitmap = (int(st[0]), str(st[1])) if st else (-1, "0")
+        self.db.execute(
+            "INSERT INTO retired_keys (device_id, fingerprint, key_gen, replay_highest, "
+            "replay_bitmap, retired_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (device_id, fingerprint) DO UPDATE SET key_gen = excluded.key_gen, "
+            "replay_highest = excluded.replay_highest, replay_bitmap = excluded.replay_bitmap, "
+            "retired_at = excluded.retired_at",
+            (device_id, self._fingerprint(device_id, key), key_gen, highest, bitmap, now))
+
+    def _install_key(self, device_id: int, key: bytes) -> None:
+        """The replay window for a key the device now has. A key it never had before: an
+        empty window, because ``panictool rekey`` restarts the button's counter with the
+        new key, and no frame made with an older key passes the new key's tag, so the
+        counters can be used again (events, incidents and dispatch ids carry the key
+        generation, so they stay apart). A key it had before (an older export imported with
+        ``--allow-older-key``, a removed device registered again): the window that key had
+        when it was retired, so no frame recorded under it can be replayed; a button whose
+        counter restarted under it is moved forward by RESYNC. Call inside a transaction."""
+        row = self.db.execute(
+            "SELECT replay_highest, replay_bitmap FROM retired_keys WHERE device_id = ? AND "
+            "fingerprint = ?", (device_id, self._fingerprint(device_id, key))).fetchone()
+        highest, bitmap = (int(row[0]), str(row[1])) if row else (-1, "0")
+        self.db.execute(
+            "INSERT INTO device_state (device_id, replay_highest, replay_bitmap) "
+            "VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+            "replay_highest = excluded.replay_highest, replay_bitmap = excluded.replay_bitmap",
+            (device_id, highest, bitmap))
 
     def remove_device(self, device_id: int) -> bool:
-        """Unregister (its frames are rejected from now on); its events and outbox stay."""
+        """Unregister (its frames are rejected from now on); its events and outbox stay, and
+        so does its key's replay window (retired_keys), should it be registered again."""
         with self.transaction():
+            row = self.db.execute("SELECT key, key_gen FROM devices WHERE device_id = ?",
+                                  (device_id,)).fetchone()
+            if row is not None:
+                self._retire_key(device_id, bytes(row[0]), int(row[1]), time.time())
             cur = self.db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
             self.db.execute("DELETE FROM device_state WHERE device_id = ?", (device_id,))
             self.db.execute(
@@ -460,33 +575,34 @@ class Store:
                 self._bump_generation()
         return cur.rowcount > 0
 
-    def rekey(self, device_id: int, key: bytes, reset_counter: bool = False,
-              now: float | None = None) -> int | None:
-        """Replace a device's key: its generation goes up by one and supervision counts
-        silence from now (the button is being rekeyed; until it has the new key its frames
-        are bad_tag). ``reset_counter`` also forgets its replay window. Returns the new key
-        generation, or None when the device is not registered."""
+    def rekey(self, device_id: int, key: bytes, now: float | None = None) -> int | None:
+        """Replace a device's key: its generation goes up by one, its replay window starts
+        over (:meth:`_install_key`: the button's counter restarts with the new key) and
+        supervision counts silence from now (the button is being rekeyed; until it has the
+        new key its frames are bad_tag). Returns the new key generation; the current one,
+        with nothing changed, when ``key`` is already the device's key (restarting the
+        window of a key in use would let its recorded frames be replayed); None when the
+        device is not registered."""
         if len(key) != 16:
             raise ValueError("key must be 16 bytes")
         now = time.time() if now is None else now
         with self.transaction():
-            cur = self.db.execute(
+            row = self.db.execute("SELECT key, key_gen FROM devices WHERE device_id = ?",
+                                  (device_id,)).fetchone()
+            if row is None:
+                return None
+            old_key, old_gen = bytes(row[0]), int(row[1])
+            if mac.equal(old_key, bytes(key)):
+                return old_gen
+            self._retire_key(device_id, old_key, old_gen, now)
+            self.db.execute(
                 "UPDATE devices SET key = ?, updated_at = ?, enrolled_at = ?, "
                 "key_gen = key_gen + 1 WHERE device_id = ?",
                 (bytes(key), now, now, device_id),
             )
-            if not cur.rowcount:
-                return None
-            if reset_counter:
-                self.db.execute(
-                    "UPDATE device_state SET replay_highest = -1, replay_bitmap = '0' "
-                    "WHERE device_id = ?",
-                    (device_id,),
-                )
+            self._install_key(device_id, bytes(key))
             self._bump_generation()
-            row = self.db.execute("SELECT key_gen FROM devices WHERE device_id = ?",
-                                  (device_id,)).fetchone()
-        return int(row[0])
+        return old_gen + 1
 
     # -- device runtime state ------------------------------------------------------------------
 
@@ -550,18 +666,30 @@ class Store:
     # -- events, incidents ------------------------------------------------------------------------
 
     def insert_event(self, device_id: int, counter: int, kind: str, incident_id: str | None,
-                     at: float, attempt: int, flags: int, battery_mv: int, frame: bytes) -> int:
+                     at: float, attempt: int, flags: int, battery_mv: int, frame: bytes,
+                     key_gen: int = 1) -> int:
+        """Store one accepted frame; ``key_gen``: the key generation it was verified with
+        (a rekey restarts the counter, so (device, counter) alone is not unique)."""
         cur = self.db.execute(
             "INSERT INTO events (device_id, counter, kind, incident_id, received_at, attempt, "
-            "flags, battery_mv, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, counter, kind, incident_id, at, attempt, flags, battery_mv, frame),
+            "flags, battery_mv, frame, key_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, counter, kind, incident_id, at, attempt, flags, battery_mv, frame,
+             key_gen),
         )
         return int(cur.lastrowid or 0)
 
-    def find_event(self, device_id: int, counter: int) -> tuple[int, str | None] | None:
+    def find_event(self, device_id: int, counter: int,
+                   key_gen: int | None = None) -> tuple[int, str | None] | None:
+        """(event id, incident id) of the stored frame (device, key generation, counter):
+        the dedupe key. ``key_gen`` None: the device's current generation (1 when it is
+        not registered). An event of another generation is another frame: the counter
+        restarted with the key."""
+        if key_gen is None:
+            key_gen = self.device_key_gen(device_id) or 1
         row = self.db.execute(
-            "SELECT id, incident_id FROM events WHERE device_id = ? AND counter = ?",
-            (device_id, counter),
+            "SELECT id, incident_id FROM events WHERE device_id = ? AND counter = ? "
+            "AND key_gen = ?",
+            (device_id, counter, key_gen),
         ).fetchone()
         return (int(row[0]), row[1]) if row else None
 
@@ -594,23 +722,25 @@ class Store:
                 for r in rows]
 
     def open_incident(
-        self, device_id: int, kind: str, since: float
+        self, device_id: int, kind: str, since: float, key_gen: int = 1
     ) -> tuple[str, float, int] | None:
-        """The device's latest incident of ``kind`` heard at or after ``since``."""
+        """The device's latest incident of ``kind`` and key generation heard at or after
+        ``since`` (presses under a new key never join an incident of the old one: its id
+        names the old generation's counter)."""
         row = self.db.execute(
             "SELECT incident_id, first_heard, press_count FROM incidents "
-            "WHERE device_id = ? AND kind = ? AND last_heard >= ? "
+            "WHERE device_id = ? AND kind = ? AND last_heard >= ? AND key_gen = ? "
             "ORDER BY last_heard DESC LIMIT 1",
-            (device_id, kind, since),
+            (device_id, kind, since, key_gen),
         ).fetchone()
         return (row[0], float(row[1]), int(row[2])) if row else None
 
     def create_incident(self, incident_id: str, device_id: int | None, kind: str,
-                        at: float) -> None:
+                        at: float, key_gen: int = 1) -> None:
         self.db.execute(
             "INSERT INTO incidents (incident_id, device_id, kind, first_heard, last_heard, "
-            "press_count) VALUES (?, ?, ?, ?, ?, 1)",
-            (incident_id, device_id, kind, at, at),
+            "press_count, key_gen) VALUES (?, ?, ?, ?, ?, 1, ?)",
+            (incident_id, device_id, kind, at, at, key_gen),
         )
 
     def touch_incident(self, incident_id: str, at: float) -> int:

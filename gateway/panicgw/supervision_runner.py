@@ -100,14 +100,15 @@ def store_events(store: Store, gateway_id: str,
     with store.transaction():
         for ev in events:
             dev = store.get_device(ev.device_id) if ev.device_id is not None else None
+            key_gen = dev.key_gen if dev is not None else 1  # a rekey restarts the counter
             if dev is not None and ev.counter is not None:
-                incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event)
+                incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event, key_gen)
             else:
                 incident = dp.make_gateway_incident_id(gateway_id, ev.event, ev.at)
             store.db.execute(
                 "INSERT OR IGNORE INTO incidents (incident_id, device_id, kind, first_heard,"
-                " last_heard, press_count) VALUES (?, ?, ?, ?, ?, 1)",
-                (incident, ev.device_id, ev.event, ev.at, ev.at))
+                " last_heard, press_count, key_gen) VALUES (?, ?, ?, ?, ?, 1, ?)",
+                (incident, ev.device_id, ev.event, ev.at, ev.at, key_gen))
             st = states.get(ev.device_id) if ev.device_id is not None else None
             device: dict[str, Any] | None = None
             if dev is not None:
@@ -121,7 +122,7 @@ def store_events(store: Store, gateway_id: str,
                 site=dev.site.to_dict() if dev else None, device=device,
                 paths=([{"path": st.last_path, "rssi": st.last_rssi, "snr": st.last_snr,
                          "at": st.last_heard}] if st and st.last_path else []),
-                detail=ev.detail,
+                detail=ev.detail, key_gen=key_gen,
             )
             store.enqueue(incident, dp.priority_for(ev.event), payload, ev.at)
             if ev.device_id is not None:

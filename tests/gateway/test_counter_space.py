@@ -107,11 +107,11 @@ def test_last_epoch_no_resync_one_trouble_event_and_diag_fails(rig, tmp_path: Pa
     finally:
         ctx.close()
     assert r.status == diag.FAIL and f"0x{DEV:08X}" in r.finding and "refused" in r.finding
-    assert "panictool rekey --use-key" in r.hint and "--reset-counter" in r.hint
-    # the rekey with a fresh counter is the way out: frames are accepted again
+    assert "panictool rekey --use-key" in r.hint and f"panicgw devices rekey {DEV:08X}" in r.hint
+    # the rekey (which restarts the counter) is the way out: frames are accepted again
     s = Store(g.cfg.db_path)
     try:
-        assert s.rekey(DEV, OTHER_KEY, reset_counter=True)
+        assert s.rekey(DEV, OTHER_KEY) == 2
     finally:
         s.close()
     fresh = frames.encode_uplink(OTHER_KEY, frames.Uplink(frames.ALARM, DEV,

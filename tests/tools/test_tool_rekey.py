@@ -62,9 +62,15 @@ def test_rekey_with_the_gateway_db_keeps_the_id(mpboard, tmp_path):
     assert new_key.hex() not in r.output
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     assert json.loads(keyfile.read_text())["key"] == new_key.hex()
-    # only the identity record changed: the counter slots (and the rest of NVM) are kept
+    # the identity record and the counter changed (epoch slots: the firmware's record for
+    # epoch 0, so the next boot starts epoch 1); the rest of NVM is kept
     after = mpboard.nvm()
-    assert after[nvmstore.IDENTITY_LEN:] == before[nvmstore.IDENTITY_LEN:]
+    assert after[nvmstore.SLOT_A:nvmstore.NVM_MIN] == identity.epoch_record(0)
+    assert nvmstore.EpochStore(bytearray(after)).read() == 0
+    assert after[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A] == \
+        before[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A]
+    assert after[nvmstore.NVM_MIN:] == before[nvmstore.NVM_MIN:]
+    assert doc["counter_restarted"] is True
 
 
 def test_rekey_from_the_gateways_key_file(mpboard, tmp_path):
@@ -140,7 +146,7 @@ def test_missing_db_is_refused_and_a_failed_db_update_puts_the_old_key_back(
                       env={"PANICGW_CONFIG": str(tmp_path / "none.toml")})
     assert r.exit_code == 6 and "--config" in r.output and "--use-key" in r.output
 
-    def disk_error(self, device_id, key, reset_counter=False):
+    def disk_error(self, device_id, key, now=None):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(Store, "rekey", disk_error)

@@ -1,15 +1,23 @@
 """`panictool rekey`: a new key for a provisioned button, keeping its device id.
 
 The id stays, so the registry entry, the site, the label and the event history stay too;
-only the key changes (a leaked key, a lost sealed backup). The button's counter is not
-touched, so the gateway keeps its replay window. Two ways to get the key to both ends:
+the key changes (a leaked key, a lost sealed backup, a button at the top of its counter
+space) and with it the counter restarts at both ends: the new key and a restarted counter
+go into the board's NVM in one write (``identity.write_new_key``), and the gateway restarts
+the device's replay window with every new key. No frame made with an old key passes the new
+key's tag, so the counters can be used again; the gateway keeps events, incident ids and
+dispatch keys of each key generation apart. Two ways to get the key to both ends:
 
 - on the gateway (``--config``, default /etc/panicgw/gateway.toml, or ``--gateway-db``): a
   new key is made here, written into the board's NVM (read back to check), then into the
   gateway's DB, which bumps the device's key generation; a running daemon picks it up by
-  itself. If the DB update fails, the board gets its old key back: nothing changed.
+  itself. If the DB update fails, the board gets its old key and counter back: nothing
+  changed.
 - ``--use-key FILE``: the key the gateway already has, from
   ``panicgw devices rekey ID --key-file FILE`` on the Pi (its key generation with it).
+
+A board that already has the key is left alone, counter included (running the command
+twice must not restart a counter the gateway has already seen frames of).
 
 The key is printed nowhere. Only if the DB update fails *and* the old key cannot be put
 back is the new key saved to a 0600 file, and the message says how to finish.
@@ -23,6 +31,7 @@ from typing import Any
 
 import typer
 
+from panicbutton import nvmstore
 from panicgw import access, registry
 from panicgw.store import Store, StoreError
 from panictool import common, identity
@@ -41,6 +50,9 @@ Examples:
 (<data_dir>/gateway.db); --gateway-db gives that file itself. Without either (and without
 --use-key) the default /etc/panicgw/gateway.toml is used. A missing file or one that is not
 a gateway DB is refused before the board is touched.
+
+The board's counter restarts with the new key (its next boot starts epoch 1); the gateway
+restarts the device's replay window with it, so the button's next frames are accepted.
 
 Exit codes: 0 rekeyed (or the board already had that key); 1 the board has no identity, or
 the key file is for another device; 2 bad option or key file; 4 serial problem; 5 cannot
@@ -90,13 +102,16 @@ def rekey(
                                     "USB device with vendor 0x239A)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON result (never the key)."),
 ) -> None:
-    """Give a provisioned button a new key; its device id, site and history stay.
+    """Give a provisioned button a new key and a fresh counter; its device id, site and
+    history stay.
 
-    The new key goes into the board's NVM over the serial raw REPL and is read back (as a
-    fingerprint computed on the board), and into the gateway's DB (--config/--gateway-db,
-    which bumps the device's key generation) or is taken from the gateway (--use-key). The
-    replay window is kept: the button's counter does not restart. The button runs its
-    code.py again afterwards, whatever happened.
+    The new key goes into the board's NVM over the serial raw REPL together with a
+    restarted counter (one write, read back; the key is checked as a fingerprint computed on
+    the board), and into the gateway's DB (--config/--gateway-db, which bumps the device's
+    key generation and restarts its replay window) or is taken from the gateway (--use-key,
+    after `panicgw devices rekey`, which did the same there). This is also the way out for a
+    button at the top of its counter space (`panicgw diag`: devices.counter_space). The
+    button runs its code.py again afterwards, whatever happened.
     """
     on_gateway = gateway_db is not None or config is not None
     if on_gateway and use_key is not None:
@@ -162,12 +177,18 @@ def _rekey(store: Store | None, want_id: int | None, key: bytes, key_gen: int | 
             result.update(device_id=device_id, device_id_hex=f"{device_id:08X}", port=used,
                           old_fingerprint=old_fp, key_fingerprint=new_fp,
                           changed=new_fp != old_fp, key_gen=key_gen)
-            before = identity.identity_bytes(t)
+            before = identity.key_and_counter_bytes(t)
+            epoch = nvmstore.EpochStore(bytearray(before)).read()
+            result["counter_epoch_before"] = epoch
+            result["counter_restarted"] = False
             if new_fp != old_fp:
-                identity.write_identity(t, device_id, key)
-                if identity.board_identity(t) != (device_id, new_fp):
-                    common.fail(common.SERIAL, "the key read back from the board differs",
-                                "run rekey again", as_json, {"device_id": device_id})
+                identity.write_new_key(t, device_id, key)
+                if identity.board_identity(t) != (device_id, new_fp) or \
+                        identity.board_epoch(t) != 0:
+                    common.fail(common.SERIAL, "the key or counter read back from the board "
+                                "differs", "run rekey again", as_json,
+                                {"device_id": device_id})
+                result["counter_restarted"] = True
             if store is not None:
                 result["key_gen"] = _update_gateway(t, store, device_id, key, before,
                                                     key_file, as_json)
@@ -187,8 +208,8 @@ def _rekey(store: Store | None, want_id: int | None, key: bytes, key_gen: int | 
 
 def _update_gateway(t: SerialTransport, store: Store, device_id: int, key: bytes,
                     before: bytes, key_file: Path | None, as_json: bool) -> int | None:
-    """The DB gets the key the board now has; if it cannot, the board gets its old key
-    back (both ends agree again) and the command fails."""
+    """The DB gets the key the board now has; if it cannot, the board gets its old key and
+    counter back (``before``: both ends agree again) and the command fails."""
     try:
         gen = store.rekey(device_id, key)
         if not gen:
@@ -206,8 +227,8 @@ def _update_gateway(t: SerialTransport, store: Store, device_id: int, key: bytes
                         "the button on USB (a fresh key for both ends), then delete that "
                         "file", as_json, {"device_id": device_id, "key_file": str(saved)})
         common.fail(common.REGISTRY, f"the gateway DB was not updated ({e}); the board got "
-                    "its old key back, nothing changed", "fix the DB problem and run rekey "
-                    "again", as_json, {"device_id": device_id})
+                    "its old key back (and its counter), nothing changed", "fix the DB problem "
+                    "and run rekey again", as_json, {"device_id": device_id})
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:
@@ -218,11 +239,18 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     gen = f" (key generation {result['key_gen']})" if result.get("key_gen") else ""
     if not result["changed"]:
         typer.echo(f"device {device_id:08X} already has this key (fingerprint "
-                   f"{result['key_fingerprint']}){gen}")
+                   f"{result['key_fingerprint']}){gen}; its counter was left as it is")
+        if result["counter_epoch_before"] >= nvmstore.EPOCH_MAX:
+            typer.echo(f"warning: its counter is at the last epoch 0x{nvmstore.EPOCH_MAX:04X}: "
+                       "give it a new key (`panicgw devices rekey "
+                       f"{device_id:08X} --key-file {device_id:08X}.key` on the Pi, then "
+                       f"`panictool rekey --use-key {device_id:08X}.key`)")
         return
     where = f"; gateway DB {result['gateway_db']} updated" if "gateway_db" in result else ""
     typer.echo(f"device {device_id:08X} rekeyed on {result['port']}: key fingerprint "
                f"{result['old_fingerprint']} -> {result['key_fingerprint']}{gen}{where}")
+    typer.echo(f"counter restarted (was epoch 0x{result['counter_epoch_before']:04X}; the "
+               "button's next boot starts epoch 1)")
     typer.echo("next: panictool verify  (the button sends a TEST; it passes on the "
                "gateway's ACK signed with the new key)")
 

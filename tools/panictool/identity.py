@@ -2,6 +2,11 @@
 
 The fingerprint lets ``verify`` prove the board and the gateway hold the same key without
 the key leaving the board: the board hashes its own NVM key and prints only the hash.
+
+A rekey writes the new key together with a restarted counter (:func:`write_new_key`): the
+gateway restarts the device's replay window with every new key, so both ends start the new
+key's counter space from the bottom, whatever the old counter was (even its top, epoch
+0xFFFF, where nothing else can help).
 """
 
 from __future__ import annotations
@@ -68,6 +73,50 @@ def write_identity(t: Transport, device_id: int, key: bytes) -> None:
     t.nvm_write(0, nvmstore.identity_record(device_id, key))
 
 
+KEY_AND_COUNTER = nvmstore.SLOT_B + nvmstore.SLOT_LEN  # bytes 0-39: identity, epoch slots
+
+
+def key_and_counter_bytes(t: Transport) -> bytes:
+    """NVM bytes 0-39 as they are (the identity record and the counter's epoch slots), so
+    a rekey that fails after writing can put both back (:func:`restore_identity`)."""
+    _check_size(t)
+    return t.nvm_read(0, KEY_AND_COUNTER)
+
+
+def write_new_key(t: Transport, device_id: int, key: bytes) -> None:
+    """The new key and a restarted counter in ONE write of bytes 0-39, read back: the board
+    never holds the new key with the old counter (which the gateway's restarted window
+    would take, and which may be at the top of the counter space) nor the old key with a
+    restarted one. The epoch slots get the firmware's record for epoch 0, so its next boot
+    starts epoch 1 (``panicbutton.counter``); the bytes between record and slots are kept."""
+    _check_size(t)
+    now = t.nvm_read(0, KEY_AND_COUNTER)
+    t.nvm_write(0, nvmstore.identity_record(device_id, key)
+                + now[nvmstore.IDENTITY_LEN:nvmstore.SLOT_A] + epoch_record(0))
+
+
+def epoch_record(epoch: int) -> bytes:
+    """Both epoch slots (NVM bytes 32-39) holding ``epoch``, made by the firmware's own slot
+    writer (kept out of the firmware's public names: every byte of its import counts against
+    the button's RAM budget)."""
+    slot = nvmstore._slot(epoch)
+    return slot + slot
+
+
+def board_epoch(t: Transport) -> int:
+    """The counter epoch in the board's NVM, read with the firmware's own reader (0: the
+    next boot starts epoch 1)."""
+    _check_size(t)
+    return nvmstore.EpochStore(bytearray(t.nvm_read(0, KEY_AND_COUNTER))).read()
+
+
+def _check_size(t: Transport) -> None:
+    size = t.board_info()["nvm_size"]
+    if size < nvmstore.NVM_MIN:
+        raise TransportError(f"the board has {size} bytes of NVM; the firmware needs "
+                             f"{nvmstore.NVM_MIN}", "this board cannot hold a panic-button key")
+
+
 def board_key(t: Transport) -> tuple[int, bytes] | None:
     """(device id, key) from the board's NVM, for checking the tag of the gateway's ACK on
     this computer (docs/installing.md: verify). The key stays in memory: never printed,
@@ -84,5 +133,6 @@ def identity_bytes(t: Transport) -> bytes:
 
 
 def restore_identity(t: Transport, record: bytes) -> None:
-    """Write back what :func:`identity_bytes` read (a failed provision or rekey)."""
+    """Write back what :func:`identity_bytes` or :func:`key_and_counter_bytes` read (a
+    failed provision or rekey)."""
     t.nvm_write(0, record)

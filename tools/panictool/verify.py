@@ -232,11 +232,14 @@ def wait_for_press(next_line: LineSource, timeout: float,
 
 
 def heard(db: Path, device_id: int, counter: int) -> tuple[str, list[dict[str, Any]]] | None:
-    """(event kind, receptions) of the frame (device, counter) in the gateway DB, or None."""
+    """(event kind, receptions) of the frame (device, counter) of the device's current key
+    generation in the gateway DB, or None. A rekey restarts the counter, so the same counter
+    under an older key is another, older frame."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
     try:
-        row = con.execute("SELECT id, kind FROM events WHERE device_id = ? AND counter = ?",
-                          (device_id, counter)).fetchone()
+        row = con.execute("SELECT id, kind FROM events WHERE device_id = ? AND counter = ? AND "
+                          "key_gen = coalesce((SELECT key_gen FROM devices WHERE device_id = ?),"
+                          " 1)", (device_id, counter, device_id)).fetchone()
         if row is None:
             return None
         recs = con.execute("SELECT path, rssi, snr, at, duplicate FROM receptions "
@@ -258,11 +261,19 @@ def db_source(db: Path) -> HeardSource:
 def api_source(url: str) -> HeardSource:
     """What the running gateway judged, from its status API (``GET /v1/frames``): works
     for a user who may not read the DB. A TEST the gateway rejected comes back as the kind
-    ``rejected:<reason>`` with no receptions."""
+    ``rejected:<reason>`` with no receptions. Only frames judged after this source was made
+    count (the ring's sequence number then): a rekey restarts the button's counter, so an
+    older frame with the TEST's counter may still be in the ring."""
     base = url.rstrip("/")
+    since = 0
+    try:  # a `since` above the newest entry answers with the newest sequence number
+        with urllib.request.urlopen(f"{base}/v1/frames?since={2**53}&limit=0", timeout=5) as r:
+            since = int(json.load(r)["next"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the first read reports why the API cannot be had
 
     def get(device_id: int, counter: int) -> tuple[str, list[dict[str, Any]]] | None:
-        q = f"{base}/v1/frames?device={device_id:08X}&limit=500"
+        q = f"{base}/v1/frames?device={device_id:08X}&since={since}&limit=500"
         with urllib.request.urlopen(q, timeout=5) as r:
             frames = [f for f in json.load(r)["frames"] if f.get("counter") == counter]
         kept = [f for f in frames if f.get("verdict") in ("stored", "duplicate")]
