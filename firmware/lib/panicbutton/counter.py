@@ -20,7 +20,7 @@ SEQ_LIMIT = 0x10000
 
 
 class CounterExhausted(Exception):
-    """All 2**32 counters are used: the device must be re-provisioned with a new key."""
+    """All 2**32 counters are used: `panictool rekey` gives a new key and a fresh counter."""
 
 
 class Counter:
@@ -47,7 +47,7 @@ class Counter:
 
     def _bump_epoch(self, new_epoch):
         if new_epoch > EPOCH_MAX:
-            raise CounterExhausted("counter space exhausted: re-provision this device")
+            raise CounterExhausted("counter space exhausted: run `panictool rekey`")
         self.epochs.write(new_epoch)
         self.epoch = new_epoch
         self.seq = 0

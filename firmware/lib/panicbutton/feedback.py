@@ -23,7 +23,7 @@ ERROR_SETTINGS = 2  # settings.toml missing or invalid
 ERROR_NOT_PROVISIONED = 3  # no device id / key in NVM
 ERROR_RADIO = 4  # LoRa radio configured but not found
 ERROR_NO_PATH = 5  # no usable path (no radio, no Wi-Fi settings)
-ERROR_COUNTER = 6  # counter space exhausted: re-provision
+ERROR_COUNTER = 6  # counter space exhausted: panictool rekey
 ERROR_NAMES = {
     ERROR_SETTINGS: "settings",
     ERROR_NOT_PROVISIONED: "not_provisioned",
