@@ -187,6 +187,8 @@ def test_on_the_gateway_itself_three_commands_in_all(laptop, gateway, air, tmp_p
         out = r.output
         assert r.exit_code == 0, out
         assert_output_as_quoted("3. Verify", verify, out)
+        # Both directions read alike, whichever source reported them (the DB has floats).
+        assert out.count(f"RSSI {RSSI:g} dBm, SNR {SNR:.1f} dB at SF9: 9.5 dB above") == 2
         counter = int(re.search(r"TEST sent: counter (\d+)", out).group(1))
         assert gw.stored(dev, counter, "test") == [("lora", RSSI, SNR)]
         r = laptop.run("panictool verify", gw, on_gateway=True)

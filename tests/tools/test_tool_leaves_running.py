@@ -47,6 +47,7 @@ class Board:
         # Sim time runs 4x: a TEST press (5 clicks and the quiet after) takes under a second.
         self.btn = SimButton(DEV, KEY, air=Air(SimClock(speed=4.0)), provisioned=provisioned,
                              drive=self.drive, name="kasir")
+        self.btn.flash()  # the board runs what `panictool flash` put on its drive, nothing else
         self.usb = self.btn.usb_console(link_dir=tmp)
         self.btn.start()
         assert self.btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON "), 15)
