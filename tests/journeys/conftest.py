@@ -6,11 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from journeykit import Air, Gateway, Laptop, Pki, make_pki
+from journeykit import RSSI, SNR, Air, Gateway, Laptop, Pki, make_pki
 
 from panicsim import SimClock
-
-RSSI, SNR = -104.0, -3.0  # what the gateway's bridge and the button hear of each other
 
 
 @pytest.fixture(scope="session")

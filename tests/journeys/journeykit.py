@@ -56,6 +56,7 @@ DOC = ROOT / "docs" / "installing.md"
 GATEWAY_DOC = ROOT / "docs" / "gateway.md"
 EXAMPLE_CONFIG = ROOT / "deploy" / "gateway.toml.example"
 BIN = Path(sys.executable).parent
+RSSI, SNR = -104.0, -3.0  # what the gateway's bridge and a button hear of each other
 
 
 # -- the docs ---------------------------------------------------------------------------------

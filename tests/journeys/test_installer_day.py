@@ -23,9 +23,8 @@ import re
 import shlex
 
 import pytest
-from conftest import RSSI, SNR
 from drivefakes import uf2_image
-from journeykit import ROOT, Board, day_commands, doc_command, doc_section, wait_for
+from journeykit import ROOT, RSSI, SNR, Board, day_commands, doc_command, doc_section, wait_for
 
 from panicgw import registry
 from panicproto import frames
