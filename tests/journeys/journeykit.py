@@ -124,11 +124,11 @@ def make_pki(d: Path) -> Pki:
 
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Polda test CA")
+         "-keyout", "ca.key", "-out", "ca.pem", "-days", "365", "-subj", "/CN=Polda test CA")
     ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
          "dispatch.key", "-out", "dispatch.csr", "-subj", "/CN=127.0.0.1")
     ossl("x509", "-req", "-in", "dispatch.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "dispatch.pem", "-days", "2", "-extfile", "server.ext")
+         "-CAcreateserial", "-out", "dispatch.pem", "-days", "365", "-extfile", "server.ext")
     return Pki(d / "ca.pem", d / "dispatch.pem", d / "dispatch.key")
 
 
@@ -289,9 +289,10 @@ class Laptop:
         monkeypatch.chdir(self.home)
         self.no_gateway = str(tmp / "no-such" / "gateway.toml")  # not a gateway machine
 
-    def run(self, cmd: str, gateway: Gateway, on_gateway: bool = False) -> Any:
+    def run(self, cmd: str, gateway: Any, on_gateway: bool = False) -> Any:
         """Run a doc's command line; ``on_gateway``: on the Pi itself, where the default
-        config is the gateway's (the doc's /etc/panicgw/gateway.toml is that file)."""
+        config is the gateway's (the doc's /etc/panicgw/gateway.toml is ``gateway.config``,
+        a Gateway's or an installed Pi's)."""
         argv = [a.replace("/etc/panicgw/gateway.toml", str(gateway.config))
                 for a in shlex.split(cmd)]
         if argv[0] == "panictool":
