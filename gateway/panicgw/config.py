@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panicproto import airtime
+from panicproto import airtime, frames
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,21 @@ def _one_of(*choices: str) -> Check:
 def _region(v: Any) -> str | None:
     if not isinstance(v, str) or v.upper() not in airtime.REGIONS:
         return f"must be one of {', '.join(sorted(airtime.REGIONS))}"
+    return None
+
+
+# LoRa bandwidths the SX127x offers (and the bridge accepts in CONFIG).
+BANDWIDTHS = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
+
+# [serial] radio key -> the Region attribute its default comes from.
+RADIO_DEFAULTS = {"frequency_mhz": "default_mhz", "spreading_factor": "default_sf",
+                  "bandwidth_hz": "default_bw_hz", "coding_rate": "default_cr",
+                  "tx_power_dbm": "default_tx_power"}
+
+
+def _bandwidth(v: Any) -> str | None:
+    if isinstance(v, bool) or v not in BANDWIDTHS:
+        return f"must be one of {', '.join(str(b) for b in BANDWIDTHS)} (Hz)"
     return None
 
 
@@ -133,11 +148,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "port": ("auto", _str(empty_ok=False)),
         "baudrate": (115200, _int(1200, 4000000)),
         "usb_vid": (0x239A, _int(0, 0xFFFF)),
-        "region": ("AS923-2", _region),
-        "frequency_mhz": (921.4, _num(137.0, 1020.0)),
-        "spreading_factor": (10, _int(7, 12)),
-        "bandwidth_hz": (125000, _int(7800, 500000)),
-        "tx_power_dbm": (14, _int(5, 23)),
+        # Radio: None = the region's default (panicproto.airtime.Region, the one source of
+        # regional defaults; bridge, button and panictool provision start from it too).
+        "region": (airtime.DEFAULT_REGION, _region),
+        "frequency_mhz": (None, _num(137.0, 1020.0)),
+        "spreading_factor": (None, _int(7, 12)),
+        "bandwidth_hz": (None, _bandwidth),
+        "coding_rate": (None, _int(5, 8)),
+        "tx_power_dbm": (None, _int(5, 23)),
         "ping_interval_s": (5.0, _num(0.2, 3600.0)),
         "reconnect_max_s": (10.0, _num(0.1, 600.0)),
         "missing_trouble_s": (300, _int(5, 86400)),
@@ -266,18 +284,7 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None
     if bool(d["client_cert"]) != bool(d["client_key"]):
         missing = "client_key" if d["client_cert"] else "client_cert"
         raise ConfigError(f"{source}: [dispatch] {missing} must be set together with the other")
-    s = values["serial"]
-    region = airtime.region(s["region"])
-    if not region.check_frequency(s["frequency_mhz"]):
-        raise ConfigError(
-            f"{source}: [serial] frequency_mhz {s['frequency_mhz']} is outside "
-            f"{region.name} ({region.f_min_mhz}-{region.f_max_mhz} MHz)"
-        )
-    if s["spreading_factor"] > region.slowest_sf(19, s["bandwidth_hz"]):
-        raise ConfigError(
-            f"{source}: [serial] spreading_factor {s['spreading_factor']} exceeds "
-            f"{region.name}'s dwell-time limit (max SF{region.slowest_sf(19)})"
-        )
+    _check_radio(values["serial"], source)
     if base_dir is not None:  # relative paths are relative to the config file
         for sec, key in PATH_KEYS:
             v = values[sec][key]
@@ -286,6 +293,37 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None
                 continue
             values[sec][key] = str(base_dir / v)
     return Config(values, source)
+
+
+def _check_radio(s: dict[str, Any], source: str) -> None:
+    """Fill the radio keys left unset from the region's defaults, then check the whole
+    against the region: band, and the dwell limit for an uplink (``frames.UPLINK_LEN``
+    bytes: the whole LoRa packet, no RadioHead header) at the configured bandwidth."""
+    region = airtime.region(s["region"])
+    s["region"] = region.name
+    for key, attr in RADIO_DEFAULTS.items():
+        if s[key] is None:
+            s[key] = getattr(region, attr)
+    if not region.check_frequency(s["frequency_mhz"]):
+        raise ConfigError(
+            f"{source}: [serial] frequency_mhz {s['frequency_mhz']} is outside "
+            f"{region.name} ({region.f_min_mhz}-{region.f_max_mhz} MHz)"
+        )
+    bw = s["bandwidth_hz"]
+    try:
+        slowest = region.slowest_sf(frames.UPLINK_LEN, bw)
+    except ValueError:
+        raise ConfigError(
+            f"{source}: [serial] bandwidth_hz {bw}: no spreading factor fits "
+            f"{region.name}'s dwell-time limit at {bw / 1000:g} kHz"
+        ) from None
+    if s["spreading_factor"] > slowest:
+        air = airtime.time_on_air_ms(frames.UPLINK_LEN, s["spreading_factor"], bw)
+        raise ConfigError(
+            f"{source}: [serial] spreading_factor {s['spreading_factor']} exceeds "
+            f"{region.name}'s dwell-time limit at {bw / 1000:g} kHz (a {frames.UPLINK_LEN}-byte "
+            f"uplink takes {air:.1f} ms, limit {region.dwell_ms:g} ms; max SF{slowest})"
+        )
 
 
 def load(path: str | Path | None) -> Config:

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -105,6 +106,44 @@ def watchdog_interval() -> float | None:
         return None
 
 
+# -- memory: glibc heap under connection churn ------------------------------------------------
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _libc() -> Any:
+    """glibc via ctypes, or None elsewhere (musl, macOS): then nothing is tuned."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def tune_malloc() -> bool:
+    """Keep RSS flat under malformed-request floods (issue 11 point 4).
+
+    What grew: glibc's main heap, not live objects (tracemalloc stays flat). asyncio reads
+    every socket with ``recv(256 KiB)`` and shrinks the result; glibc's *dynamic* mmap
+    threshold rises above 256 KiB after the first such block is freed, so from then on each
+    new connection's read buffer is carved from the heap and shrunk in place, and the heap
+    fragments and grows (about 1 MB per 60,000 short-lived connections, no plateau). A fixed
+    threshold keeps those buffers in their own mappings, returned on free."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def malloc_trim() -> None:
+    """Give free heap pages back to the OS (the backstop for fragmentation that remains)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 # -- the gateway -------------------------------------------------------------------------------
 
 
@@ -130,8 +169,11 @@ class Gateway:
         self.processor = pl.Processor(self.pipeline, cfg.pipeline["batch_max"],
                                       on_commit=self._on_commit, on_judged=self.recent.record,
                                       linger_s=cfg.pipeline["linger_ms"] / 1000)
-        # Read-side connection for status and housekeeping from the event loop.
-        self.status_store = Store(cfg.db_path)
+        # Read-side connection for the status API, MQTT status and supervision's start-up
+        # reads: used only on its own thread (``_status_exec``), never on the event loop,
+        # where a synchronous SQLite read would stall HTTP and serial ACKs behind the disk.
+        self.status_store = Store(cfg.db_path, check_same_thread=False)
+        self._status_exec = ThreadPoolExecutor(1, thread_name_prefix="status")
         self.http: Any = None
         self.serial: Any = None
         self.forwarder: Any = None
@@ -146,21 +188,32 @@ class Gateway:
     # -- hooks ---------------------------------------------------------------------------------
 
     def _on_commit(self, outs: list[pl.Outcome]) -> None:
+        if self.forwarder is not None:
+            # Stored events, and trouble raised by a refused frame (device_trouble).
+            fresh = [o.outbox for o in outs if o.outbox is not None]
+            if fresh:
+                self.forwarder.offer(fresh)  # alarms go out now, not after an outbox read
         stored = [o for o in outs if o.status == pl.STORED]
         if not stored:
             return
         self.stored_events += len(stored)
-        if self.forwarder is not None:
-            fresh = [o.outbox for o in stored if o.outbox is not None]
-            if fresh:
-                self.forwarder.offer(fresh)  # alarms go out now, not after an outbox read
         for listener in self.commit_listeners:
             listener(stored)
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        counts = self.status_store.outbox_counts()
+    async def in_status_thread(self, fn: Any, *args: Any) -> Any:
+        """Run a read on ``status_store`` in its own thread (tests use it too)."""
+        return await asyncio.get_running_loop().run_in_executor(self._status_exec, fn, *args)
+
+    def _db_status(self) -> dict[str, Any]:
+        """The status parts that come from SQLite (on the status thread)."""
+        st = self.status_store
+        return {"outbox": st.outbox_counts(), "rejections_total": st.rejections(),
+                "dead_letters": st.dead_letters(20)}
+
+    async def status(self) -> dict[str, Any]:
+        db = await self.in_status_thread(self._db_status)
         return {
             "gateway_id": self.gateway_id,
             "version": __version__,
@@ -168,12 +221,12 @@ class Gateway:
             "uptime_s": round(time.time() - self.started_at, 1),
             "devices": len(self.pipeline.devices),
             "ingest_queue": self.processor.depth,
-            "outbox": counts,
+            "outbox": db["outbox"],
             "frames": dict(self.pipeline.stats),
             "batches": self.processor.batches,
             "largest_batch": self.processor.largest_batch,
-            "rejections": dict(sorted(self.rejections.counts.items())),
-            "rejections_total": self.status_store.rejections(),
+            "rejections": dict(sorted(self.rejections.snapshot().items())),
+            "rejections_total": db["rejections_total"],
             "bridge": self.serial.status() if self.serial is not None else {"state": "disabled"},
             "http": ({"port": self.http.port, "connections": self.http.connections,
                       "requests": self.http.requests} if self.http is not None
@@ -181,11 +234,11 @@ class Gateway:
             "broker": (self.mqtt.stats() if self.mqtt is not None else {"state": "disabled"}),
             "dispatch": (self.forwarder.stats() if self.forwarder is not None
                          else {"state": "disabled"}),
-            "dead_letters": self.status_store.dead_letters(20),
+            "dead_letters": db["dead_letters"],
         }
 
     async def _status_handler(self, request: web.Request) -> web.Response:
-        return web.json_response(self.status())
+        return web.json_response(await self.status())
 
     async def _frames_handler(self, request: web.Request) -> web.Response:
         """``GET /v1/frames?since=SEQ&device=HEX8&limit=N`` (docs/gateway.md, status API)."""
@@ -242,12 +295,17 @@ class Gateway:
     # -- periodic work ---------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        """Registry reloads (CLI changes) every 2 s; heartbeat pruning hourly."""
+        """Registry reloads (CLI changes) every 2 s; free heap pages back to the OS every
+        minute (off the loop); heartbeat pruning hourly."""
         last_prune = 0.0
+        last_trim = time.monotonic()
         keep_s = self.cfg.pipeline["heartbeat_retention_days"] * 86400
         while True:
             await asyncio.sleep(2.0)
             try:
+                if time.monotonic() - last_trim >= 60.0:
+                    last_trim = time.monotonic()
+                    await asyncio.to_thread(malloc_trim)
                 if await self.processor.run_sync(self.pipeline.maybe_reload):
                     log.info("registry reloaded",
                              extra={"fields": {"devices": len(self.pipeline.devices)}})
@@ -306,7 +364,6 @@ class Gateway:
         if not d["url"]:
             log.warning("no [dispatch] url configured: alarms are stored but not forwarded")
             return
-        from concurrent.futures import ThreadPoolExecutor
 
         from panicgw.forwarder import Forwarder
 
@@ -357,7 +414,7 @@ class Gateway:
     async def _publish_status(self) -> None:
         while True:
             try:
-                st = self.status()
+                st = await self.status()
                 st.pop("dead_letters", None)
                 self.mqtt.gateway_status(st)
             except Exception:
@@ -380,14 +437,14 @@ class Gateway:
     async def _supervise(self) -> None:
         """Evaluate supervision on a thread of its own (a read connection: candidates only),
         then store what it raised on the pipeline thread. See panicgw.supervision_runner."""
-        from concurrent.futures import ThreadPoolExecutor
 
         from panicgw import supervision_runner as sr
 
-        last = self.status_store.get_meta("last_checkin")
+        get_meta = self.status_store.get_meta
+        last = await self.in_status_thread(get_meta, "last_checkin")
         sup = self.make_supervisor(
             last_checkin=float(last) if last else None,
-            bridge_trouble=self.status_store.get_meta("bridge_trouble") == "1",
+            bridge_trouble=await self.in_status_thread(get_meta, "bridge_trouble") == "1",
         )
         reader = Store(self.cfg.db_path, check_same_thread=False)
         pool = ThreadPoolExecutor(1, thread_name_prefix="supervision")
@@ -501,12 +558,14 @@ class Gateway:
             self._fwd_exec.shutdown(wait=True)
             self.outbox_store.close()
         self.store.close()
-        self.status_store.close()
+        self._status_exec.submit(self.status_store.close).result()
+        self._status_exec.shutdown(wait=True)
         (self.cfg.data_dir / "runtime.json").unlink(missing_ok=True)
         log.info("stopped", extra={"fields": {"drained": drained}})
 
 
 async def run(cfg: Config) -> int:
+    tune_malloc()
     gw = Gateway(cfg)
     await gw.start()
     await gw.serve_forever()

@@ -588,6 +588,7 @@ RADIO_KEYS: dict[str, tuple[str, ...]] = {
     "frequency_mhz": ("frequency_mhz", "frequency", "freq_mhz", "freq"),
     "spreading_factor": ("spreading_factor", "sf"),
     "bandwidth_hz": ("bandwidth_hz", "bandwidth", "bw_hz", "bw"),
+    "coding_rate": ("coding_rate", "cr"),
     "tx_power_dbm": ("tx_power_dbm", "tx_power", "power_dbm", "power"),
 }
 NOISE_KEYS = ("noise_floor_dbm", "noise_floor", "noise_dbm", "rssi_floor")
@@ -630,7 +631,8 @@ def radio_mismatches(cfg_serial: dict[str, Any], bridge_status: dict[str, Any],
             if abs(h - float(want)) > 1:
                 out.append(f"bandwidth {h:g} Hz (config {want})")
         elif int(have) != int(want):
-            label = {"spreading_factor": "SF", "tx_power_dbm": "TX power"}[key]
+            label = {"spreading_factor": "SF", "tx_power_dbm": "TX power",
+                     "coding_rate": "coding rate 4/"}[key]
             out.append(f"{label} {have} (config {want})")
     return out
 
@@ -788,8 +790,44 @@ def _bridge_direct(ctx: Context, cfg_serial: dict[str, Any]) -> list[Result]:
     return [present, ping, *_radio_results(ctx, cfg_serial, status_doc, live=False)]
 
 
+RESTART = "`sudo systemctl restart panicgw`"
+
+
+def _config_result(ctx: Context, cfg_serial: dict[str, Any],
+                   rc: dict[str, Any]) -> Result | None:
+    """bridge.radio from the daemon's CONFIG push (contract C6), or None when the push went
+    through and the STATUS comparison decides."""
+    state = rc.get("state")
+    detail = str(rc.get("detail") or "")[:200]
+    where = f"[serial] in {ctx.config_path}" if ctx.config_path else "[serial] in the config"
+    title = "Bridge radio settings"
+    if state == "rejected":
+        return Result("bridge.radio", title, FAIL,
+                      f"the bridge refused the gateway's radio settings: {detail}",
+                      f"The bridge names the setting it cannot take: fix it in {where} "
+                      f"(frequency_mhz, spreading_factor, bandwidth_hz, coding_rate, "
+                      f"tx_power_dbm), then {RESTART}.", {"radio_config": rc})
+    if state == "no_reply":
+        return Result("bridge.radio", title, FAIL,
+                      "the bridge does not answer the gateway's CONFIG (its radio settings "
+                      "push): firmware too old or stuck",
+                      "Update the bridge firmware with `panictool flash --role bridge` and "
+                      "replug it; the gateway pushes its settings on every connect.",
+                      {"radio_config": rc})
+    if state == "mismatch":
+        return Result("bridge.radio", title, FAIL,
+                      f"the bridge took CONFIG but reports other settings: {detail}",
+                      "The bridge firmware does not apply what it accepts: reflash it with "
+                      "`panictool flash --role bridge` and replug it.", {"radio_config": rc})
+    if state in ("sent", "not_sent"):
+        return Result("bridge.radio", title, WARN,
+                      "the gateway has not had the bridge confirm its radio settings yet",
+                      "Run diag again in a few seconds.", {"radio_config": rc})
+    return None
+
+
 def _radio_results(ctx: Context, cfg_serial: dict[str, Any], status_doc: dict[str, Any],
-                   live: bool) -> list[Result]:
+                   live: bool, rc: dict[str, Any] | None = None) -> list[Result]:
     t = ctx.thresholds
     if "radio" in status_doc and status_doc["radio"] is None:
         err = str(status_doc.get("radio_error") or "no radio")[:160]
@@ -801,13 +839,23 @@ def _radio_results(ctx: Context, cfg_serial: dict[str, Any], status_doc: dict[st
                 Result("bridge.noise", "Radio noise floor", SKIP, "no radio")]
     mism = radio_mismatches(cfg_serial, status_doc, t.frequency_tolerance_mhz)
     reported = [k for k, names in RADIO_KEYS.items() if _find(status_doc, names) is not None]
-    if mism:
+    pushed = _config_result(ctx, cfg_serial, rc) if rc else None
+    if pushed is not None:
+        radio = pushed
+    elif mism and live:
+        # The push went through once; the bridge reports something else since (a reset).
         radio = Result("bridge.radio", "Bridge radio settings", FAIL,
                        "bridge radio differs from config: " + ", ".join(mism),
-                       "Gateway, bridge and buttons must share frequency/SF/bandwidth: fix "
-                       "[serial] in the config or the bridge's settings.toml (`panictool "
-                       "flash --role bridge`), then restart panicgw"
-                       + (" and check its log for the bridge's LOG lines." if live else "."))
+                       "The gateway pushes [serial]'s settings again within 30 s; if this "
+                       "stays, reflash the bridge with `panictool flash --role bridge` and "
+                       f"replug it, or {RESTART}.")
+    elif mism:
+        radio = Result("bridge.radio", "Bridge radio settings", FAIL,
+                       "bridge radio differs from config: " + ", ".join(mism),
+                       "Nothing to edit on the bridge: `panicgw run` pushes the [serial] radio "
+                       "settings to it whenever it connects. Start the gateway (`sudo "
+                       "systemctl start panicgw`) and run diag again. Only if the buttons "
+                       "really use the bridge's values, put those in [serial] instead.")
     elif not reported:
         radio = Result("bridge.radio", "Bridge radio settings", WARN,
                        "bridge STATUS reports no radio settings",
@@ -858,6 +906,12 @@ def check_bridge(ctx: Context) -> list[Result]:
                        "Check the bridge's USB cable and power; `ls -l /dev/serial/by-id/`; "
                        "the daemon reconnects by itself once it is back."),
                 Result("bridge.ping", "Bridge answers PING", SKIP, "no bridge")]
+    if state in ("reader_dead", "reader_stalled"):
+        # The daemon's reader, not the bridge, is what failed (bridge.reader says how).
+        return [Result("bridge.present", "Bridge present", SKIP,
+                       f"unknown: the daemon is not reading {port}", data={"bridge": b}),
+                *_reader_result(b),
+                Result("bridge.ping", "Bridge answers PING", SKIP, "the reader is not running")]
     present = Result("bridge.present", "Bridge present", PASS, f"{state} at {port}",
                      data={"bridge": b})
     pong_age = b.get("last_pong_age_s")
@@ -879,13 +933,42 @@ def check_bridge(ctx: Context) -> list[Result]:
             "" if state in ("connected", "ok", "up", "ready") else
             "Wait a few seconds and run diag again; check `journalctl -u panicgw`.")
     bstatus = b.get("bridge") if isinstance(b.get("bridge"), dict) else None
+    reader = _reader_result(b)
     if bstatus is None:
-        return [present, ping,
+        return [present, *reader, ping,
                 Result("bridge.radio", "Bridge radio settings", WARN,
                        "the daemon has no STATUS from the bridge yet",
                        "Run diag again in a few seconds; if it stays, update the bridge "
                        "firmware (`panictool flash --role bridge`).")]
-    return [present, ping, *_radio_results(ctx, cfg_serial, bstatus, live=True)]
+    rc = b.get("radio_config") if isinstance(b.get("radio_config"), dict) else None
+    return [present, *reader, ping,
+            *_radio_results(ctx, cfg_serial, bstatus, live=True, rc=rc)]
+
+
+def _reader_result(b: dict[str, Any]) -> list[Result]:
+    """bridge.reader: the daemon's serial reader thread (a dead one reads nothing while the
+    bridge itself may be fine; a quiet one is just a quiet neighbourhood)."""
+    r = b.get("reader")
+    if not isinstance(r, dict):
+        return []  # an older daemon
+    errors = int(r.get("errors") or 0)
+    last = str(r.get("last_error") or "")[:200]
+    title = "Serial reader running"
+    if not r.get("alive", True) or b.get("state") in ("reader_dead", "reader_stalled"):
+        how = "stopped" if not r.get("alive", True) else (
+            f"stalled for {fmt_age(float(r.get('idle_s') or 0))}")
+        return [Result("bridge.reader", title, FAIL,
+                       f"the daemon's serial reader has {how}: no LoRa frame is read or "
+                       "acknowledged" + (f" (last error: {last})" if last else ""),
+                       f"A gateway fault, not the bridge's: {RESTART}, then send `journalctl "
+                       "-u panicgw` to the maintainers.", {"reader": r})]
+    if errors:
+        return [Result("bridge.reader", title, WARN,
+                       f"{errors} reader fault(s) since start, the link reopened each time; "
+                       f"last: {last}",
+                       "Reception continues; send `journalctl -u panicgw` to the maintainers.",
+                       {"reader": r})]
+    return [Result("bridge.reader", title, PASS, "reading, no faults", {"reader": r})]
 
 
 # -- network services --------------------------------------------------------------------------
@@ -1355,6 +1438,46 @@ def check_devices(ctx: Context) -> list[Result]:
     else:
         out.append(Result("devices.battery", "Device batteries", PASS, "no low battery"))
     return out
+
+
+LAST_EPOCH_COUNTER = 0xFFFF << 16
+
+
+@check("counters")
+def check_counter_space(ctx: Context) -> Result:
+    """Devices at the top of the counter space (docs/protocol.md): at epoch 0xFFFF no RESYNC
+    can move a button forward, so its next cold boot leaves it unheard until it is rekeyed."""
+    title = "Device counters not exhausted"
+    if (r := _db_unavailable(ctx, "devices.counter_space", title)) is not None:
+        return r
+    db = ctx.db()
+    assert db is not None
+    try:
+        rows = db.execute(
+            "SELECT d.device_id, d.label, s.name, st.replay_highest FROM devices d "
+            "JOIN sites s ON s.id = d.site_id JOIN device_state st ON "
+            "st.device_id = d.device_id WHERE st.replay_highest >= ? ORDER BY d.device_id",
+            (LAST_EPOCH_COUNTER,)).fetchall()
+        refused = db.execute("SELECT coalesce(sum(count), 0) FROM rejections WHERE reason = ?",
+                             ("counter_exhausted",)).fetchone()[0]
+    except sqlite3.Error as e:
+        return Result("devices.counter_space", title, WARN, f"cannot read device state: {e}",
+                      "Check the database (`panicgw diag --only database`).")
+    if not rows:
+        return Result("devices.counter_space", title, PASS, "no device at the last epoch")
+    names = [f"0x{dev:08X} {label or ''} @ {site} (highest counter 0x{hi:08X})".replace(
+        "  ", " ") for dev, label, site, hi in rows]
+    first = f"{rows[0][0]:08X}"
+    return Result(
+        "devices.counter_space", title, FAIL,
+        f"{len(rows)} device(s) at the last counter epoch 0xFFFF, so no RESYNC can help them: "
+        + "; ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        + (f"; {refused} frame(s) already refused (counter_exhausted)" if refused else ""),
+        "Rekey each with a fresh counter: on the Pi `panicgw devices rekey "
+        f"{first} --reset-counter --key-file {first}.key`, then with the button on USB "
+        f"`panictool rekey --use-key {first}.key` (a new key makes every old frame fail its "
+        "tag, so restarting the counter is safe).",
+        {"devices": names, "refused": refused})
 
 
 STORM_REASONS = ("bad_tag", "replay", "unknown_device")

@@ -26,6 +26,9 @@ gateway_checkin            602   1          periodic test: dispatch notices a de
 gateway_trouble            330   1          system peripheral trouble: the LoRa bridge is
                                             missing from the gateway (no radio reception)
 gateway_trouble_restore    330   3          bridge back
+device_trouble             380   1          sensor trouble: a button the gateway can no
+                                            longer accept (its counter space is used up:
+                                            it must be rekeyed, docs/protocol.md)
 =========================  ====  =========  ===============================================
 """
 
@@ -77,6 +80,7 @@ EVENTS: dict[str, EventSpec] = {
                                  "System peripheral trouble", False),
     "gateway_trouble_restore": EventSpec(330, 3, "trouble", PRIO_TROUBLE,
                                          "System peripheral restored", False),
+    "device_trouble": EventSpec(380, 1, "trouble", PRIO_TROUBLE, "Sensor trouble", True),
 }
 
 # The pipeline's frame kinds (panicproto type names) -> dispatch event kinds.

@@ -2,13 +2,25 @@
 
 Wire contract (CONTRIBUTING.md, contract 6): the body is the raw 19-byte uplink with
 ``Content-Type: application/octet-stream``; 200 answers with the 18-byte downlink (ACK STORED
-or RESYNC). Anything else means "no acknowledgement": 400 malformed (reason in the body),
-403 bad tag / unknown device, 413 too large, 415 wrong content type, 429 rate limited,
-503 the gateway could not store it (the button retries).
+or DELIVERED, or RESYNC). Anything else means "no acknowledgement": 400 malformed (reason in
+the body), 403 refused (one answer for an unknown device and a bad tag, so the network cannot
+enumerate device ids; both reasons are still counted apart inside), 408 body too slow, 413
+too large, 415 wrong content type, 429 rate limited, 503 the gateway could not store it (the
+button retries).
 
 The server faces shops' networks and the internet, so: body size limit checked before reading,
 a token bucket per client address, a cap on open connections, and a sweeper that closes
 connections idle or stuck mid-request (slowloris) for longer than ``client_timeout_s``.
+
+Request-level noise never floods the log: every malformed request (bad request line, bad
+header, oversize line or header, broken body) is counted per reason (``http_*`` in the status
+API's rejections) and logged through the rejection log budget, one line without traceback;
+aiohttp's own per-request error records (an error-level traceback each, 13 MB per 200,000 bad
+requests before) come to :class:`_RequestLog` instead of the journal.
+
+Connection bookkeeping uses aiohttp's documented low-level server: the runner's
+``web.Server`` is the protocol factory of our own ``loop.create_server`` listener, wrapped in
+:class:`_Tracked`, which sees each connection come and go (no aiohttp internals patched).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from panicgw import __version__
@@ -30,7 +43,79 @@ from panicproto import frames
 log = logging.getLogger("panicgw.http")
 
 MALFORMED = {"short", "long", "bad_version", "bad_type", "bad_field"}
-FORBIDDEN = {"bad_tag", "unknown_device"}
+# One answer to the network for all of these (see the module docstring).
+FORBIDDEN = {"bad_tag", "unknown_device", pl.COUNTER_EXHAUSTED}
+FORBIDDEN_BODY = "forbidden\n"
+
+# aiohttp's parser errors -> our rejection reasons (most specific class first).
+REQUEST_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (hx.BadHttpMethod, "http_bad_method"),
+    (hx.BadStatusLine, "http_bad_request_line"),
+    (hx.InvalidURLError, "http_bad_request_line"),
+    (hx.LineTooLong, "http_too_long"),
+    (hx.InvalidHeader, "http_bad_header"),
+    (hx.PayloadEncodingError, "http_bad_body"),
+    (web.RequestPayloadError, "http_bad_body"),
+    (hx.HttpProcessingError, "http_bad_request"),
+)
+
+
+# llhttp reports many errors as a plain BadHttpMessage; its text says which part was bad.
+GENERIC_BY_TEXT = (("too many headers", "http_too_long"), ("chunk", "http_bad_body"),
+                   ("transfer-encoding", "http_bad_body"), ("header", "http_bad_header"),
+                   ("content-length", "http_bad_header"))
+
+
+def request_error_reason(exc: BaseException | None) -> str | None:
+    """Rejection reason for an error aiohttp raised while parsing a client's request; None
+    when it is not the client's fault (a bug of ours)."""
+    if exc is None:
+        return None
+    for cls, reason in REQUEST_ERRORS:
+        if isinstance(exc, cls):
+            if reason == "http_bad_request":
+                text = str(exc).lower()
+                for needle, specific in GENERIC_BY_TEXT:
+                    if needle in text:
+                        return specific
+            return reason
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())[:160]
+
+
+class _RequestLog(logging.Logger):
+    """The logger aiohttp's request handler writes to (``RequestHandler(logger=...)``).
+
+    aiohttp logs every request it cannot parse as an error with a traceback; here each such
+    record becomes one counted rejection instead (and so one rate-bounded log line). Any
+    other record with an exception is a fault of ours (a handler bug): counted as
+    ``http_internal_error`` and logged with its traceback at most a few times a minute."""
+
+    def __init__(self, ingest: HttpIngest) -> None:
+        super().__init__("panicgw.http.requests", logging.DEBUG)
+        self.ingest = ingest
+        self.budget = pl.LogBudget(3)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return  # aiohttp's debug chatter
+        source = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        reason = request_error_reason(exc)
+        if reason is not None:
+            self.ingest.rejections.count(reason, _first_line(exc), path="wifi", source=source)
+            return
+        self.ingest.rejections.count("http_internal_error", _first_line(exc), path="wifi",
+                                     source=source)
+        held = self.budget.take()
+        if held is not None:
+            log.error("request handler failed: %s", record.getMessage(),
+                      exc_info=record.exc_info,
+                      extra={"fields": {"suppressed": held or None}})
 
 Submit = Callable[[pl.Frame], Awaitable[pl.Outcome]]
 
@@ -60,6 +145,63 @@ class TokenBuckets:
         return ok, 0.0 if ok else (1.0 - tokens) / self.rate
 
 
+class _Conn:
+    """Books for one open connection: when it last finished something, whether a request
+    is in a handler, its transport, how many requests it carried."""
+
+    __slots__ = ("since", "busy", "transport", "requests")
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.since = time.monotonic()
+        self.busy = False
+        self.transport = transport
+        self.requests = 0
+
+
+class _Tracked(asyncio.Protocol):
+    """One connection: our books around aiohttp's protocol, which does all the HTTP. A
+    connection over the cap is refused before aiohttp ever sees it."""
+
+    __slots__ = ("_ingest", "_inner")
+
+    def __init__(self, ingest: HttpIngest) -> None:
+        self._ingest = ingest
+        self._inner: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ing = self._ingest
+        if len(ing._conns) >= ing.max_clients:
+            ing.rejections.count("http_too_many_clients", "connection cap reached",
+                                 path="wifi")
+            transport.abort()
+            return
+        assert ing._runner is not None and ing._runner.server is not None
+        self._inner = ing._runner.server()  # aiohttp's RequestHandler for this connection
+        ing._conns[self._inner] = _Conn(transport)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._ingest._conns.pop(self._inner, None)
+            self._inner.connection_lost(exc)
+            self._inner = None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
 class HttpIngest:
     def __init__(self, submit: Submit, rejections: pl.Rejections, *, host: str = "127.0.0.1",
                  port: int = 8080, max_body: int = 64, rate_per_s: float = 5.0,
@@ -79,8 +221,9 @@ class HttpIngest:
         self.health_extra = health
         self.requests = 0
         self.accepting = True
-        self._conns: dict[Any, list[Any]] = {}  # handler -> [since, busy, transport, requests]
+        self._conns: dict[Any, _Conn] = {}  # aiohttp RequestHandler -> its books
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- application ------------------------------------------------------------------------
@@ -98,14 +241,14 @@ class HttpIngest:
     async def _track(self, request: web.Request, handler: Any) -> web.StreamResponse:
         info = self._conns.get(request.protocol)
         if info is not None:
-            info[1] = True
-            info[3] += 1
+            info.busy = True
+            info.requests += 1
         try:
             return await handler(request)
         finally:
             if info is not None:
-                info[0] = time.monotonic()
-                info[1] = False
+                info.since = time.monotonic()
+                info.busy = False
 
     def _reject(self, reason: str, request: web.Request, status: int, text: str,
                 headers: dict[str, str] | None = None) -> web.Response:
@@ -134,6 +277,18 @@ class HttpIngest:
                                 f"body over {self.max_body} bytes")
         except TimeoutError:
             return self._reject("http_slow_client", request, 408, "body not received in time")
+        except asyncio.CancelledError:
+            # The client closed (or half-closed) the connection mid-body: aiohttp cancels
+            # the handler. Counted like any broken body; the cancellation goes on.
+            if self.accepting:
+                self.rejections.count("http_bad_body", "connection closed before the body "
+                                      "was complete", path="wifi", source=client)
+            raise
+        except web.RequestPayloadError as e:  # bad chunking, body cut short
+            resp = self._reject("http_bad_body", request, 400,
+                                f"malformed body: {_first_line(e.__cause__ or e)}")
+            resp.force_close()
+            return resp
         if not self.accepting:
             return web.Response(status=503, text="gateway shutting down\n",
                                 headers={"Retry-After": "5"})
@@ -144,7 +299,7 @@ class HttpIngest:
         if reason in MALFORMED:
             return web.Response(status=400, text=f"malformed: {reason}\n")
         if reason in FORBIDDEN:
-            return web.Response(status=403, text=f"{reason}\n")
+            return web.Response(status=403, text=FORBIDDEN_BODY)
         return web.Response(status=503, text="not stored, retry\n", headers={"Retry-After": "2"})
 
     async def get_health(self, request: web.Request) -> web.Response:
@@ -161,57 +316,35 @@ class HttpIngest:
 
     # -- connection bookkeeping (slow clients, connection cap) ------------------------------------
 
-    def _install_tracking(self, server: Any) -> None:
-        made, lost = server.connection_made, server.connection_lost
-
-        def connection_made(handler: Any, transport: Any) -> None:
-            made(handler, transport)
-            if len(self._conns) >= self.max_clients:
-                self.rejections.count("http_too_many_clients", "connection cap reached",
-                                      path="wifi")
-                transport.close()
-                return
-            self._conns[handler] = [time.monotonic(), False, transport, 0]
-
-        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            self._conns.pop(handler, None)
-            lost(handler, exc)
-
-        server.connection_made = connection_made
-        server.connection_lost = connection_lost
-
     async def _sweep(self) -> None:
         period = max(0.05, min(1.0, self.client_timeout_s / 4))
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for handler, (since, busy, transport, nreq) in list(self._conns.items()):
-                if not busy and now - since > self.client_timeout_s:
+            for handler, c in list(self._conns.items()):
+                if not c.busy and now - c.since > self.client_timeout_s:
                     self._conns.pop(handler, None)
                     # Idle keep-alive after a request is normal; a connection that never
                     # completed a request line and headers in time is a slow client.
-                    if nreq == 0:
+                    if c.requests == 0:
                         self.rejections.count("http_slow_client", "no request in time",
                                               path="wifi")
-                    transport.close()
+                    c.transport.close()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._runner = web.AppRunner(
-            self.app(), access_log=None, handler_cancellation=True,
+            self.app(), access_log=None, handler_cancellation=True, logger=_RequestLog(self),
             keepalive_timeout=2 * self.client_timeout_s + 1, max_line_size=1024,
-            max_field_size=2048,
+            max_field_size=2048, max_headers=64,
         )
         await self._runner.setup()
-        assert self._runner.server is not None
-        self._install_tracking(self._runner.server)
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context,
-                           backlog=256)
-        await site.start()
-        if self.port == 0:
-            sock = site._server.sockets[0]  # type: ignore[union-attr]
-            self.port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: _Tracked(self), self.host, self.port, ssl=self.ssl_context, backlog=256,
+            reuse_address=True)
+        self.port = self._listener.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("HTTP ingest listening", extra={"fields": {
             "host": self.host, "port": self.port, "tls": self.ssl_context is not None}})
@@ -220,8 +353,12 @@ class HttpIngest:
         self.accepting = False
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._listener is not None:
+            self._listener.close()  # no new connections; aiohttp closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._listener is not None:
+            await self._listener.wait_closed()
 
     @property
     def connections(self) -> int:

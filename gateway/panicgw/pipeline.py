@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ log = logging.getLogger("panicgw.pipeline")
 # Rejection reasons beyond the protocol's own (panicproto.errors.REASONS).
 UNKNOWN_DEVICE = "unknown_device"
 REPLAY = "replay"
+COUNTER_EXHAUSTED = "counter_exhausted"  # stale, verified, and no epoch left to RESYNC to
 INTERNAL = "internal_error"
 PAYLOAD_ERROR = "payload_error"  # the dispatch payload builder failed (event still stored)
 
@@ -88,45 +90,89 @@ class Outcome:
     priority: int = PRIO_OTHER
     event: dict[str, Any] | None = None  # for MQTT, set when stored
     outbox: OutboxItem | None = None  # the dispatch message committed with it (fast lane)
+    ack_status: int = frames.STORED  # DELIVERED on a re-ACK once dispatch confirmed it
+
+
+class LogBudget:
+    """A token bucket for log lines: at most ``per_min`` a minute (bursts up to that), and
+    how many were held back since the last one that got through. Thread-safe. Used
+    wherever outside input can make the gateway log (rejections, serial faults, malformed
+    HTTP): a flood must never flood the journal on a Pi's SD card."""
+
+    def __init__(self, per_min: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_min = float(per_min)
+        self._tokens = float(per_min)
+        self._clock = clock
+        self._last = clock()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        """None when this line must be dropped; else how many were dropped before it."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.per_min,
+                               self._tokens + (now - self._last) * self.per_min / 60.0)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                held, self._held = self._held, 0
+                return held
+            self._held += 1
+            return None
 
 
 class Rejections:
-    """Per-reason counters, plus a log budget so a flood never floods the journal."""
+    """Per-reason counters, plus a log budget so a flood never floods the journal.
+
+    The single owner of these counts: the pipeline thread (frames), the event loop (HTTP)
+    and the serial reader thread all count here, so every change happens under one lock
+    (before, unlocked read-modify-write from two threads could lose counts, and
+    ``take_unsaved`` could drop one counted between its read and its reset). Readers get
+    copies (``snapshot``)."""
 
     def __init__(self, log_per_min: int = 20, clock: Callable[[], float] = time.monotonic):
-        self.counts: dict[str, int] = {}
-        self.unsaved: dict[str, int] = {}
-        self.suppressed = 0
-        self._per_min = log_per_min
-        self._tokens = float(log_per_min)
-        self._last = clock()
-        self._clock = clock
+        self._counts: dict[str, int] = {}
+        self._unsaved: dict[str, int] = {}
+        self._budget = LogBudget(log_per_min, clock)
+        self._lock = threading.Lock()
 
-    def count(self, reason: str, detail: str = "", **fields: Any) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        self.unsaved[reason] = self.unsaved.get(reason, 0) + 1
-        now = self._clock()
-        self._tokens = min(float(self._per_min),
-                           self._tokens + (now - self._last) * self._per_min / 60.0)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+    @property
+    def counts(self) -> dict[str, int]:
+        """A copy of the totals since start (reason -> count)."""
+        return self.snapshot()
+
+    @property
+    def unsaved(self) -> dict[str, int]:
+        """A copy of the counts not yet written to the store."""
+        with self._lock:
+            return dict(self._unsaved)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def count(self, reason: str, detail: str = "", n: int = 1, **fields: Any) -> None:
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + n
+            self._unsaved[reason] = self._unsaved.get(reason, 0) + n
+        held = self._budget.take()
+        if held is not None:
             extra = {"reason": reason, **fields}
-            if self.suppressed:
-                extra["suppressed"] = self.suppressed
-                self.suppressed = 0
+            if held:
+                extra["suppressed"] = held
             log.warning("rejected %s%s", reason, f": {detail}" if detail else "",
                         extra={"fields": extra})
-        else:
-            self.suppressed += 1
 
     def take_unsaved(self) -> dict[str, int]:
-        out, self.unsaved = self.unsaved, {}
+        with self._lock:
+            out, self._unsaved = self._unsaved, {}
         return out
 
     def restore_unsaved(self, counts: dict[str, int]) -> None:
-        for r, n in counts.items():
-            self.unsaved[r] = self.unsaved.get(r, 0) + n
+        with self._lock:
+            for r, n in counts.items():
+                self._unsaved[r] = self._unsaved.get(r, 0) + n
 
 
 PayloadBuilder = Callable[..., dict[str, Any]]
@@ -184,10 +230,14 @@ def incident_id_for(device_id: int, counter: int, event: str) -> str:
     return f"{device_id:08X}-{counter:08X}-{event}"
 
 
-def resync_counter(highest: int) -> int:
-    """First counter of the epoch after the highest one seen."""
+def resync_counter(highest: int) -> int | None:
+    """First counter of the epoch after the highest one seen; None when the highest epoch
+    is the last one (0xFFFF): no counter above it exists, so no RESYNC can help and the
+    device must be rekeyed (docs/protocol.md, "The top of the counter space")."""
     epoch, _ = frames.split_counter(max(highest, 0))
-    return frames.make_counter((epoch + 1) & 0xFFFF, 0)
+    if epoch >= 0xFFFF:
+        return None
+    return frames.make_counter(epoch + 1, 0)
 
 
 class Pipeline:
@@ -205,7 +255,7 @@ class Pipeline:
         self.devices: dict[int, _Dev] = {}
         self.generation = -1
         self.stats = {"stored": 0, "duplicate": 0, "resync": 0, "rejected": 0,
-                      "payload_degraded": 0}
+                      "payload_degraded": 0, "acked_delivered": 0, "counter_exhausted": 0}
         self.reload_devices()
 
     # -- registry cache -------------------------------------------------------------------
@@ -262,7 +312,7 @@ class Pipeline:
         outcomes: list[Outcome | None] = [None] * len(batch)
         touched: dict[int, tuple[int, int]] = {}  # device -> window state before the batch
         acks: list[tuple[int, _Dev, frames.Uplink, Outcome]] = []
-        unsaved = self.rejections.take_unsaved()
+        unsaved: dict[str, int] = {}
         try:
             with self.store.transaction():
                 for i, f in enumerate(batch):
@@ -279,9 +329,10 @@ class Pipeline:
                     outcomes[i] = out
                     if out.status != REJECTED:
                         acks.append((i, dev, up, out))
-                self.store.add_rejections(
-                    {r: unsaved.get(r, 0) + self.rejections.unsaved.get(r, 0)
-                     for r in set(unsaved) | set(self.rejections.unsaved)}, now)
+                # Everything counted so far (this batch's rejections and those the loop and
+                # the serial reader counted meanwhile) is taken at once, under the lock.
+                unsaved = self.rejections.take_unsaved()
+                self.store.add_rejections(unsaved, now)
         except Exception as e:
             # Nothing was committed: restore in-memory windows and do not acknowledge.
             for dev_id, (highest, bitmap) in touched.items():
@@ -293,6 +344,9 @@ class Pipeline:
             lost = [i for i, _, _, _ in acks] + [i for i, o in enumerate(outcomes) if o is None]
             for _, _, _, out in acks:
                 out.status, out.reason, out.downlink, out.outbox = REJECTED, INTERNAL, None, None
+            for o in outcomes:
+                if o is not None:
+                    o.outbox = None  # nothing of this batch is in the outbox
             for i in lost:
                 out = outcomes[i] or Outcome(REJECTED, INTERNAL)
                 outcomes[i] = out
@@ -303,13 +357,14 @@ class Pipeline:
                                       device_id=out.device_id)
                 self.stats["rejected"] += 1
             return [o for o in outcomes if o is not None]
-        self.rejections.unsaved.clear()
         # Committed: now, and only now, sign the downlinks.
         for _, dev, up, out in acks:
             if out.status == RESYNC:
                 down = frames.Downlink(frames.RESYNC, up.device_id, out.counter or 0, 0)
             else:
-                down = frames.Downlink(frames.ACK, up.device_id, up.counter, frames.STORED)
+                down = frames.Downlink(frames.ACK, up.device_id, up.counter, out.ack_status)
+                if out.ack_status == frames.DELIVERED:
+                    self.stats["acked_delivered"] += 1
             out.downlink = frames.encode_downlink(dev.key, down)
             self.stats[out.status] += 1
         return [o for o in outcomes if o is not None]
@@ -324,13 +379,20 @@ class Pipeline:
             existing = st.find_event(up.device_id, up.counter)
         if existing is not None or verdict == replay.DUPLICATE:
             # A copy of something stored: record the path, re-acknowledge, never forward.
+            # The re-ACK says DELIVERED once dispatch confirmed this event (contract C1):
+            # the button, asking again after STORED, learns the police have it.
+            delivered = False
             if existing is not None:
                 st.add_reception(existing[0], f.path, f.rssi, f.snr, at, True)
+                delivered = st.dispatch_confirmed(existing[0], existing[1])
             st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
             return Outcome(DUPLICATE, None, device_id=up.device_id, counter=up.counter,
-                           kind=kind_name, incident_id=existing[1] if existing else None)
+                           kind=kind_name, incident_id=existing[1] if existing else None,
+                           ack_status=frames.DELIVERED if delivered else frames.STORED)
         if verdict == replay.STALE:
             nxt = resync_counter(dev.window.highest)
+            if nxt is None:
+                return self._exhausted(f, dev, up, kind_name, at)
             self.rejections.count(REPLAY, f"device 0x{up.device_id:08X} counter "
                                   f"0x{up.counter:08X} behind window; RESYNC to 0x{nxt:08X}",
                                   path=f.path, source=f.source, device_id=up.device_id)
@@ -408,6 +470,62 @@ class Pipeline:
                               "snr": f.snr, "battery_mv": up.battery_mv, "at": at,
                               "incident_id": incident_id})
 
+
+    def _exhausted(self, f: Frame, dev: _Dev, up: frames.Uplink, kind_name: str,
+                   at: float) -> Outcome:
+        """A verified frame below the window of a device whose highest epoch is 0xFFFF: a
+        RESYNC would have to carry a counter above 0xFFFFFFFF, so there is none. Refuse
+        the frame (no ACK: nothing was stored) and raise one ``device_trouble`` event
+        naming the device, stored and forwarded like other trouble; later frames are only
+        counted. The fix is a new key (``panictool rekey``), which resets the counter."""
+        st = self.store
+        self.stats["counter_exhausted"] += 1
+        self.stats["rejected"] += 1
+        self.rejections.count(COUNTER_EXHAUSTED,
+                              f"device 0x{up.device_id:08X} counter 0x{up.counter:08X} is "
+                              "below its window at the last epoch 0xFFFF: rekey it "
+                              "(panictool rekey)", path=f.path, source=f.source,
+                              device_id=up.device_id)
+        out = Outcome(REJECTED, COUNTER_EXHAUSTED, device_id=up.device_id, counter=up.counter,
+                      kind=kind_name)
+        incident_id = dispatch_payload.make_incident_id(up.device_id, dev.window.highest,
+                                                        "device_trouble")
+        if st.incident(incident_id) is not None:
+            return out  # already raised for this device and counter state
+        rec = st.get_device(up.device_id)
+        if rec is None:
+            return out
+        detail = (f"Button 0x{up.device_id:08X} ({rec.label}) cannot be heard any more: its "
+                  f"counter space is used up (highest counter 0x{dev.window.highest:08X}, "
+                  f"epoch 0xFFFF), so the gateway refuses its frames, alarms included "
+                  f"(last refused: {kind_name}). An installer must rekey it with "
+                  "`panictool rekey`.")
+        st.db.execute("SAVEPOINT trouble")
+        try:
+            st.create_incident(incident_id, up.device_id, "device_trouble", at)
+            payload = dispatch_payload.build_payload(
+                incident_id=incident_id, event="device_trouble", gateway_id=self.gateway_id,
+                first_heard=at, site=rec.site.to_dict(),
+                device={"id": up.device_id, "label": rec.label, "battery_mv": up.battery_mv,
+                        "low_battery": up.low_battery, "firmware": rec.firmware},
+                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
+                counter=dev.window.highest, detail=detail[:500])
+            prio = dispatch_payload.priority_for("device_trouble")
+            item_id = st.enqueue(incident_id, prio, payload, at)
+        except Exception:
+            # The frame is refused either way; the next one tries to raise it again.
+            st.db.execute("ROLLBACK TO trouble")
+            st.db.execute("RELEASE trouble")
+            log.exception("could not raise device_trouble for 0x%08X", up.device_id)
+            return out
+        st.db.execute("RELEASE trouble")
+        log.error("device 0x%08X: counter space exhausted; device_trouble raised, rekey it "
+                  "with panictool rekey", up.device_id,
+                  extra={"fields": {"device_id": up.device_id, "incident_id": incident_id}})
+        out.incident_id = incident_id
+        out.priority = prio
+        out.outbox = OutboxItem(item_id, incident_id, prio, payload, 0, at)
+        return out
 
     def _payload(self, **kw: Any) -> dict[str, Any]:
         """The dispatch body for a stored event, degraded rather than lost.

@@ -33,7 +33,7 @@ REJECTED = "rejected"
 # frame; monitors show those as counter deltas.
 FRAME_REASONS = frozenset(
     (errors.SHORT, errors.LONG, errors.VERSION, errors.TYPE, errors.TAG, errors.FIELD,
-     pl.UNKNOWN_DEVICE, pl.REPLAY, pl.INTERNAL, pl.PAYLOAD_ERROR)
+     pl.UNKNOWN_DEVICE, pl.REPLAY, pl.COUNTER_EXHAUSTED, pl.INTERNAL, pl.PAYLOAD_ERROR)
 )
 
 FIELDS = ("seq", "at", "path", "rssi", "snr", "device_id", "counter", "kind", "verdict",

@@ -565,6 +565,17 @@ class Store:
         ).fetchone()
         return (int(row[0]), row[1]) if row else None
 
+    def dispatch_confirmed(self, event_id: int, incident_id: str | None) -> bool:
+        """True when the event's dispatch message was delivered (dispatch answered 2xx):
+        what a re-ACK's DELIVERED status promises (docs/protocol.md). Uses the incident
+        index; an event without an incident (a heartbeat) has nothing to deliver."""
+        if incident_id is None:
+            return False
+        row = self.db.execute(
+            "SELECT 1 FROM outbox WHERE incident_id = ? AND event_id = ? "
+            "AND state = 'delivered' LIMIT 1", (incident_id, event_id)).fetchone()
+        return row is not None
+
     def add_reception(self, event_id: int, path: str, rssi: float | None, snr: float | None,
                       at: float, duplicate: bool) -> None:
         self.db.execute(

@@ -41,14 +41,18 @@ def free_port() -> int:
 
 
 class BridgePeer:
-    """The far end of a pty that answers PING and STATUS as the bridge firmware does."""
+    """The far end of a pty that answers PING, STATUS and CONFIG as the bridge firmware
+    does (CONFIG: applied and answered with STATUS, or refused with a LOG when
+    ``config_refusal`` is set, or ignored when ``answer_config`` is False)."""
 
     def __init__(self, link_path: Path, status: dict[str, Any] | None = None) -> None:
         self.link_path = link_path
         self.status = status or {"firmware": "bridge 0.1.0", "radio": {
-            "frequency_mhz": 921.4, "spreading_factor": 10, "bandwidth_hz": 125000,
-            "tx_power_dbm": 14}, "noise_floor_dbm": -117.5}
+            "frequency_mhz": 921.4, "sf": 9, "bw_hz": 125000, "cr": 5,
+            "tx_power": 14}, "noise_floor_dbm": -117.5}
         self.answer = True
+        self.answer_config = True
+        self.config_refusal = ""
         self.pings = 0
         self._master: int | None = None
         self._stop = threading.Event()
@@ -100,6 +104,14 @@ class BridgePeer:
                     os.write(fd, link.encode(link.PONG, msg.seq, msg.payload))
                 elif msg.kind == link.STATUS:
                     os.write(fd, link.encode(link.LOG, 0, b"status requested"))
+                    os.write(fd, link.encode(link.STATUS, msg.seq,
+                                             json.dumps(self.status).encode()))
+                elif msg.kind == link.CONFIG and self.answer_config:
+                    if self.config_refusal:
+                        os.write(fd, link.encode(link.LOG, msg.seq, (
+                            "config rejected: " + self.config_refusal).encode()))
+                        continue
+                    self.status["radio"] = json.loads(msg.payload)
                     os.write(fd, link.encode(link.STATUS, msg.seq,
                                              json.dumps(self.status).encode()))
 

@@ -73,13 +73,15 @@ def test_bridge_silent(gw):
 
 
 def test_wrong_radio_config(gw):
-    gw.bridge.status["radio"]["spreading_factor"] = 9
+    """Daemon stopped: diag names the difference, and the fix is starting the gateway (it
+    pushes [serial] to the bridge), not editing the bridge."""
+    gw.bridge.status["radio"]["sf"] = 10
     gw.bridge.status["radio"]["frequency_mhz"] = 923.2
     code, doc = gw.diag()
     r = by_id(doc)["bridge.radio"]
     assert r["status"] == "FAIL"
-    assert "SF 9 (config 10)" in r["finding"] and "923.2" in r["finding"]
-    assert "[serial]" in r["hint"]
+    assert "SF 10 (config 9)" in r["finding"] and "923.2" in r["finding"]
+    assert "systemctl start panicgw" in r["hint"] and "settings.toml" not in r["hint"]
     assert (code, rest_level(doc)) == (2, 2)
 
 

@@ -101,15 +101,33 @@ def test_running_gateway_all_pass_then_bridge_unplugged(gw: Gateway, daemon) -> 
     assert res.returncode == 2
 
 
-def test_running_gateway_wrong_radio(tmp_path: Path, loop_thread, certs) -> None:
+def test_running_gateway_sets_a_wrong_bridge_radio(tmp_path: Path, loop_thread,
+                                                   certs) -> None:
+    """A bridge on other settings gets the gateway's with CONFIG: bridge.radio passes."""
     gw = Gateway(tmp_path, loop_thread, certs)
     try:
-        gw.bridge.status["radio"]["spreading_factor"] = 8
+        gw.bridge.status["radio"]["sf"] = 8
         with running_daemon(gw):
             res = _run_cli("diag", "-c", str(gw.config), "--json")
         r = by_id(json.loads(res.stdout))["bridge.radio"]
-        assert r["status"] == "FAIL" and "SF 8 (config 10)" in r["finding"]
-        assert "restart panicgw" in r["hint"]
+        assert r["status"] == "PASS", r
+        assert gw.bridge.status["radio"]["sf"] == 9
+    finally:
+        gw.close()
+
+
+def test_running_gateway_bridge_refuses_config(tmp_path: Path, loop_thread, certs) -> None:
+    """The bridge refuses the settings: diag FAILs with the bridge's reason and names the
+    setting and the restart that fix it."""
+    gw = Gateway(tmp_path, loop_thread, certs)
+    try:
+        gw.bridge.config_refusal = "frequency_mhz must be 240-960 (RFM95)"
+        with running_daemon(gw):
+            res = _run_cli("diag", "-c", str(gw.config), "--json")
+        r = by_id(json.loads(res.stdout))["bridge.radio"]
+        assert r["status"] == "FAIL" and "refused" in r["finding"]
+        assert "frequency_mhz must be 240-960" in r["finding"]
+        assert "[serial]" in r["hint"] and "systemctl restart panicgw" in r["hint"]
         assert res.returncode == 2
     finally:
         gw.close()

@@ -14,7 +14,7 @@ from panicsim import Air, SimClock, start_virtual_bridge
 @pytest.fixture
 def sim_bridge(gw: Gateway, request: pytest.FixtureRequest) -> Iterator[Any]:
     (gw.root / "sim").mkdir(exist_ok=True)
-    settings = {"PB_FREQUENCY_MHZ": "921.4", "PB_SF": 10, **getattr(request, "param", {})}
+    settings = {"PB_FREQUENCY_MHZ": "921.4", "PB_SF": 9, **getattr(request, "param", {})}
     bridge = start_virtual_bridge(Air(SimClock(1.0), seed=5), settings=settings,
                                   link_dir=str(gw.root / "sim"))
     gw.bridge.unplug()  # use the simulated board instead of the test's pty peer
@@ -34,9 +34,9 @@ def test_sim_bridge_answers_and_matches(gw: Gateway, sim_bridge: Any) -> None:
     assert code in (0, 1)  # the noise floor may not be sampled yet (SKIP)
 
 
-@pytest.mark.parametrize("sim_bridge", [{"PB_SF": 9}], indirect=True)
+@pytest.mark.parametrize("sim_bridge", [{"PB_SF": 10}], indirect=True)
 def test_sim_bridge_wrong_sf(gw: Gateway, sim_bridge: Any) -> None:
     code, doc = gw.diag("--only", "bridge")
     r = by_id(doc)["bridge.radio"]
-    assert r["status"] == "FAIL" and "SF 9 (config 10)" in r["finding"]
+    assert r["status"] == "FAIL" and "SF 10 (config 9)" in r["finding"]
     assert code == 2

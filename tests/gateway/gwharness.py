@@ -56,7 +56,11 @@ class GatewayThread:
         return f"{scheme}://127.0.0.1:{self.gw.http.port}"
 
     def status(self) -> dict[str, Any]:
-        return self.run(lambda: self.gw.status())
+        return self.call(self.gw.status())
+
+    def db(self, fn, *args):
+        """A read on the daemon's status_store, run on its own thread as the daemon does."""
+        return self.call(self.gw.in_status_thread(fn, *args))
 
     def __exit__(self, *exc) -> None:
         try:

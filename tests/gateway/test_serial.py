@@ -13,7 +13,7 @@ from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw.ingest_serial import radio_mismatches
+from panicgw.ingest_serial import radio_config, radio_mismatches
 from panicgw.store import Store
 from panicproto import frames, link
 
@@ -25,9 +25,8 @@ _COUNTERS = itertools.count(0x00100000)
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serial")
-    bridge = PtyBridge(tmp / "bridge-tty", status={
-        "firmware": "sim", "frequency_mhz": 923.0, "spreading_factor": 10,
-        "bandwidth_hz": 125000, "tx_power_dbm": 14})
+    bridge = PtyBridge(tmp / "bridge-tty", status={"firmware": "sim", "radio": {
+        "frequency_mhz": 923.0, "sf": 10, "bw_hz": 125000, "cr": 5, "tx_power": 14}})
     bridge.plug()
     cfg = make_config(tmp, http={"enabled": False}, serial={
         "enabled": True, "port": str(tmp / "bridge-tty"), "ping_interval_s": 0.3,
@@ -57,17 +56,21 @@ def test_rx_acked_as_tx_with_path_recorded(rig):
     bridge.rx(uplink(counter=0x00010001), rssi=-112, snr=-4.5)
     down = _ack_for(bridge, 0x00010001)
     assert down.kind == frames.ACK and down.status == frames.STORED
-    ev = g.run(g.gw.status_store.find_event, 0xBEEF, 0x00010001)
-    rec = g.run(g.gw.status_store.receptions, ev[0])
+    ev = g.db(g.gw.status_store.find_event, 0xBEEF, 0x00010001)
+    rec = g.db(g.gw.status_store.receptions, ev[0])
     assert rec[0]["path"] == "lora" and rec[0]["rssi"] == -112 and rec[0]["snr"] == -4.5
 
 
-def test_radio_mismatch_reported(rig):
-    g, _ = rig
-    assert wait_until(lambda: g.status()["bridge"]["radio_mismatches"])
-    assert "frequency_mhz" in g.status()["bridge"]["radio_mismatches"][0]
-    assert radio_mismatches({"sf": 10, "freq_mhz": 921.4, "bw_hz": 125000, "tx_power": 14},
+def test_bridge_on_other_radio_settings_gets_the_gateways(rig):
+    """The rig's bridge starts at 923.0 MHz; the gateway pushes its own with CONFIG."""
+    g, bridge = rig
+    assert wait_until(lambda: g.status()["bridge"]["radio_config"]["state"] == "applied")
+    assert bridge.configs[-1] == radio_config(g.cfg.serial)
+    assert bridge.configs[-1]["frequency_mhz"] == 921.4
+    assert g.status()["bridge"]["radio_mismatches"] == []
+    assert radio_mismatches({"sf": 9, "freq_mhz": 921.4, "bw_hz": 125000, "tx_power": 14},
                             g.cfg.serial) == []
+    assert "frequency_mhz" in radio_mismatches({"frequency_mhz": 923.0}, g.cfg.serial)[0]
 
 
 def test_garbage_counted_good_frames_pass(rig):

@@ -114,6 +114,7 @@ def build() -> dict:
     ping = link.cobs_decode(link.encode(link.PING, 1, b"hi")[1:-1])
     bad_type_frame = bytes((0x63, 0)) + b"x"
     bad_type_frame += link.crc16(bad_type_frame).to_bytes(2, "big")
+    long_ping = bytes((link.PING, 1)) + bytes(link.MAX_PAYLOAD + 1)
     invalid = [
         ("uplink empty", "uplink", KEY_A, b"", "short"),
         ("uplink 18 bytes", "uplink", KEY_A, good_up[:-1], "short"),
@@ -152,6 +153,10 @@ def build() -> dict:
         ("link unknown message type", "link", None, link.cobs_encode(bad_type_frame),
          "bad_type"),
         ("link oversize", "link", None, b"\x01" * (link.MAX_ENCODED + 1), "oversize"),
+        # 513 zero bytes of payload: COBS stays under MAX_ENCODED, the payload is over
+        ("link payload one over MAX_PAYLOAD", "link", None,
+         link.cobs_encode(long_ping + link.crc16(long_ping).to_bytes(2, "big")),
+         "oversize"),
     ]
     cases = []
     for name, decoder, key, raw, reason in invalid:

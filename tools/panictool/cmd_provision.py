@@ -25,10 +25,13 @@ from panicbutton.settings import KEYS, SettingsError
 from panicbutton.settings import parse as parse_settings
 from panicgw import access, registry
 from panicgw.store import Store
+from panicproto import airtime
 from panictool import common, identity, label
 from panictool.cmd_flash import pick_circuitpy
 from panictool.transport import TransportError
 from panictool.transport_serial import SerialTransport, auto_port
+
+RADIO = airtime.region(airtime.DEFAULT_REGION)  # regional radio defaults: one source
 
 EPILOG = """\
 Examples:
@@ -157,14 +160,16 @@ def provision(
                                       "found in the mount table)."),
     port: str | None = typer.Option(None, "--port", help="Serial console port (default: the "
                                     "USB device with vendor 0x239A)."),
-    region: str = typer.Option("AS923-2", "--region", help="AS923-2 (Indonesia), AS923, "
+    region: str = typer.Option(RADIO.name, "--region", help="AS923-2 (Indonesia), AS923, "
                                "EU868, US915."),
     frequency: str = typer.Option("", "--frequency", help="MHz, e.g. 921.4 (default: the "
                                   "region's); the bridge must match."),
-    sf: int = typer.Option(9, "--sf", help="Base spreading factor (the bridge listens on it)."),
+    sf: int = typer.Option(RADIO.default_sf, "--sf", help="Base spreading factor (the bridge "
+                           "listens on it)."),
     sf_max: int | None = typer.Option(None, "--sf-max", help="Escalation ceiling (default: "
                                       "the slowest the region's dwell limit allows)."),
-    tx_power: int = typer.Option(14, "--tx-power", help="Radio power in dBm (5-23)."),
+    tx_power: int = typer.Option(RADIO.default_tx_power, "--tx-power",
+                                 help="Radio power in dBm (5-23)."),
     lora: bool = typer.Option(True, "--lora/--no-lora", help="Use the LoRa radio."),
     wifi_ssid: str = typer.Option("", "--wifi-ssid", help="Shop Wi-Fi network (Wi-Fi boards)."),
     wifi_password_file: Path | None = typer.Option(None, "--wifi-password-file",

@@ -105,7 +105,15 @@ class Bridge:
             return False
 
     def _status_bytes(self):
-        return json.dumps(self.status()).encode()
+        s = self.status()
+        b = json.dumps(s).encode()
+        if len(b) > link.MAX_PAYLOAD:  # huge counters or a long error: keep what matters
+            c = s["counters"]
+            s["counters"] = {"rx": c["rx"], "tx": c["tx"], "truncated": True}
+            if s["radio_error"]:
+                s["radio_error"] = s["radio_error"][:100]
+            b = json.dumps(s).encode()
+        return b
 
     def _host(self):
         conn = self.serial.connected

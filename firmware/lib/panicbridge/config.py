@@ -4,8 +4,12 @@ Keys: frequency_mhz, sf, bw_hz, cr, tx_power. ``check`` validates a whole change
 any of it is applied, so a bad CONFIG never leaves the radio half-configured.
 """
 
+from panicproto import airtime
+
 BANDWIDTHS = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
-DEFAULTS = {"frequency_mhz": 921.4, "sf": 9, "bw_hz": 125000, "cr": 5, "tx_power": 14}
+_R = airtime.region(airtime.DEFAULT_REGION)  # the gateway's defaults too (one source)
+DEFAULTS = {"frequency_mhz": _R.default_mhz, "sf": _R.default_sf, "bw_hz": _R.default_bw_hz,
+            "cr": _R.default_cr, "tx_power": _R.default_tx_power}
 KEYS = tuple(sorted(DEFAULTS))
 
 

@@ -111,7 +111,7 @@ def parse(raw):
         slowest = s.region.slowest_sf(AIR_LEN, s.bandwidth_hz)
     except ValueError as e:
         raise SettingsError("PB_BANDWIDTH_HZ", str(e)) from None
-    s.sf = _int(raw.get("PB_SF"), "PB_SF", min(9, slowest), 7, 12)
+    s.sf = _int(raw.get("PB_SF"), "PB_SF", min(s.region.default_sf, slowest), 7, 12)
     if s.sf > slowest:
         raise SettingsError("PB_SF", "SF%d exceeds %s's dwell limit; use SF%d or lower" % (
             s.sf, s.region.name, slowest))

@@ -32,9 +32,19 @@ def time_on_air_ms(payload_len, sf, bw_hz=125000, cr=5, preamble=8, crc=True,
     return (preamble + 4.25) * ts + n_payload * ts
 
 
+# The ``default_*`` radio settings of a Region are the one source of regional radio
+# defaults: the gateway's [serial] section, the bridge firmware, the button's settings and
+# `panictool provision` all start from them, so a fresh install agrees with itself
+# (docs/protocol.md, "Radio defaults"). The same in every region today, so they are class
+# attributes (no RAM per region on a board); a region that needs others sets its own.
 class Region:
     """Regulatory limits that the sender must respect. ``dwell_ms`` None = no dwell limit;
     ``duty`` None = no duty-cycle limit (fraction of airtime per rolling hour)."""
+
+    default_sf = 9
+    default_bw_hz = 125000
+    default_cr = 5  # coding rate 4/5
+    default_tx_power = 14  # dBm
 
     def __init__(self, name, f_min_mhz, f_max_mhz, dwell_ms, duty, default_mhz, max_sf=12):
         self.name = name
@@ -65,7 +75,10 @@ class Region:
 
 
 # Indonesia uses 920-923 MHz (AS923-2). Duty cycle: we budget a conservative 1 % per
-# rolling hour everywhere a plan has one; docs/protocol.md gives the sources.
+# rolling hour everywhere a plan has one; docs/protocol.md gives the sources. Defaults in
+# every region: SF9 at 125 kHz, CR 4/5 (a 19-byte uplink is 185 ms on air, well inside the
+# 400 ms dwell limits) and 14 dBm, within every plan's power cap.
+DEFAULT_REGION = "AS923-2"
 REGIONS = {
     "AS923-2": Region("AS923-2", 920.0, 923.0, 400.0, 0.01, 921.4),
     "AS923": Region("AS923", 915.0, 928.0, 400.0, 0.01, 923.2),

@@ -16,7 +16,7 @@ KEY = "bad_key"  # key has the wrong length
 EMPTY = "empty"  # zero-length link frame between delimiters
 COBS = "bad_cobs"  # COBS encoding is invalid
 CRC = "bad_crc"  # CRC-16/CCITT mismatch
-OVERSIZE = "oversize"  # link frame longer than MAX_ENCODED before a delimiter
+OVERSIZE = "oversize"  # link frame or payload over its limit (link.MAX_ENCODED/MAX_PAYLOAD)
 TRUNCATED = "truncated"  # link frame payload shorter than its message type needs
 
 REASONS = (SHORT, LONG, VERSION, TYPE, TAG, FIELD, KEY, EMPTY, COBS, CRC, OVERSIZE, TRUNCATED)

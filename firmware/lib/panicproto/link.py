@@ -4,6 +4,13 @@ A link frame before COBS is ``type | seq | payload | crc16`` (CRC big-endian, ov
 type, seq and payload). On the wire each frame is ``0x00 COBS(frame) 0x00``: the leading
 delimiter flushes any garbage that came before, so one corrupt burst costs at most the
 frame it touched. ``Decoder`` is incremental and resynchronises on the next 0x00.
+
+Size limits (docs/protocol.md states the same numbers; all derive from MAX_PAYLOAD):
+payload 0-512 bytes, frame 4-516, COBS-encoded frame at most 519 (one code byte per
+started 254-byte block), 521 on the wire with both delimiters. ``decode`` refuses any
+frame whose payload is over MAX_PAYLOAD, whatever its encoded length (COBS of a frame
+with zero bytes is shorter than the worst case), so everything the decoder accepts can be
+encoded again: answering a PING with its own payload can never fail.
 """
 
 import struct
@@ -22,9 +29,10 @@ TYPE_NAMES = {RX: "rx", TX: "tx", STATUS: "status", PING: "ping", PONG: "pong",
               CONFIG: "config", LOG: "log"}
 
 MAX_PAYLOAD = 512
-MAX_FRAME = 2 + MAX_PAYLOAD + 2
-MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 2
-MAX_RADIO = 255
+MAX_FRAME = 2 + MAX_PAYLOAD + 2  # type, seq, payload, CRC: 516
+MAX_ENCODED = MAX_FRAME + (MAX_FRAME + 253) // 254  # worst-case COBS of MAX_FRAME: 519
+MAX_WIRE = MAX_ENCODED + 2  # with both 0x00 delimiters: 521
+MAX_RADIO = 255  # LoRa packet (SX127x FIFO); an RX payload is 3 + 1..MAX_RADIO bytes
 
 
 def cobs_encode(data):
@@ -108,6 +116,9 @@ def decode(encoded):
     if len(encoded) > MAX_ENCODED:
         raise ProtocolError(OVERSIZE, "%d bytes" % len(encoded))
     frame = cobs_decode(encoded)
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(OVERSIZE, "payload %d bytes, limit %d" % (len(frame) - 4,
+                                                                      MAX_PAYLOAD))
     if len(frame) < 4:
         raise ProtocolError(TRUNCATED, "frame of %d bytes" % len(frame))
     if struct.unpack(">H", frame[-2:])[0] != crc16(frame[:-2]):
