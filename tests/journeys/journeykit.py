@@ -48,6 +48,7 @@ from test_tool_verify_branches import usb_port  # noqa: E402
 
 from panicgw import access  # noqa: E402
 from panicgw.cli import app as gw_app  # noqa: E402
+from panicgw.store import Store  # noqa: E402
 from panicsim import Air, SimButton, start_virtual_bridge  # noqa: E402
 from panictool import drives  # noqa: E402
 from panictool.cli import app as tool_app  # noqa: E402
@@ -152,7 +153,8 @@ def edit_config(text: str, section: str, key: str, value: object) -> str:
 class Gateway:
     """The Pi: `panicgw run` with a fresh install's config, its bridge and dispatch.
     ``bridge_settings``: the bridge's own settings.toml (None: the bridge's defaults);
-    ``start``: False leaves the daemon stopped (``run()`` starts it)."""
+    ``start``: False leaves the daemon stopped, as `panicgw setup` leaves a Pi (``run()``
+    starts it)."""
 
     def __init__(self, tmp: Path, air: Air, pki: Pki, bridge_settings: dict | None = None,
                  start: bool = True) -> None:
@@ -179,6 +181,9 @@ class Gateway:
         self.log = self.log_path.open("ab")
         if start:
             self.run()
+        else:  # a fresh Pi after `sudo panicgw setup`: the empty DB exists, nothing runs
+            self.data.mkdir(mode=0o700)
+            Store(self.db).close()
 
     def fresh_config(self, token: str, secret: str, dport: int) -> str:
         """deploy/gateway.toml.example with only what an install changes: where data goes,

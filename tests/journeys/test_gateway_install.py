@@ -29,6 +29,7 @@ import stat
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from pathlib import Path
 
 from drivefakes import uf2_image
@@ -169,6 +170,15 @@ class Pi:
                      PANICGW_DISPATCH_SECRET=self.secret),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         return port
+
+    def status(self) -> dict:
+        """The running daemon's status API (its port from runtime.json)."""
+        try:
+            port = json.loads((self.data / "runtime.json").read_text())["status_port"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError, KeyError):
+            return {}
 
     def systemctl_start(self) -> None:
         """What systemd runs for the unit: its ExecStart, with $NOTIFY_SOCKET (Type=notify)
@@ -312,6 +322,8 @@ def test_gateway_install_into_a_fresh_root_then_a_button_on_it(tmp_path, air, pk
                 for a in shlex.split(cmd)[1:]]
         r = pi.panicgw(*argv)
         assert r.returncode == 0, r.stdout + r.stderr
+        # "The running gateway picks the device up within seconds" (docs/installing.md).
+        wait_for(lambda: pi.status().get("devices") == 1, 15, "the daemon to load the device")
         r = laptop.run(verify, pi)
         assert r.exit_code == 0, r.output
         assert "PASS gateway ACK: STORED via lora, signed with this button's key" in r.output
@@ -336,6 +348,7 @@ def test_gateway_install_into_a_fresh_root_then_a_button_on_it(tmp_path, air, pk
                                    "--lon", "107.6098", "--label", "gudang"]),
                        pi, on_gateway=True)
         assert r.exit_code == 0 and "registered in the gateway DB" in r.output, r.output
+        wait_for(lambda: pi.status().get("devices") == 2, 15, "the daemon to load it")
         r = laptop.run("panictool verify --config /etc/panicgw/gateway.toml", pi,
                        on_gateway=True)
         assert r.exit_code == 0, r.output
