@@ -27,7 +27,8 @@ OTHER_KEY = bytes(range(100, 116))
 def rig(tmp_path):
     disp = DispatchThread()
     cfg = make_config(tmp_path, http={"rate_per_s": 1000.0, "rate_burst": 1000},
-                      dispatch={"url": disp.srv.url, "timeout_s": 2.0})
+                      dispatch={"url": disp.srv.url, "timeout_s": 2.0,
+                                "allow_insecure_http": True})
     s = Store(cfg.db_path)
     s.upsert_device(make_record())
     s.close()

@@ -28,7 +28,8 @@ def rig(tmp_path):
     cfg = make_config(tmp_path, http={"rate_per_s": 1000.0, "rate_burst": 1000},
                       serial={"enabled": True, "port": str(tmp_path / "tty"),
                               "ping_interval_s": 0.5},
-                      dispatch={"url": disp.srv.url, "timeout_s": 0.5})
+                      dispatch={"url": disp.srv.url, "timeout_s": 0.5,
+                                "allow_insecure_http": True})
     s = Store(cfg.db_path)
     s.upsert_device(make_record())
     s.close()
