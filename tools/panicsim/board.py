@@ -258,8 +258,8 @@ class SimBoard:
 
     def _halt_thread(self, timeout: float = 5.0) -> None:
         self.halt.set()
-        if self._thread:
-            self._thread.join(timeout)
+        if self._thread and self._thread.ident is not None:  # a thread not started yet (a
+            self._thread.join(timeout)                       # reload racing) sees halt
 
     def power_cut(self) -> None:
         """Cut power: the firmware stops wherever it is; RAM and sleep memory are lost,
