@@ -414,8 +414,8 @@ class MpBoard:
         return self.nvm_file.read_bytes()
 
     def lines(self) -> list[str]:
-        """The console so far, as lines."""
-        return bytes(self.output).decode("utf-8", "replace").replace("\r", "").split("\n")
+        """The console's complete lines so far (a line still being printed is not one)."""
+        return bytes(self.output).decode("utf-8", "replace").replace("\r", "").split("\n")[:-1]
 
     def wait_line(self, pred, timeout: float = 10.0, start: int = 0) -> str | None:
         """The first console line from line ``start`` on for which ``pred`` is true,
@@ -423,8 +423,7 @@ class MpBoard:
         end = time.monotonic() + timeout
         with self._out_lock:
             while True:
-                done = self.lines()[start:-1]
-                for ln in done:
+                for ln in self.lines()[start:]:
                     if pred(ln):
                         return ln
                 left = end - time.monotonic()

@@ -3,7 +3,8 @@ a board: it runs only the flashed tree, the real adafruit_rfm drives the SX127x 
 its packets reach only radios on the chip's frequency, SF and bandwidth.
 
 The flashed button tree (what `panictool flash` writes) with a provisioned NVM and a
-settings.toml boots on the VM; a person holds the button; the ALARM the library puts on
+settings.toml boots on the VM and deep-sleeps; a person holds the button, which wakes it
+(code.py again, `wake` "pin"); the ALARM the library puts on
 air is the 19-byte frame, heard by the virtual bridge on the button's channel and not by
 one on another frequency. A tree that lacks a module fails to boot (no host fallback).
 """
@@ -52,10 +53,15 @@ def test_the_alarm_on_air_is_the_frame_and_only_its_channel_hears_it(tmp_path: P
     try:
         rep = board.wait_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 15)
         assert rep is not None and '"radio": "ok"' in rep, board.lines()
+        # Idle until its first heartbeat, it deep-sleeps (CircuitPython with USB: code.py
+        # ends, the alarms wait); the person's press wakes it and code.py runs again.
+        assert board.wait_line(lambda ln: ln.startswith("Pretending to deep sleep"), 10)
         start = len(board.lines())
         board.press(2.0)
         assert board.wait_line(lambda ln: ln.startswith("PANIC-BUTTON press: alarm"), 5,
                                start), board.lines()[start:]
+        woke = [ln for ln in board.lines()[start:] if ln.startswith("PANIC-BUTTON {")]
+        assert woke and '"wake": "pin"' in woke[0], board.lines()[start:]
         # What adafruit_rfm made the chip transmit (radiohead = False): 19-byte frames.
         sent = [p for _t, _sf, p in board.link.sent]
         assert sent and all(len(p) == frames.UPLINK_LEN for p in sent), sent

@@ -18,12 +18,23 @@ wake_alarm = None
 
 
 class _PinAlarm:
+    """Fires when the pin is at ``value`` or went there since the alarm was made: the
+    chip latches a press however short, even one already released when the sleep
+    loop looks."""
+
     def __init__(self, pin, value, edge=False, pull=False):
         self.pin = pin
         self.value = value
+        self._seq = pin.seq
 
     def fired(self):
-        return self.pin.level == self.value
+        if self.pin.level == self.value:
+            return True
+        new = self.pin.seq - self._seq
+        for _t, level in self.pin.changes[-new:] if new > 0 else ():
+            if level == self.value:
+                return True
+        return False
 
 
 class _TimeAlarm:

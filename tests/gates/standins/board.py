@@ -11,6 +11,7 @@ class Pin:
         self.output = None
         self.listeners = []
         self.changes = []  # (time.monotonic(), level) as the outside world drove it
+        self.seq = 0  # changes so far (``changes`` keeps the last 64)
 
     def set_output(self, v):
         if self.output != v:
@@ -23,6 +24,7 @@ class Pin:
         if level != self.level:
             self.level = level
             self.changes.append((time.monotonic() if at is None else at, level))
+            self.seq += 1
             del self.changes[:-64]
 
     def __repr__(self):

@@ -17,7 +17,7 @@ import socket
 
 import gate_config
 
-_buf = b""
+_buf = bytearray()
 _handlers = {}
 _replies = []
 _sock = socket.socket()
@@ -45,25 +45,33 @@ def send(msg):
 
 
 def read(timeout_ms):
-    """Wait up to ``timeout_ms`` for host data; handle every complete message."""
-    global _buf
-    if _poll.poll(timeout_ms):
+    """Wait up to ``timeout_ms`` for host data; handle every complete message. Small
+    reads into one buffer: the harness must not need big blocks of the firmware's heap."""
+    if not _poll.poll(timeout_ms):
+        return
+    while True:
         try:
-            chunk = _sock.read(4096)
+            chunk = _sock.read(256)
         except OSError:
             chunk = None
         if chunk == b"":
             raise OSError("the host harness closed the board's link")
-        if chunk:
-            _buf += chunk
-    while b"\n" in _buf:
-        line, _buf = _buf.split(b"\n", 1)
-        msg = json.loads(line)
-        fn = _handlers.get(msg["t"])
-        if fn is not None:
-            fn(msg)
-        else:
-            _replies.append(msg)
+        if not chunk:
+            break
+        _buf.extend(chunk)
+        while True:
+            i = _buf.find(b"\n")
+            if i < 0:
+                break
+            msg = json.loads(_buf[:i])
+            _buf[:i + 1] = b""  # (MicroPython: no del on a bytearray slice)
+            fn = _handlers.get(msg["t"])
+            if fn is not None:
+                fn(msg)
+            else:
+                _replies.append(msg)
+        if not _poll.poll(0):
+            break
 
 
 def _take(kind):

@@ -22,13 +22,16 @@ class _Events:
     def _next(self):
         hwlink.pump()
         k = self._keys
+        if k.pending:
+            return k.pending.pop(0)
         for i in range(len(k.pins)):
-            ch = k.pins[i].changes
-            if k.seen[i] > len(ch):  # the pin's history was trimmed
-                k.seen[i] = len(ch)
-            while k.seen[i] < len(ch):
-                t, level = ch[k.seen[i]]
+            pin = k.pins[i]
+            while k.seen[i] < pin.seq:
+                back = pin.seq - k.seen[i]
                 k.seen[i] += 1
+                if back > len(pin.changes):
+                    continue  # older than the pin keeps: a real Keys' queue overflowed
+                t, level = pin.changes[-back]
                 pressed = level == k.value_when_pressed
                 if pressed != k.state[i]:
                     k.state[i] = pressed
@@ -64,13 +67,14 @@ class Keys:
                  max_events=64):
         self.pins = list(pins)
         self.value_when_pressed = value_when_pressed
-        self.seen = [len(p.changes) for p in self.pins]
+        self.seen = [p.seq for p in self.pins]
         self.state = [False] * len(self.pins)
+        self.pending = []  # (key, pressed, t) reported before any change
         now = time.monotonic()
         for i in range(len(self.pins)):  # a key held at start reports a press
-            p = self.pins[i]
-            if p.level == value_when_pressed:
-                p.changes.append((now, p.level))
+            if self.pins[i].level == value_when_pressed:
+                self.state[i] = True
+                self.pending.append((i, True, now))
         self.events = _Events(self)
 
     def deinit(self):
