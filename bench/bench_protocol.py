@@ -1,5 +1,7 @@
-"""Protocol cost: uplink frames encoded+verified per second on CPython, and the per-frame
-verify time under the MicroPython VM, each against a baseline measured in the same run.
+"""Protocol cost: uplink frames encoded+verified per second on CPython, one tag and one
+link CRC on CPython (panicproto.mac / panicproto.crc, backed by the stdlib's C code there)
+against the portable code boards run, and the per-frame verify time under the MicroPython
+VM, each against a baseline measured in the same run.
 
 Prints one JSON object per metric (the format bench/run.py collects).
 """
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from panicproto import frames
+from panicproto import crc, frames, mac
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(16))
@@ -50,9 +52,40 @@ def cpython(n: int = 20000) -> dict:
             "target": ">= 2,000 frames/s (the gateway's whole pipeline target)"}
 
 
+def _us_per_call(fn, n: int) -> float:
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+    return best
+
+
+def fast_paths(n: int = 50000) -> list[dict]:
+    """Before/after of issue 12.8 in one run: the API on CPython (stdlib hmac.digest,
+    binascii.crc_hqx) against the portable functions behind it (what boards run)."""
+    body = b"PB1\x00" + bytes(11)
+    frame = bytes(range(24))  # a link frame's type | seq | RX payload
+    out = []
+    for metric, fast, portable, unit in (
+            ("uplink tag (HMAC-SHA256), CPython: panicproto.mac.hmac_sha256",
+             lambda: mac.hmac_sha256(KEY, body), lambda: mac._hmac(KEY, body), "us/tag"),
+            ("link frame CRC-16, CPython: panicproto.crc.crc16",
+             lambda: crc.crc16(frame), lambda: crc._crc16(frame), "us/frame")):
+        value, base = _us_per_call(fast, n), _us_per_call(portable, n)
+        out.append({"bench": "protocol", "metric": metric, "value": round(value, 2),
+                    "unit": unit, "better": "lower",
+                    "baseline": "the portable code boards run (before issue 12.8 CPython "
+                                "ran it too)",
+                    "baseline_value": round(base, 2), "ratio": round(value / base, 3),
+                    "target": "the stdlib's C code: well under the portable code"})
+    return out
+
+
 MP_SCRIPT = """
 import time, hashlib
-from panicproto import frames
+from panicproto import crc, frames, mac
 KEY = bytes(range(16))
 raw = frames.encode_uplink(KEY, frames.Uplink(frames.ALARM, 0x1234, 7, battery_mv=3300))
 N = %d
@@ -84,6 +117,6 @@ def micropython(n: int = 2000) -> dict | None:
 
 
 if __name__ == "__main__":
-    for result in (cpython(), micropython()):
+    for result in (cpython(), *fast_paths(), micropython()):
         if result:
             print(json.dumps(result), flush=True)

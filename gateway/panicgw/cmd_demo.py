@@ -35,7 +35,8 @@ def demo(
     """Run the panic-button system on this machine and watch a scripted scenario.
 
     Starts the gateway (embedded defaults: SQLite in a temporary directory; MQTT only when a
-    broker answers on 127.0.0.1:1883), a local dispatch receiver, a virtual LoRa bridge on a
+    broker answers on 127.0.0.1:1883), the police dispatch console (`panicconsole serve`
+    over HTTPS; its URL and a sign-in are printed), a virtual LoRa bridge on a
     pseudo-terminal and simulated buttons running the real firmware. Then: heartbeats; a
     panic heard over LoRa and Wi-Fi; a panic whose ACK is lost; forged and replayed frames;
     the bridge unplugged and replugged; a button going silent; a TEST press.

@@ -6,9 +6,10 @@ fake SPI bus, ``adafruit_requests`` over real sockets).
 
 Quick use::
 
-    from panicsim import Air, SimClock, SimButton, start_virtual_bridge
+    from panicsim import Air, SimClock, SimButton, VirtualClock, start_virtual_bridge
 
     clock = SimClock(speed=1.0)            # real time x speed; clock.skip(s) jumps ahead
+    clock = VirtualClock()                 # or: time moves when every board waits (tests)
     air = Air(clock, loss=0.0, duplicate=0.0, latency_s=0.0, corrupt=0.0, seed=1)
     bridge = start_virtual_bridge(air, settings={"PB_FREQUENCY_MHZ": "921.4", "PB_SF": 9})
     bridge.port_path      # open with pyserial (stable symlink to a pty)
@@ -28,7 +29,8 @@ Quick use::
     btn.test()             # = btn.click(5) -> TEST
     btn.set_tamper(True)
     btn.power_cut(); btn.start()   # RAM and sleep memory lost, NVM kept (btn.nvm_writes)
-    btn.console, btn.led_log, btn.wait_for_line(pred, timeout)
+    btn.console, btn.led_log, btn.wait_for_line(pred, timeout)   # timeout: real seconds
+    btn.boot_log           # [(clock time, reset reason)] per run of code.py
     btn.radio.sent         # [(time, sf, packet)]: exactly what the chip put on air
     btn.imported           # files of the flashed tree the last run of code.py imported
     usb = btn.usb_console()        # USB serial console on a pty: usb.path for pyserial /
@@ -64,13 +66,22 @@ Semantics worth knowing:
   POSTs to ``{PB_GATEWAY_URL}/v1/frames``.
 * ``SimClock(speed=k)`` runs k times faster than real time; a gateway answering in real
   time then looks k times slower to the button, so keep speed 1 with a real gateway.
+* ``VirtualClock()`` (tests): time stands still while any board's firmware thread works
+  (a Wi-Fi request over real sockets included) and jumps to the next deadline when all of
+  them wait (``time.sleep``, a receive window, a deep sleep's TimeAlarm, a test's
+  ``clock.sleep`` or ``btn.press``), so an hour of heartbeats takes milliseconds; wait on
+  conditions (``wait_for_line``, ``clock.wait_until(None, wake=pred, real_timeout=s)``).
+  Nothing outside the process waits for it: a test that talks to a bridge's serial port
+  itself wraps that in ``with clock.hold():`` (time then moves only while the test waits
+  on the clock, so its reads and replies are never overtaken), and a real gateway, the
+  demo and ``panictool sim`` use ``SimClock``.
 """
 
 from panicsim.air import Air
 from panicsim.board import SimBoard
 from panicsim.bridge import VirtualBridge, start_virtual_bridge
 from panicsim.button import SimButton
-from panicsim.clock import SimClock
+from panicsim.clock import SimClock, VirtualClock
 
-__all__ = ["Air", "SimBoard", "SimButton", "SimClock", "VirtualBridge",
+__all__ = ["Air", "SimBoard", "SimButton", "SimClock", "VirtualBridge", "VirtualClock",
            "start_virtual_bridge"]

@@ -29,7 +29,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from panicsim.board import build_modules
 from panicsim.serialport import PtySerial
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -72,7 +71,8 @@ class _Drive:
 
 
 class UsbConsole:
-    """The console of ``board``; ``path`` is the serial port to open."""
+    """The console of ``board`` (a panicsim.board.SimBoard, which creates it in
+    ``usb_console()``); ``path`` is the serial port to open."""
 
     def __init__(self, board: Any, link_dir: str | None = None) -> None:
         self.board = board
@@ -291,7 +291,7 @@ class UsbConsole:
         with self._lock:
             if self._globals is None:
                 self.board.halt.clear()  # code.py is stopped: its halt flag is spent
-                modules = build_modules(self.board)
+                modules = self.board.modules()
                 drive = _Drive(self.board.drive)
                 modules["os"] = drive.os_module(modules["os"])
                 root = self.board.drive or self.board.firmware_tree()

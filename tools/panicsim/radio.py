@@ -16,13 +16,12 @@ from panicsim.sx127x import SX127x
 
 
 class SimRadio:
-    """One RFM95 on a board; ``cs``/``rst`` are the board pins wired to its CS and RESET."""
+    """One RFM95 on a board (the board wires its CS and RESET pins to ``cs``/``rst``)."""
 
-    def __init__(self, air: Any, board: Any, name: str, cs: str, rst: str) -> None:
+    def __init__(self, air: Any, board: Any, name: str) -> None:
         self.air = air
         self.board = board
         self.name = name
-        self.cs_pin, self.rst_pin = cs, rst
         self.lock = threading.RLock()
         self.chip = SX127x(board.clock.now, self._transmit, self._noise)
         self.sent: list[tuple[float, int, bytes]] = []  # (time, sf, packet as on air)

@@ -21,9 +21,6 @@ class PtySerial:
         self._master: int | None = None
         self.timeout = 0
         self.write_timeout = 0.2
-        self.plugged = False
-        self.bytes_in = 0
-        self.bytes_out = 0
         self.plug()
 
     def plug(self) -> None:
@@ -41,14 +38,12 @@ class PtySerial:
             os.symlink(target, tmp)
             os.replace(tmp, self.path)
             self._master = m
-            self.plugged = True
 
     def unplug(self) -> None:
         with self._lock:
             if self._master is not None:
                 os.close(self._master)  # the host's reads fail, as with a USB unplug
                 self._master = None
-            self.plugged = False
             if os.path.lexists(self.path):
                 os.unlink(self.path)
 
@@ -99,7 +94,6 @@ class PtySerial:
                 data = os.read(self._master, n)
             except (BlockingIOError, OSError):
                 return b""
-            self.bytes_in += len(data)
             return data
 
     def write(self, data: bytes) -> int:
@@ -118,5 +112,4 @@ class PtySerial:
                     continue
                 total += n
                 view = view[n:]
-            self.bytes_out += total
             return total

@@ -81,7 +81,6 @@ class SX127x:
         self.fifo = bytearray(256)
         self.selected = False
         self.crc_errors = 0  # packets received with a bad payload CRC
-        self.missed = 0  # packets on air while the modem was not receiving all of them
         self.transmitted = []  # (start, packet bytes, modem dict), newest last; bounded
         self._addr = None
         self._write = False
@@ -274,9 +273,7 @@ class SX127x:
             start, end, packet, modem, rssi, snr, crc_ok = p
             if end > now:
                 keep.append(p)
-            elif not self._heard(start, end):
-                self.missed += 1
-            else:
+            elif self._heard(start, end):  # else: the modem missed part of it
                 self._receive(packet, rssi, snr, crc_ok)
         self._pending = keep
 

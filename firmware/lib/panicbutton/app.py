@@ -1,5 +1,11 @@
 """The button's main loop, written against a small HAL object (no hardware imports).
 
+Each job is its own object with its own state: boot (setup.setup), the press patterns
+(classifier.Classifier), each message's life (messages.Messages: queueing, attempts,
+ACK/RESYNC; confirm.Confirm: asking for DELIVERED after STORED), sending on every path
+(sender.Sender), the LED (feedback.Player), resting and the heartbeat schedule (power).
+The loop feeds them in order; it owns only the error state and the tamper switch's level.
+
 HAL contract (the glue ``hal_board.py`` implements it on CircuitPython, panicsim on a PC):
 
     board_name, has_radio, has_wifi, deep_sleep_ok   attributes
@@ -17,41 +23,50 @@ HAL contract (the glue ``hal_board.py`` implements it on CircuitPython, panicsim
     console(text)             one line on the serial console
 """
 
-from panicbutton import feedback, policy, power
+from panicbutton import FIRMWARE_VERSION, feedback, power, report
 from panicbutton.counter import CounterExhausted
-from panicbutton.messaging import Messaging
-from panicbutton.startup import ConfigError, Startup
-from panicproto.frames import HEARTBEAT, TEST
+from panicbutton.nvmstore import take_remote_test
+from panicbutton.setup import ConfigError, setup
+from panicproto.frames import HEARTBEAT, TAMPER, TEST
 
 ERROR_REPEAT_S = 30
 
 
-class ButtonApp(Startup, Messaging):
+class ButtonApp:
     def __init__(self, hal):
         self.hal = hal
-        self.error = None
-        self.lora = None
-        self.wifi = None
-        self.settings = None
-        self.device_id = None
-        self.key = None
-        self.counter = None
-        self.outbox = None
-        self.verifier = None
+        self.player = feedback.Player()
+        self.msgs = None  # messages.Messages, once set up
         self.classifier = None
         self.heartbeat = None
-        self.confirming = None  # the STORED alarm's Message while asking for DELIVERED
-        self.player = feedback.Player()
-        self.rx_until = None
-        self.tamper = False
-        self._battery = None
-        self._battery_at = -1e9
-        self._error_said = -1e9
+        self.error = None  # the ConfigError that stopped the button
+        self.said = -1e9  # when its console line was last repeated
+        self.tamper = False  # the enclosure switch was open at the last look
         self.loop_errors = 0
-        self.acked = {}
-        self.events = []  # recent (what, detail) for the simulator and tests; bounded
 
-    # -- loop -------------------------------------------------------------------------
+    def boot(self):
+        """Set up and print the boot report. False when a configuration error stops us.
+
+        A TEST request left in NVM by ``panictool verify`` is erased first, then sent as
+        one TEST press after the report (``remote_test`` = its nonce; the key's presence
+        tells the tool this firmware takes requests)."""
+        hal = self.hal
+        nonce = take_remote_test(hal.nvm)
+        rep = {"firmware": FIRMWARE_VERSION, "board": hal.board_name, "device_id": None,
+               "epoch": None, "radio": "absent", "wifi": "absent", "paths": [],
+               "remote_test": nonce}
+        try:
+            self.msgs, self.classifier, self.heartbeat = setup(hal, rep, self.player)
+            self.tamper = rep["tamper"]
+        except ConfigError as e:
+            self._fail(e)
+            rep["error"] = {"code": e.code, "name": feedback.ERROR_NAMES[e.code],
+                            "message": e.message}
+        hal.console(report.line(rep))
+        if nonce is not None and self.error is None:
+            self.msgs.add(TEST, hal.monotonic())
+        return self.error is None
+
     def run(self):
         """Forever: boot, then loop. Never raises (a crash loop would silence the alarm)."""
         self.boot()
@@ -65,115 +80,49 @@ class ButtonApp(Startup, Messaging):
                 self.hal.console("PANIC-BUTTON loop error %d: %r" % (self.loop_errors, e))
                 self.hal.sleep(0.1)
 
-    def _note(self, what, detail=None):
-        self.events.append((what, detail))
-        if len(self.events) > 64:
-            self.events.pop(0)
+    def _fail(self, e):
+        self.error = e
+        self.hal.console("PANIC-BUTTON ERROR %d %s: %s" % (e.code, feedback.ERROR_NAMES[e.code],
+                                                          e.message))
+        self.player.play(feedback.error_pattern(e.code), self.hal.monotonic(), repeat=True)
+        self.said = self.hal.monotonic()
 
     def step(self):
         hal = self.hal
         hal.feed()
         now = hal.monotonic()
-        if self.error is not None:
-            self._error_step(now)
+        if self.error is not None:  # stopped: the error's LED code and console line
+            hal.led(self.player.update(now))
+            if now - self.said >= ERROR_REPEAT_S:
+                self.said = now
+                e = self.error
+                hal.console("PANIC-BUTTON ERROR %d %s: %s" % (
+                    e.code, feedback.ERROR_NAMES[e.code], e.message))
+            hal.sleep(0.05)
             return
+        msgs = self.msgs
         for pressed, t in hal.button_events():
             ev = self.classifier.feed(pressed, t)
             if ev is not None:
-                self._on_press(ev, now)
+                msgs.add(ev, now)
         ev = self.classifier.update(now)
         if ev is not None:
-            self._on_press(ev, now)
-        self._check_tamper(now)
-        if self.rx_until is not None:
-            if self.lora is not None and now < self.rx_until:
-                self._on_downlink(self.lora.poll(0.01), "lora")
-            else:
-                self.rx_until = None
+            msgs.add(ev, now)
+        t = hal.tamper_open()
+        if t is not None:
+            if t and not self.tamper:
+                msgs.add(TAMPER, now)
+            self.tamper = bool(t)
+        msgs.downlink(msgs.sender.poll(now), "lora")
         now = hal.monotonic()
-        for m in self.outbox.expire(now):
-            self._note("gave_up", (m.kind, m.counter))
-            if m.kind == TEST:
-                hal.console("PANIC-BUTTON test not confirmed after %d attempts" % m.attempts)
-                self.player.play(feedback.TEST_FAILED, now)
-        if self.heartbeat.due(now) and self.outbox.find_kind(HEARTBEAT) is None \
-                and not self.outbox.has_alarm():
-            self._queue(HEARTBEAT, now)
+        msgs.expire(now)
+        if self.heartbeat.due(now) and msgs.add(HEARTBEAT, now) is not None:
             self.heartbeat.sent(now)
-        msg = self.outbox.due(now)
-        if msg is not None:
-            self._attempt(msg, now)
-        else:
-            self._confirm_step(now)
+        msgs.step(now)
         now = hal.monotonic()
         hal.led(self.player.update(now))
-        self._rest(now)
-
-    def _confirm_step(self, now):
-        """After STORED: ask again on the slow schedule (policy.CONFIRM_AT_S) until
-        DELIVERED or its end. ``confirming`` is the stored alarm's Message: ``created`` =
-        when it was STORED, ``attempts`` = the attempt number the next request carries."""
-        m = self.confirming
-        if m is None or m.next_due > now or self.outbox.has_alarm():
-            return  # an unacknowledged alarm goes first
-        if now >= m.created + policy.CONFIRM_AT_S[-1]:
-            self.confirming = None
-            self.hal.console("PANIC-BUTTON alarm counter=%d stored; delivery not confirmed "
-                             "in %d s (stopped asking)" % (m.counter, policy.CONFIRM_AT_S[-1]))
-            return
-        tried, wait = self._send(m.kind, m.counter, m.attempts, now, 0)
-        if self.confirming is not m:
-            return  # DELIVERED arrived during this request
-        if tried:
-            m.attempts += 1
-            for t in policy.CONFIRM_AT_S:  # the next time; the last entry: stop asking
-                if m.next_due <= now and m.created + t > now:
-                    m.next_due = m.created + t
-        else:
-            m.next_due = now + (wait if wait > 1 else 1)
-
-    def _error_step(self, now):
-        hal = self.hal
-        hal.led(self.player.update(now))
-        if now - self._error_said >= ERROR_REPEAT_S:
-            self._error_said = now
-            e = self.error
-            hal.console("PANIC-BUTTON ERROR %d %s: %s" % (e.code, feedback.ERROR_NAMES[e.code],
-                                                         e.message))
-        hal.sleep(0.05)
-
-    def _rest(self, now):
-        busy = self.classifier.busy() or self.player.busy()
-        t = self.outbox.next_due()
-        m = self.confirming
-        if m is not None and (t is None or m.next_due < t):
-            t = m.next_due
-        mode, secs = power.decide(now, busy, t, self.rx_until, self.heartbeat.next_at,
-                                  self.hal.deep_sleep_ok)
-        if mode == "deep":
-            self.hal.led(False)
-            self.heartbeat.save(self.hal.sleep_memory, now, self.hal.wall_time())
-            self._note("deep_sleep", secs)
-            self.hal.deep_sleep(secs)
-        elif mode == "light":
-            self.hal.led(False)
-            self.hal.light_sleep(secs)
-        elif secs > 0:
-            self.hal.sleep(secs)
-
-    def stats(self):
-        """Counters for diagnostics and tests."""
-        out = {"loop_errors": self.loop_errors, "acked": self.acked,
-               "pending": [(m.kind, m.counter, m.attempts) for m in self.outbox.items]
-               if self.outbox else [],
-               "rejects": self.verifier.rejects if self.verifier else {},
-               "abandoned": self.outbox.abandoned if self.outbox else 0,
-               "confirming": self.confirming.counter if self.confirming else None}
-        if self.lora is not None:
-            out["lora"] = self.lora.stats()
-        if self.wifi is not None:
-            out["wifi"] = self.wifi.stats()
-        return out
+        power.rest(hal, now, self.classifier.busy() or self.player.busy(), msgs.next_due(),
+                   msgs.sender.rx_until, self.heartbeat)
 
 
 def main(hal):

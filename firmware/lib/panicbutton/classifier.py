@@ -10,9 +10,7 @@ Patterns (docs/firmware.md shows them to installers):
 * Anything else (a bump, 2-4 or 6-7 clicks, 9+ clicks) does nothing.
 """
 
-ALARM = 1  # panicproto.frames values, inlined: importing frames costs 10 KB of RAM
-CANCEL = 2
-TEST = 4
+from panicproto import ALARM, CANCEL, TEST
 
 
 class Classifier:

@@ -12,18 +12,10 @@ sleep memory layout (offset 0): b"PS" | epoch u16 | next sequence u32 | crc16.
 import struct
 
 from panicbutton.nvmstore import EPOCH_MAX
+from panicproto import make_counter, split_counter
 from panicproto.crc import crc16
 
 SLEEP_LEN = 10
-
-
-def make_counter(epoch, sequence):
-    """Same as panicproto.frames.make_counter, inlined: frames costs 10 KB of RAM."""
-    return ((epoch & 0xFFFF) << 16) | (sequence & 0xFFFF)
-
-
-def split_counter(counter):
-    return counter >> 16, counter & 0xFFFF
 SEQ_LIMIT = 0x10000
 
 

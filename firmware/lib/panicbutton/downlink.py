@@ -13,7 +13,6 @@ class Verifier:
         self.key = key
         self.device_id = device_id
         self.rejects = {}
-        self.accepted = 0
 
     def _reject(self, reason):
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
@@ -31,7 +30,6 @@ class Verifier:
             return self._reject("malformed")
         if down.device_id != self.device_id:
             return self._reject("other_device")
-        self.accepted += 1
         return down
 
     def unmatched(self):

@@ -12,14 +12,8 @@
   non-alarm kinds may use only half of it so an alarm always finds airtime.
 """
 
-from panicproto import airtime
+from panicproto import ALARM, CANCEL, HEARTBEAT, TAMPER, TEST, airtime
 
-# panicproto.frames message types, inlined (importing frames costs 10 KB of RAM).
-ALARM = 1
-CANCEL = 2
-HEARTBEAT = 3
-TEST = 4
-TAMPER = 5
 FAST_RETRIES = 6
 MAX_BACKOFF_S = 32
 SLOW_S = 60
@@ -53,7 +47,6 @@ class Message:
         self.attempts = 0
         self.next_due = now
         self.created = now
-        self.status = 0  # STORED / DELIVERED once acknowledged
         self.signalled_no_ack = False
         self.final = False  # last attempt made; dropped when its wait ends
 
@@ -110,9 +103,11 @@ class Outbox:
         return best
 
     def next_due(self):
+        """When ``due`` can next return a message (None: nothing waits)."""
         t = None
+        alarm = self.has_alarm()
         for m in self.items:
-            if t is None or m.next_due < t:
+            if (t is None or m.next_due < t) and not (m.kind == HEARTBEAT and alarm):
                 t = m.next_due
         return t
 

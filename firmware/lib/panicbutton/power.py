@@ -1,4 +1,6 @@
-"""Sleep decisions and the heartbeat schedule (pure logic; the glue does the sleeping).
+"""Resting between loop passes, and the heartbeat schedule.
+
+``decide`` is pure logic; ``rest`` carries it out through the HAL (the glue sleeps).
 
 Modes returned by ``decide``:
 
@@ -21,18 +23,31 @@ HB_LEN = 16  # b"HB" | wall u32 | seconds left u32 | interval u32 | crc16 (the 1
 # record of firmware < 0.3.0, without the interval, fails this CRC and is ignored)
 
 
-def decide(now, busy, next_due, rx_until, next_heartbeat, deep_ok, max_sleep_s=None):
+def decide(now, busy, next_due, rx_until, next_heartbeat, deep_ok):
     if busy or (rx_until is not None and now < rx_until):
         return "poll", POLL_S
     if next_due is not None:
         wait = next_due - now
         return "nap", NAP_S if wait > NAP_S else (wait if wait > 0 else 0.0)
     wait = next_heartbeat - now
-    if max_sleep_s is not None and wait > max_sleep_s:
-        wait = max_sleep_s
     if wait < MIN_SLEEP_S:
         return "nap", NAP_S if wait > NAP_S else (wait if wait > 0 else 0.0)
     return ("deep" if deep_ok else "light"), wait
+
+
+def rest(hal, now, busy, next_due, rx_until, hb):
+    """Sleep as ``decide`` says. Before a deep sleep (which ends code.py) the heartbeat
+    schedule goes to sleep memory; the LED is off in any sleep."""
+    mode, secs = decide(now, busy, next_due, rx_until, hb.next_at, hal.deep_sleep_ok)
+    if mode == "deep":
+        hal.led(False)
+        hb.save(hal.sleep_memory, now, hal.wall_time())
+        hal.deep_sleep(secs)
+    elif mode == "light":
+        hal.led(False)
+        hal.light_sleep(secs)
+    elif secs > 0:
+        hal.sleep(secs)
 
 
 class Heartbeat:

@@ -28,10 +28,6 @@ class LoraPath:
         radio.spreading_factor = self.ladder[0]
         radio.tx_power = settings.tx_power
         radio.enable_crc = True
-        self.sent = 0
-        self.failed = 0
-        self.duty_waits = 0
-        self.received = 0
         self.last_sf = self.ladder[0]
         self.rx = None  # (RSSI dBm, SNR dB, SF) of the last packet poll() returned
 
@@ -40,7 +36,6 @@ class LoraPath:
         (False, 0) when the radio reported a failure."""
         sf, x = policy.choose_sf(self.ladder, attempt, kind, self.duty, now, AIR_LEN, self.bw)
         if sf is None:
-            self.duty_waits += 1
             return False, x
         self.radio.spreading_factor = sf
         self.last_sf = sf
@@ -48,9 +43,7 @@ class LoraPath:
         if self.duty is not None:
             self.duty.record(now, x)
         if not ok:
-            self.failed += 1
             return False, 0
-        self.sent += 1
         return True, sf
 
     def poll(self, timeout_s):
@@ -60,10 +53,5 @@ class LoraPath:
         pkt = self.radio.receive(timeout=timeout_s)
         if pkt is None:
             return None
-        self.received += 1
         self.rx = (self.radio.last_rssi, self.radio.last_snr, self.last_sf)
         return bytes(pkt)
-
-    def stats(self):
-        return {"sent": self.sent, "failed": self.failed, "duty_waits": self.duty_waits,
-                "received": self.received, "sf": self.last_sf, "ladder": self.ladder}

@@ -15,7 +15,20 @@ over bytes[0:10] with direction byte 1. docs/protocol.md explains every rule.
 
 import struct
 
-from panicproto import mac
+from panicproto import (  # noqa: F401 (the shared numbers, re-exported: frames.ALARM)
+    ACK,
+    ALARM,
+    CANCEL,
+    DELIVERED,
+    HEARTBEAT,
+    RESYNC,
+    STORED,
+    TAMPER,
+    TEST,
+    mac,
+    make_counter,
+    split_counter,
+)
 from panicproto.errors import FIELD, KEY, LONG, SHORT, TAG, TYPE, VERSION, ProtocolError
 
 VERSION_1 = 1
@@ -27,16 +40,7 @@ DOMAIN = b"PB1"
 DIR_UP = 0
 DIR_DOWN = 1
 
-# Uplink types.
-ALARM = 1
-CANCEL = 2
-HEARTBEAT = 3
-TEST = 4
-TAMPER = 5
 UPLINK_TYPES = (ALARM, CANCEL, HEARTBEAT, TEST, TAMPER)
-# Downlink types.
-ACK = 8
-RESYNC = 9
 DOWNLINK_TYPES = (ACK, RESYNC)
 TYPE_NAMES = {
     ALARM: "alarm",
@@ -47,10 +51,6 @@ TYPE_NAMES = {
     ACK: "ack",
     RESYNC: "resync",
 }
-# ACK status.
-STORED = 1
-DELIVERED = 2
-
 # Uplink flags.
 ATTEMPT_MASK = 0x0F
 FLAG_LOW_BATTERY = 0x10
@@ -60,16 +60,6 @@ FLAG_RESERVED = 0x80
 
 BATTERY_STEP_MV = 20
 MAX_U32 = 0xFFFFFFFF
-
-
-def make_counter(epoch, sequence):
-    """Counter from a 16-bit boot epoch and a 16-bit in-RAM sequence."""
-    return ((epoch & 0xFFFF) << 16) | (sequence & 0xFFFF)
-
-
-def split_counter(counter):
-    """(epoch, sequence) of a counter."""
-    return counter >> 16, counter & 0xFFFF
 
 
 def compute_tag(key, direction, body):

@@ -74,6 +74,8 @@ def run(*, lora: int, wifi: int, duration_s: float, seed: int | None, keep: bool
         status = world.status() or status
         result = summary_mod.build(world, sc, status, time.monotonic() - t_start)
         result["settled"] = waiting is None
+        if world.dispatch is not None:
+            result["console_url"] = world.dispatch.url
         if waiting is not None:
             result["still_waiting_for"] = waiting
         if keep:

@@ -102,6 +102,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     for e in s["expectations"]:
         mark = Text("PASS ", "bold green") if e["ok"] else Text("FAIL ", "bold red")
         console.print(mark + Text(e["name"]) + Text(f"  ({e['detail']})", "dim"))
+    if s.get("console_url"):
+        console.print(f"dispatch console: {s['console_url']} (stopped with the demo)")
     if s["ok"]:
         console.print(Text(f"all expectations met in {s['elapsed_s']} s", "bold green"))
     else:

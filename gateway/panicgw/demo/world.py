@@ -1,7 +1,7 @@
-"""The demo's parts, all real: a reference dispatch receiver, the gateway daemon in its own
-process, a virtual LoRa bridge on a pseudo-terminal running the bridge firmware, and
-simulated buttons running the button firmware (LoRa over the simulated air, Wi-Fi over real
-sockets to the gateway's HTTP ingest).
+"""The demo's parts, all real: the police dispatch console (`panicconsole serve`, its own
+process, over HTTPS), the gateway daemon in its own process, a virtual LoRa bridge on a
+pseudo-terminal running the bridge firmware, and simulated buttons running the button
+firmware (LoRa over the simulated air, Wi-Fi over real sockets to the gateway's HTTP ingest).
 
 The air is scripted the way a field test would be: an ACK can be lost, an attacker can jam a
 button's frame while recording it, and anybody can transmit forged bytes.
@@ -9,7 +9,6 @@ button's frame while recording it, and anybody can transmit forged bytes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panicgw.dispatch_server import DispatchServer
 from panicgw.registry import DeviceRecord, SiteRecord, write_export
 from panicgw.store import Store
 from panicproto import frames
@@ -180,34 +178,116 @@ def _quiet_sim_halts() -> None:
     threading.excepthook = hook
 
 
-# -- dispatch receiver on its own event loop -------------------------------------------------------
+# -- dispatch: the police console in its own process ------------------------------------------
 
 
-class DispatchThread:
-    """panicgw.dispatch_server.DispatchServer (token + signature + schema checks) in a thread."""
+@dataclass
+class Receipt:
+    """One request as the console recorded it (its dispatch log)."""
 
-    def __init__(self, token: str, secret: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = DispatchServer("127.0.0.1", 0, token=token, secret=secret)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="dispatch",
-                                        daemon=True)
+    at: float
+    status: int
+    verdict: str
+    body: Any
+    errors: list[str]
+
+
+class ConsoleDispatch:
+    """`panicconsole serve` as the demo's dispatch endpoint: HTTPS with a certificate made for
+    this run (the gateway trusts it with [dispatch] ca_file), an account to sign in with.
+    Driven only through its command line and database: the gateway never imports it."""
+
+    def __init__(self, workdir: Path, token: str, secret: str) -> None:
+        self.dir = workdir / "console"
+        self.token, self.secret = token, secret
+        self.password = secrets.token_urlsafe(9)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.cert = self.dir / "tls" / "console.crt"
+        self.db = self.dir / "data" / "console.db"
+        self.log = self.dir / "console.log"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/"
+
+    @property
+    def events_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/v1/events"
+
+    def _cli(self, *args: str) -> None:
+        r = subprocess.run([sys.executable, "-m", "panicconsole", *args], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise SetupError(f"panicconsole {args[0]} failed: {r.stderr.strip()}")
 
     def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._cli("cert", "selfsigned", "--out-dir", str(self.dir / "tls"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cfg = self.dir / "console.toml"
+        cfg.write_text(f"""# written by `panicgw demo`
+[console]
+name = "Demo dispatch console"
+data_dir = "{self.dir / 'data'}"
+language = "en"
+[server]
+host = "127.0.0.1"
+port = {self.port}
+tls_cert = "{self.cert}"
+tls_key = "{self.dir / 'tls' / 'console.key'}"
+[dispatch]
+token = "{self.token}"
+secret = "{self.secret}"
+""")
+        os.chmod(cfg, 0o600)
+        pw = self.dir / "password"
+        pw.write_text(self.password + "\n")
+        os.chmod(pw, 0o600)
+        self._cli("user", "add", "demo", "--role", "admin", "--password-file", str(pw),
+                  "--config", str(cfg))
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "panicconsole", "serve",
+                                          "--config", str(cfg)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not (self.dir / "data" / "runtime.json").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SetupError(f"the dispatch console did not start; see {self.log}")
+            time.sleep(0.05)
 
-    def received(self) -> list[Any]:
-        return list(self.server.received)
+    def received(self) -> list[Receipt]:
+        """Every request the console answered, oldest first (read-only, beside the writer)."""
+        try:
+            db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        except sqlite3.Error:
+            return []
+        try:
+            rows = db.execute("SELECT at, status, verdict, body, errors FROM receipts "
+                              "ORDER BY id").fetchall()
+        except sqlite3.Error:
+            return []
+        finally:
+            db.close()
+        out = []
+        for at, status, verdict, body, errors in rows:
+            try:
+                doc = json.loads(body) if body else None
+            except ValueError:
+                doc = None
+            out.append(Receipt(at, status, verdict, doc, json.loads(errors or "[]")))
+        return out
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(5)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 # -- the world ------------------------------------------------------------------------------
@@ -237,7 +317,7 @@ class World:
         self.buttons: list[DemoButton] = []
         self.by_id: dict[int, DemoButton] = {}
         self.bridge: VirtualBridge | None = None
-        self.dispatch: DispatchThread | None = None
+        self.dispatch: ConsoleDispatch | None = None
         self.gateway: subprocess.Popen[bytes] | None = None
         self.status_port: int | None = None
         self.http_port: int | None = None
@@ -304,9 +384,11 @@ class World:
         self.on_log(f"registered {len(self.records)} buttons in {self.db_path}", "dim")
 
         token, secret = secrets.token_hex(16), secrets.token_hex(32)
-        self.dispatch = DispatchThread(token, secret)
+        self.dispatch = ConsoleDispatch(self.workdir, token, secret)
         self.dispatch.start()
-        self.on_log(f"dispatch receiver on {self.dispatch.server.url}", "dim")
+        self.on_log(f"dispatch console on {self.dispatch.url} (sign in as demo / "
+                    f"{self.dispatch.password}; its certificate is made for this run, so the "
+                    "browser warns)", "bold")
 
         self.bridge = start_virtual_bridge(
             self.air, settings={"PB_FREQUENCY_MHZ": str(FREQ_MHZ), "PB_SF": SF},
@@ -346,8 +428,8 @@ host = "127.0.0.1"
 port = 0
 
 [dispatch]
-url = "{self.dispatch.server.url if self.dispatch else ''}"
-allow_insecure_http = true
+url = "{self.dispatch.events_url if self.dispatch else ''}"
+ca_file = "{self.dispatch.cert if self.dispatch else ''}"
 token = "{token}"
 secret = "{secret}"
 timeout_s = 5.0

@@ -46,8 +46,8 @@ def test_alarm_on_both_paths_same_counter_until_ack():
     assert hal.session.posts[0][2]["Content-Type"] == "application/octet-stream"
     hal.session.handler = lambda body: (200, ack_for(body))
     run_for(app, hal, 70)
-    assert app.outbox.find_kind(frames.ALARM) is None
-    assert app.acked[frames.ALARM] == 1
+    assert app.msgs.outbox.find_kind(frames.ALARM) is None
+    assert app.msgs.acked[frames.ALARM] == 1
     n = len(hal.session.posts)
     run_for(app, hal, 14)  # STORED: no alarm-cadence retries; the first request at 15 s
     assert len([p for p in hal.session.posts[n:]
@@ -62,7 +62,7 @@ def test_lora_ack_and_led_confirmation():
     for _ in range(200):
         app.step()
         seen_led = seen_led or hal.led_on
-    assert app.acked.get(frames.ALARM) == 1 and seen_led
+    assert app.msgs.acked.get(frames.ALARM) == 1 and seen_led
     kinds = [frames.decode_uplink(f, KEY).kind for sf, f in hal.fake_radio.sent]
     assert kinds.count(frames.ALARM) == 1
 
@@ -84,18 +84,18 @@ def test_forged_mismatched_and_wrong_length_downlinks_ignored():
     junk = [forged, other_counter, other_dev, bytes(flipped), good[:-1], good + b"\x00",
             b"", b"\xff" * 18, bytes(200), hal.fake_radio.sent[0][1]]
     for j in junk:
-        app.rx_until = hal.clock.t + 1
+        app.msgs.sender.rx_until = hal.clock.t + 1
         hal.fake_radio.inbox.append(j)
         app.step()
-    assert app.outbox.find_kind(frames.ALARM) is not None
-    rej = app.verifier.rejects
+    assert app.msgs.outbox.find_kind(frames.ALARM) is not None
+    rej = app.msgs.verifier.rejects
     assert rej.get("bad_tag", 0) >= 2 and rej.get("short") and rej.get("long")
     assert rej.get("unmatched") == 1 and rej.get("other_device") == 1
     assert app.loop_errors == 0
-    app.rx_until = hal.clock.t + 1
+    app.msgs.sender.rx_until = hal.clock.t + 1
     hal.fake_radio.inbox.append(good)
     app.step()
-    assert app.outbox.find_kind(frames.ALARM) is None
+    assert app.msgs.outbox.find_kind(frames.ALARM) is None
 
 
 def test_resync_moves_counter_and_resends():
@@ -104,16 +104,16 @@ def test_resync_moves_counter_and_resends():
     run_for(app, hal, 1.7)
     old = frames.decode_uplink(hal.fake_radio.sent[-1][1], KEY).counter
     target = (9 << 16) | 3
-    app.rx_until = hal.clock.t + 1
+    app.msgs.sender.rx_until = hal.clock.t + 1
     hal.fake_radio.inbox.append(frames.encode_downlink(
         KEY, frames.Downlink(frames.RESYNC, DEVICE_ID, target, 0)))
     hal.fake_radio.reply = ack_for
     run_for(app, hal, 1)
     counters = [frames.decode_uplink(f, KEY).counter for sf, f in hal.fake_radio.sent]
     assert counters[0] == old and counters[-1] == target
-    assert app.acked.get(frames.ALARM) == 1
+    assert app.msgs.acked.get(frames.ALARM) == 1
     # a replayed (older) RESYNC does not move the counter back
-    assert not app.counter.resync(old)
+    assert not app.msgs.counter.resync(old)
 
 
 def test_test_pattern_sends_test_and_heartbeat_is_scheduled():
@@ -149,18 +149,56 @@ def test_heartbeat_deferred_during_alarm():
     assert frames.HEARTBEAT in kinds
 
 
+def test_loop_rests_while_a_heartbeat_waits_behind_an_alarm():
+    hal, app = _booted()
+    run_for(app, hal, 6)  # the first heartbeat goes out, unanswered: it waits for a retry
+    assert app.msgs.outbox.find_kind(frames.HEARTBEAT) is not None
+    hal.press(1.6)
+    run_for(app, hal, 2)  # the alarm goes out; the heartbeat is held back behind it
+    steps = run_for(app, hal, 30)  # receive windows poll at 20 ms, waits nap at 100 ms
+    assert steps < 2000 and app.msgs.outbox.find_kind(frames.ALARM) is not None
+    confirming = FakeHal()  # a STORED alarm asking for DELIVERED behind a new alarm
+    app = ButtonApp(confirming)
+    assert app.boot()
+    first = []
+
+    def reply(frame):  # STORED for the first alarm only
+        up = frames.decode_uplink(frame, KEY)
+        if up.kind == frames.ALARM and (not first or first[0] == up.counter):
+            first.append(up.counter)
+            return ack_for(frame)
+        return None
+
+    confirming.fake_radio.reply = reply
+    confirming.press(1.6)
+    run_for(app, confirming, 3)
+    assert app.msgs.confirm.msg is not None
+    confirming.press(1.6)  # a new alarm, never answered
+    run_for(app, confirming, 3)
+    assert run_for(app, confirming, 60) < 4000 and app.msgs.confirm.msg is not None
+
+
 def test_no_confirmation_pattern_after_first_retries():
     hal, app = _booted()
+    played = []
+    real_play = app.player.play
+
+    def play(pattern, now, repeat=False):
+        played.append((pattern, app.msgs.outbox.find_kind(frames.ALARM).attempts))
+        real_play(pattern, now, repeat)
+
+    app.player.play = play
     hal.press(1.6)
     run_for(app, hal, 20)
-    assert ("no_confirm", app.outbox.find_kind(frames.ALARM).counter) in app.events
+    assert app.msgs.outbox.find_kind(frames.ALARM) is not None  # still unacknowledged
+    assert played == [(feedback.NO_CONFIRM, policy.NO_CONFIRM_AFTER)]  # once, discreetly
 
 
 def test_low_battery_and_tamper_flags():
     hal, app = _booted()
     hal.battery = 3300
     hal.tamper = False
-    app._battery_at = -1e9
+    app.msgs.sender.mv_at = -1e9
     run_for(app, hal, 1)
     hal.tamper = True
     run_for(app, hal, 1)
@@ -174,10 +212,10 @@ def test_garbage_radio_packets_never_crash():
     for _ in range(60):
         seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
         pkt = bytes((seed >> (i % 24)) & 0xFF for i in range(seed % 40))
-        app.rx_until = hal.clock.t + 1
+        app.msgs.sender.rx_until = hal.clock.t + 1
         hal.fake_radio.inbox.append(pkt)
         app.step()
-    assert app.loop_errors == 0 and sum(app.verifier.rejects.values()) == 60
+    assert app.loop_errors == 0 and sum(app.msgs.verifier.rejects.values()) == 60
 
 
 def test_malformed_settings_give_error_code_not_crash():
@@ -220,11 +258,11 @@ def test_wifi_errors_are_retried_not_fatal():
     hal.session = FakeSession(lambda body: (None, b""))
     hal.press(1.6)
     run_for(app, hal, 10)
-    assert app.wifi.errors.get("network", 0) >= 3
+    assert app.msgs.sender.wifi.errors.get("network", 0) >= 3
     hal.session.handler = lambda body: (200, b"\x01\x02")  # wrong length
     run_for(app, hal, 40)
-    assert app.verifier.rejects.get("short", 0) >= 1
-    assert app.outbox.find_kind(frames.ALARM) is not None and app.loop_errors == 0
+    assert app.msgs.verifier.rejects.get("short", 0) >= 1
+    assert app.msgs.outbox.find_kind(frames.ALARM) is not None and app.loop_errors == 0
 
 
 def _request_test(hal, nonce):

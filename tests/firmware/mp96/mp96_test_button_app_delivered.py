@@ -60,7 +60,7 @@ def test_stored_then_delivered_plays_police_notified_once():
     assert played.count(feedback.POLICE_NOTIFIED) == 1 and feedback.STORED in played
     assert played.index(feedback.STORED) < played.index(feedback.POLICE_NOTIFIED)
     assert len(_ack_lines(hal, 1)) == 2 and len(_ack_lines(hal, 2)) == 1
-    assert app.confirming is None
+    assert app.msgs.confirm.msg is None
     n = len(seen)
     run_for(app, hal, 900)
     assert len(seen) == n  # asking ended with DELIVERED
@@ -78,7 +78,7 @@ def test_stored_forever_stops_asking_and_never_claims_delivery():
     assert asks[-1] < policy.CONFIRM_AT_S[-1]
     assert [u.attempt for t, u in seen] == list(range(len(seen)))
     assert feedback.POLICE_NOTIFIED not in played
-    assert not _ack_lines(hal, 2) and app.confirming is None
+    assert not _ack_lines(hal, 2) and app.msgs.confirm.msg is None
     assert [ln for ln in hal.lines if "delivery not confirmed" in ln and "stopped asking" in ln]
     # The duty-cycle share of requests is the non-alarm one (half the budget).
     assert policy.NON_ALARM_DUTY_SHARE < 1
@@ -89,15 +89,15 @@ def test_delivered_as_first_ack_is_accepted():
     hal.press(2.0)
     run_for(app, hal, 300)
     assert len(seen) == 1 and played.count(feedback.POLICE_NOTIFIED) == 1
-    assert feedback.STORED not in played and app.confirming is None
-    assert app.acked[frames.ALARM] == 1
+    assert feedback.STORED not in played and app.msgs.confirm.msg is None
+    assert app.msgs.acked[frames.ALARM] == 1
 
 
 def test_no_ack_means_no_confirmation_requests_and_no_claim():
     hal, app, seen, played = _wifi_app(lambda n, up: None)
     hal.press(2.0)
     run_for(app, hal, 60)
-    assert app.confirming is None and app.outbox.find_kind(frames.ALARM) is not None
+    assert app.msgs.confirm.msg is None and app.msgs.outbox.find_kind(frames.ALARM) is not None
     assert feedback.POLICE_NOTIFIED not in played and feedback.STORED not in played
 
 
@@ -118,7 +118,7 @@ def test_lora_ack_line_airtime_and_duty_from_19_bytes():
     assert line == ("PANIC-BUTTON ack: alarm counter=" + str(up.counter) + " status=1 via lora"
                     " rssi=-104 snr=-7.2 sf=" + str(sf) + " down=" + down.hex())
     # Airtime the firmware budgets: the 19-byte packet at the configured bandwidth.
-    used = app.lora.duty.used_ms(hal.clock.t)
+    used = app.msgs.sender.lora.duty.used_ms(hal.clock.t)
     assert abs(used - airtime.time_on_air_ms(19, sf, 125000)) < 0.01
 
 
@@ -162,7 +162,7 @@ def test_new_supervision_interval_applies_after_soft_reload():
     n = len(hal.fake_radio.sent)
     app = ButtonApp(hal)  # soft reload: RAM gone, sleep memory kept, not a wake
     assert app.boot()
-    assert not app.counter.cold
+    assert not app.msgs.counter.cold
     run_for(app, hal, 60)
     beats = [frames.decode_uplink(f, KEY) for sf, f in hal.fake_radio.sent[n:]]
     assert [u for u in beats if u.kind == frames.HEARTBEAT]

@@ -87,3 +87,16 @@ def test_zz_release():
     from mp_test_button_fakes import release
 
     release(globals())
+
+
+def test_next_due_is_when_due_can_return_something():
+    """A heartbeat that waits behind an unacknowledged alarm is not due, so its time is
+    not the loop's wake-up time either (the loop would spin until the alarm's ACK)."""
+    box = policy.Outbox(Rand((0.5,)))
+    h = box.add(policy.Message(HEARTBEAT, 2, 0.0))
+    box.sent(h, 0.0)  # retry at 1.0
+    a = box.add(policy.Message(ALARM, 3, 0.5))
+    box.sent(a, 0.5)  # retry at 1.5
+    assert box.due(1.2) is None and box.next_due() == 1.5
+    box.remove(a)
+    assert box.next_due() == 1.0 and box.due(1.2) is h
