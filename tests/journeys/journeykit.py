@@ -179,11 +179,15 @@ class Gateway:
         self.config.chmod(0o600)
         self.log_path = tmp / "gateway.log"
         self.log = self.log_path.open("ab")
-        if start:
-            self.run()
-        else:  # a fresh Pi after `sudo panicgw setup`: the empty DB exists, nothing runs
-            self.data.mkdir(mode=0o700)
-            Store(self.db).close()
+        try:
+            if start:
+                self.run()
+            else:  # a fresh Pi after `sudo panicgw setup`: the empty DB exists, nothing runs
+                self.data.mkdir(mode=0o700)
+                Store(self.db).close()
+        except BaseException:
+            self.stop()  # the fixture never gets a half-made gateway to stop
+            raise
 
     def fresh_config(self, token: str, secret: str, dport: int) -> str:
         """deploy/gateway.toml.example with only what an install changes: where data goes,
