@@ -39,10 +39,6 @@ SITE = {"name": "Toko Emas Mulia", "kind": "shop", "address": "Jl. Malioboro 52,
         "lat": -7.7925, "lon": 110.3658, "contact": "Pak Budi", "phone": "+62 811 2345 678"}
 
 
-
-
-
-
 def _documented_example() -> dict:
     """The first JSON example in docs/dispatch-api.md: the shape integrators code against."""
     text = (ROOT / "docs" / "dispatch-api.md").read_text()
@@ -57,8 +53,6 @@ def _keys(doc: object) -> object:
     if isinstance(doc, list):
         return [_keys(doc[0])] if doc else []
     return None
-
-
 
 
 @pytest.fixture
@@ -158,7 +152,7 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
         assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 15)
         rep = btn.boot_reports()[0]
         assert rep["device_id"] == dev and rep["paths"] == paths, rep
-        btn.press(3.0)
+        btn.alarm()
         assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 20), btn.console[-5:]
         btn.test()
         assert btn.wait_for_line(lambda ln: "ack: test" in ln, 20), btn.console[-5:]
@@ -170,8 +164,10 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
             evs = {(x.get("body") or {}).get("event") for x in lines}
             return lines if {"panic", "test"} <= evs else []
 
-        lines = wait_for(got, 20, "panic and test at dispatch")
-        time.sleep(1.0)  # a duplicate delivery, if any, would arrive now
+        wait_for(got, 20, "panic and test at dispatch")
+        # Once nothing is left pending in the gateway's outbox, nothing more is sent: a
+        # duplicate delivery (a second outbox row, a retried one) is in the record by then.
+        wait_for(lambda: _outbox_settled(data / "gateway.db"), 20, "the outbox settled")
         lines = got()
         if wifi:  # the gateway heard the panic on both paths (and delivered it once, below)
             db = sqlite3.connect(f"file:{data / 'gateway.db'}?mode=ro", uri=True)
@@ -219,6 +215,15 @@ def test_provision_import_run_press_reaches_dispatch(paths, board, procs, tmp_pa
             "bad signature"
     assert panic[0]["body"]["category"] == "alarm" and panic[0]["body"]["test"] is False
     assert test[0]["body"]["category"] == "event" and test[0]["body"]["test"] is True
+
+
+def _outbox_settled(db: Path) -> bool:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+                           ).fetchone()[0] == 0
+    finally:
+        con.close()
 
 
 def _answers(url: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -196,12 +197,14 @@ def test_verify_triggers_test_over_usb_and_gateway_hears_it(tmp_path, gateway_pr
     # The laptop run (no registry, no gateway view) stands on the signed ACK alone.
     checks3 = {c["name"]: c for c in doc3["checks"]}
     assert checks3["registered"]["status"] == "INFO" and "gateway heard TEST" not in checks3
-    if " down=" not in acks[0]:
-        # The button firmware of this branch prints the ACK line without the C2 fields
-        # (rssi/snr/sf/down): nothing the tool can check, so verify must not pass.
-        assert rc3 == 1 and checks3["TEST confirmed"]["status"] == "FAIL", doc3["checks"]
-        pytest.xfail("contract C2 not in this firmware: its ACK line has no down= field "
-                     f"({acks[0]!r}); the signed-ACK step needs the fw branch")
+    # The C2 ACK line: the downlink as received, which verify checks with the board's key.
+    assert re.fullmatch(rf"PANIC-BUTTON ack: test counter={counter} status=1 via lora "
+                        r"rssi=-?\d+ snr=-?\d+\.\d sf=9 down=[0-9a-f]{36}", acks[0]), acks[0]
+    down = bytes.fromhex(acks[0].rsplit("down=", 1)[1])
+    assert down in [raw for _t, sender, raw, _sf in air.stats.log[n_air:]
+                    if sender == bridge.name], "the ACK line's downlink was never on air"
+    ack = frames.decode_downlink(down, key)
+    assert (ack.device_id, ack.counter, ack.status) == (dev, counter, frames.STORED)
     assert rc3 == 0 and doc3["ok"] is True, doc3["checks"]
     assert checks3["gateway ACK"]["status"] == "PASS", doc3["checks"]
     assert "signed with this button's key" in checks3["gateway ACK"]["detail"]

@@ -141,7 +141,7 @@ def test_no_test_leaves_nvm_alone_and_a_silent_board_fails(wifi_gateway, tmp_pat
         # The radio path is gone and Wi-Fi fails: the TEST is sent but never stored.
         btn.wifi_networks.clear()
         r = runner.invoke(app, ["verify", "--port", usb.path, "--gateway-db", str(db),
-                                "--timeout", "6", "--json"])
+                                "--timeout", "3", "--json"])
     finally:
         btn.stop()
     assert r.exit_code == 1, r.output

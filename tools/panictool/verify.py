@@ -305,7 +305,11 @@ def grade_margin(res: Result, name: str, rssi: float | None, snr: float | None,
                  sf: int | None) -> float | None:
     """One LoRa direction's margin check (PASS >= 8 dB, WARN >= 3 dB, else FAIL)."""
     m = link_margin(snr, sf) if sf is not None else None
-    detail = f"RSSI {rssi} dBm, SNR {snr} dB at SF{sf}"
+    # One format whichever source reported it (the DB stores floats, the status API and
+    # the button's ACK line integers): RSSI as a whole number when it is one, SNR with
+    # one decimal.
+    detail = (f"RSSI {'-' if rssi is None else format(rssi, 'g')} dBm, SNR "
+              f"{'-' if snr is None else format(snr, '.1f')} dB at SF{sf}")
     if m is None:
         res.add(name, WARN, detail + ": no SNR reported")
     elif m >= MARGIN_GOOD_DB:

@@ -10,12 +10,22 @@ class Pin:
         self.level = True  # pulled up
         self.output = None
         self.listeners = []
+        self.changes = []  # (time.monotonic(), level) as the outside world drove it
+        self.seq = 0  # changes so far (``changes`` keeps the last 64)
 
     def set_output(self, v):
         if self.output != v:
             self.output = v
             for fn in self.listeners:
                 fn(v)
+
+    def drive(self, level, at=None):
+        """The outside world (a finger on the button) sets the level."""
+        if level != self.level:
+            self.level = level
+            self.changes.append((time.monotonic() if at is None else at, level))
+            self.seq += 1
+            del self.changes[:-64]
 
     def __repr__(self):
         return "board." + self.name
@@ -37,13 +47,20 @@ def _on_tx(chip, packet, modem):
 
 board_id = gate_config.BOARD_ID
 _bus = sx127x.SPIBus()
-if gate_config.RADIO_PINS:
+for _name in gate_config.PINS_LOW:
+    _pin(_name).level = False
+if getattr(gate_config, "LINK", None) is not None:  # a host harness: tests/tools/mpboard.py
+    import linkboard
+
+    _chip = linkboard.wire(_pin)
+    if not gate_config.RADIO_PINS:
+        _chip = None
+elif gate_config.RADIO_PINS:
     _chip = sx127x.SX127x(time.monotonic, _on_tx, lambda: -118.0)
+if gate_config.RADIO_PINS:
     _bus.attach(_chip)
     _pin(gate_config.RADIO_PINS[0]).listeners.append(_chip.cs)
     _pin(gate_config.RADIO_PINS[1]).listeners.append(_chip.rst)
-for _name in gate_config.PINS_LOW:
-    _pin(_name).level = False
 
 
 def SPI():

@@ -1,3 +1,6 @@
+import hwlink
+
+
 class Pull:
     UP = 1
     DOWN = 2
@@ -26,6 +29,7 @@ class DigitalInOut:
     def value(self):
         if self.direction == Direction.OUTPUT:
             return bool(self.pin.output)
+        hwlink.pump()  # the level the outside world set by now
         return self.pin.level
 
     @value.setter

@@ -1,14 +1,35 @@
 # Runs /boot.py or /code.py (env GATE_MAIN) as CircuitPython would: as __main__, with
-# CircuitPython's sys in place of the VM's.
-import os
-
+# CircuitPython's sys in place of the VM's. Without GATE_MAIN (or without that file) it
+# only puts CircuitPython's sys in place, for the REPL. A board in a host harness
+# (gate_config.LINK) runs it under supervise.py: deep-sleep wakes and resets.
 import cp_sys
+import gate_config
+import uos
 import usys
 
 usys.modules["sys"] = cp_sys
-_name = os.getenv("GATE_MAIN")
-with open(_name) as _f:
-    _src = _f.read()
-_code = compile(_src, _name, "exec")
-del _src
-exec(_code, {"__name__": "__main__", "__file__": _name})
+
+
+def run(name):
+    with open(name) as f:
+        src = f.read()
+    code = compile(src, name, "exec")
+    del src
+    exec(code, {"__name__": "__main__", "__file__": name})
+
+
+def _main():
+    name = uos.getenv("GATE_MAIN")
+    try:
+        uos.stat(name or "")
+    except OSError:
+        return
+    if getattr(gate_config, "LINK", None) is None:
+        run(name)
+    else:
+        import supervise
+
+        supervise.main(run, name)
+
+
+_main()
