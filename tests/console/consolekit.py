@@ -70,6 +70,21 @@ def wait_for(pred: Callable[[], T], timeout: float, what: str, every: float = 0.
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+def click(driver: Any, css: str, nth: int = 0) -> None:
+    """Click the ``nth`` match of ``css`` once it is displayed and enabled. Found and clicked
+    in one try: a live update may re-render the queue or the detail pane between the two
+    (a stale element), so a try that fails is repeated until the deadline."""
+    from selenium.webdriver.common.by import By
+
+    def go() -> bool:
+        e = driver.find_elements(By.CSS_SELECTOR, css)[nth]
+        if not (e.is_displayed() and e.is_enabled()):
+            return False
+        e.click()
+        return True
+    wait_for(go, 10, f"a clickable {css}")
+
+
 # -- dispatch documents ------------------------------------------------------------------------
 
 

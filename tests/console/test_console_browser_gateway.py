@@ -19,6 +19,7 @@ import pytest
 from consolekit import (
     BIN,
     ConsoleProc,
+    click,
     free_port,
     js,
     lines,
@@ -119,17 +120,6 @@ def _line(driver, incident: str) -> dict | None:
     return next((x for x in lines(driver) if x["incident"] == incident), None)
 
 
-def _click(driver, css: str, nth: int = 0) -> None:
-    """Click the ``nth`` match of ``css`` once it is enabled. Found and clicked in one try:
-    a live update may re-render the queue or the detail pane between the two (stale
-    element), so a try that fails is repeated until the deadline."""
-    def go() -> bool:
-        e = driver.find_elements(By.CSS_SELECTOR, css)[nth]
-        if not e.is_enabled():
-            return False
-        e.click()
-        return True
-    wait_for(go, 10, css)
 
 
 def _audit(driver) -> list[str]:
@@ -160,13 +150,13 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     shot(d, "queue")
 
     # ani takes it
-    _click(d, f"#queue .line[data-incident='{incident}']")
-    _click(d, "#take")
+    click(d, f"#queue .line[data-incident='{incident}']")
+    click(d, "#take")
     wait_for(lambda: "Taken by you" in d.find_element(By.ID, "owner-box").text, 10, "owned")
     # budi sees the owner, on the line and in the detail, and cannot act
     d.switch_to.window(budi)
     wait_for(lambda: "Taken by Ani" in _line(d, incident)["text"], 10, "owner on budi's line")
-    _click(d, f"#queue .line[data-incident='{incident}']")
+    click(d, f"#queue .line[data-incident='{incident}']")
     wait_for(lambda: "Taken by Ani" in d.find_element(By.ID, "owner-box").text, 10,
              "owner in budi's detail")
     assert not d.find_elements(By.ID, "take")
@@ -188,11 +178,11 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     checks = d.find_elements(By.CSS_SELECTOR, ".step-check")
     assert len(checks) == 5 and "police unit" in d.find_element(By.ID, "steps").text
     for i in (0, 1):
-        _click(d, ".step-check", i)
+        click(d, ".step-check", i)
         wait_for(lambda i=i: "done" in d.find_elements(By.CSS_SELECTOR, "#steps li")[i]
                  .get_attribute("class"), 10, f"step {i + 1} ticked")
     d.find_element(By.ID, "note-text").send_keys("Unit 7 dispatched by radio, ETA 4 min")
-    _click(d, "#add-note")
+    click(d, "#add-note")
     wait_for(lambda: _audit(d) == ["take", "step", "step", "note"], 10, "audit so far")
     js(d, "document.getElementById('detail-panel').scrollTop = 0")
     shot(d, "alarm")
@@ -202,9 +192,9 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
 
     # closed with a disposition and a note: gone from both queues, the audit has each step
     d.switch_to.window(ani)
-    _click(d, "#disposition option[value='real']")
+    click(d, "#disposition option[value='real']")
     d.find_element(By.ID, "close-note").send_keys("Two suspects arrested by unit 7")
-    _click(d, "#close")
+    click(d, "#close")
     wait_for(lambda: _line(d, incident) is None, 10, "line gone on ani's screen")
     wait_for(lambda: _audit(d) == ["take", "step", "step", "note", "close"], 10, "close audited")
     assert "Closed by ani: Real alarm" in d.find_element(By.ID, "owner-box").text
@@ -251,15 +241,15 @@ def test_take_over_is_explicit_and_recorded(world):
     incident = make_incident_id(DEV, 0x00010001, "panic")
     d.switch_to.window(d.window_handles[1])  # budi
     wait_for(lambda: _line(d, incident), 15, "a new line for the press after the close")
-    _click(d, f"#queue .line[data-incident='{incident}']")
-    _click(d, "#take")
+    click(d, f"#queue .line[data-incident='{incident}']")
+    click(d, "#take")
     d.switch_to.window(d.window_handles[0])  # ani
     wait_for(lambda: "Taken by Budi" in (_line(d, incident) or {}).get("text", ""), 10,
              "budi's ownership on ani's screen")
-    _click(d, f"#queue .line[data-incident='{incident}']")
-    _click(d, "#take-over")
+    click(d, f"#queue .line[data-incident='{incident}']")
+    click(d, "#take-over")
     d.find_element(By.ID, "takeover-reason").send_keys("Budi on the phone with the chief")
-    _click(d, "#takeover-confirm")
+    click(d, "#takeover-confirm")
     wait_for(lambda: "Taken by you" in d.find_element(By.ID, "owner-box").text, 10,
              "ani owns it now")
     wait_for(lambda: _audit(d) == ["take", "take_over"], 10, "take over audited")

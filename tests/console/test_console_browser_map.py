@@ -15,6 +15,7 @@ import pytest
 from consolekit import (
     ConsoleProc,
     body,
+    click,
     csp_violations,
     js,
     lines,
@@ -162,7 +163,7 @@ def test_language_per_operator(world):
     assert js(d, "return document.querySelector('[data-i18n=queue]').textContent") \
         == "Antrean alarm"  # kept on the server, per operator
     d.find_element(By.ID, "start-shift").click()
-    d.find_element(By.CSS_SELECTOR, "#queue .line.prio-1").click()
+    click(d, "#queue .line.prio-1")
     wait_for(lambda: "Kirim unit polisi terdekat" in d.find_element(By.ID, "steps").text, 5,
              "the plan in Bahasa Indonesia")
     shot(d, "bahasa")

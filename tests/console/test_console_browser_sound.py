@@ -8,7 +8,17 @@ onto the supervisor's screen), and so does one taken but not closed in time."""
 from __future__ import annotations
 
 import pytest
-from consolekit import ConsoleProc, body, js, lines, login, shot, start_browser, wait_for
+from consolekit import (
+    ConsoleProc,
+    body,
+    click,
+    js,
+    lines,
+    login,
+    shot,
+    start_browser,
+    wait_for,
+)
 from selenium.webdriver.common.by import By
 
 AUTOPLAY_BLOCKED = "--autoplay-policy=document-user-activation-required"
@@ -43,9 +53,8 @@ def line_of(d, incident: str) -> dict | None:
 
 
 def take(d, incident: str) -> None:
-    d.find_element(By.CSS_SELECTOR, f"#queue .line[data-incident='{incident}']").click()
-    wait_for(lambda: d.find_element(By.ID, "take").is_displayed(), 10, "take button")
-    d.find_element(By.ID, "take").click()
+    click(d, f"#queue .line[data-incident='{incident}']")
+    click(d, "#take")
     wait_for(lambda: "Taken by you" in line_of(d, incident)["text"], 10, "taken")
 
 
