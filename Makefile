@@ -33,7 +33,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/panicgw demo $(DEMO_ARGS)
+	$(BIN)/panicdemo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -36,8 +36,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from panicgw.dispatch_payload import build_payload, make_incident_id
-from panicgw.forwarder import SIGNATURE_HEADER, sign
+from panicgw.forward.contract import SIGNATURE_HEADER, sign
+from panicgw.forward.payload import build_payload, make_incident_id
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from panicgw import registry
-from panicgw.dispatch_server import DispatchServer
+from panicgw.dispatch_server.server import DispatchServer
 from panicproto import frames
 
 CYCLES = int(sys.argv[1]) if len(sys.argv) > 1 else 30

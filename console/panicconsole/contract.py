@@ -1,9 +1,9 @@
 """The dispatch contract (docs/dispatch-api.md), as the gateway defines it.
 
 This is the ONLY module of the console that imports from ``panicgw``: the signature check,
-the header name, the events path and the body's JSON Schema come from the gateway's
-reference receiver so the console checks exactly what ``panicgw dispatch-server`` checks.
-When the gateway's modules move, this file is the one place to edit.
+the header name, the events path and the body's JSON Schema come from the gateway's contract
+module (``panicgw.forward.contract``), so the console checks exactly what the gateway signs
+and ``panicgw dispatch-server`` checks.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panicgw.dispatch_server import EVENTS_PATH, SCHEMA_PATH, schema_errors
-from panicgw.forwarder import SIGNATURE_HEADER, verify_signature
+from panicgw.forward.contract import (
+    EVENTS_PATH,
+    MAX_BODY,
+    SCHEMA_PATH,
+    SIGNATURE_HEADER,
+    schema_errors,
+    verify_signature,
+)
 
-__all__ = ["EVENTS_PATH", "SCHEMA_PATH", "SIGNATURE_HEADER", "Verdict", "check", "schema_path"]
-
-MAX_BODY = 64 * 1024  # the reference receiver's limit; a gateway's body is ~1 KB
+__all__ = ["EVENTS_PATH", "MAX_BODY", "SCHEMA_PATH", "SIGNATURE_HEADER", "Verdict", "check",
+           "schema_path"]
 
 
 @dataclass

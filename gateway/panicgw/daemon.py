@@ -28,9 +28,9 @@ from typing import Any
 from aiohttp import web
 
 from panicgw import __version__
-from panicgw import pipeline as pl
 from panicgw.config import Config
-from panicgw.recent import MAX_LIMIT, RecentFrames
+from panicgw.pipeline import processor as pl
+from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
 from panicgw.store import Store
 
 log = logging.getLogger("panicgw.daemon")
@@ -365,7 +365,7 @@ class Gateway:
             log.warning("no [dispatch] url configured: alarms are stored but not forwarded")
             return
 
-        from panicgw.forwarder import Forwarder
+        from panicgw.forward.forwarder import Forwarder
 
         # Reads (due) on the forwarder's own connection and thread: WAL readers never wait.
         # Writes (delivered, reschedule, dead_letter) on the pipeline thread with its
@@ -394,7 +394,7 @@ class Gateway:
         m = self.cfg.mqtt
         if not m["enabled"]:
             return
-        from panicgw.mqtt import MqttPublisher
+        from panicgw.forward.mqtt import MqttPublisher
 
         self.mqtt = MqttPublisher(m["host"], m["port"], self.gateway_id,
                                   username=m["username"], password=m["password"], tls=m["tls"])
@@ -425,7 +425,7 @@ class Gateway:
 
     def make_supervisor(self, **state: Any) -> Any:
         """The supervision policy; a subclass (the demo's) may compress its time limits."""
-        from panicgw.supervision import Supervisor
+        from panicgw.supervise.rule import Supervisor
 
         return Supervisor(
             started_at=self.started_at,
@@ -438,7 +438,7 @@ class Gateway:
         """Evaluate supervision on a thread of its own (a read connection: candidates only),
         then store what it raised on the pipeline thread. See panicgw.supervision_runner."""
 
-        from panicgw import supervision_runner as sr
+        from panicgw.supervise import runner as sr
 
         get_meta = self.status_store.get_meta
         last = await self.in_status_thread(get_meta, "last_checkin")
@@ -484,7 +484,7 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from panicgw.ingest_http import HttpIngest, server_ssl_context
+        from panicgw.ingest.http import HttpIngest, server_ssl_context
 
         self._tasks.append(asyncio.create_task(self.processor.run(), name="pipeline"))
         h = self.cfg.http
@@ -498,7 +498,7 @@ class Gateway:
             )
             await self.http.start()
         if self.cfg.serial["enabled"]:
-            from panicgw.ingest_serial import SerialIngest
+            from panicgw.ingest.serial import SerialIngest
 
             self.serial = SerialIngest(self.processor, self.rejections, self.cfg.serial)
             self.serial.start()

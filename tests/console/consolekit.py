@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from panicgw.dispatch_payload import build_payload, make_incident_id
-from panicgw.forwarder import SIGNATURE_HEADER, sign
+from panicgw.forward.contract import SIGNATURE_HEADER, sign
+from panicgw.forward.payload import build_payload, make_incident_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -32,7 +32,7 @@ from consolekit import (
 )
 from selenium.webdriver.common.by import By
 
-from panicgw.dispatch_payload import make_incident_id
+from panicgw.forward.payload import make_incident_id
 from panicgw.registry import DeviceRecord, SiteRecord, write_export
 from panicproto import frames
 

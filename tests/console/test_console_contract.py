@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from consolekit import SECRET, TOKEN, ConsoleProc, Session, body, post
 
-from panicgw.dispatch_server import DispatchServer
+from panicgw.dispatch_server.server import DispatchServer
 
 
 class RefThread:
@@ -169,7 +169,7 @@ def test_schema_file_is_the_gateways(console):
     """contract.py is the console's only door to panicgw: the schema it validates with is the
     gateway's file, and no other console module imports panicgw."""
     from panicconsole import contract
-    from panicgw.dispatch_server import SCHEMA_PATH
+    from panicgw.forward.contract import SCHEMA_PATH
     assert contract.schema_path() == Path(SCHEMA_PATH)
     root = Path(contract.__file__).parent
     importers = sorted(p.name for p in root.rglob("*.py")

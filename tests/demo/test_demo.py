@@ -1,4 +1,4 @@
-"""`panicgw demo --json` run as a user would, its numbers checked against the scenario's
+"""`panicdemo --json` run as a user would, its numbers checked against the scenario's
 ground truth (what the script makes happen) and against each other; and the summary's
 judgement checked on evidence that must fail."""
 
@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from panicgw.demo import summary
-from panicgw.demo.scenario import Roles
+from panicdemo import summary
+from panicdemo.scenario import Roles
 
 BIN = Path(sys.executable).parent
 
 
 def test_demo_json_summary_matches_the_scenario():
-    r = subprocess.run([str(BIN / "panicgw"), "demo", "--json", "--seed", "11"],
+    r = subprocess.run([str(BIN / "panicdemo"), "--json", "--seed", "11"],
                        capture_output=True, text=True, timeout=100)
     s = json.loads(r.stdout)
     failed = [e for e in s["expectations"] if not e["ok"]]

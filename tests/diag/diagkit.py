@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from panicgw.cli import app
-from panicgw.dispatch_server import DispatchServer
+from panicgw.dispatch_server.server import DispatchServer
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import Store
 from panicproto import link

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from panicgw.dispatch_payload import build_payload, make_incident_id, priority_for
+from panicgw.forward.payload import build_payload, make_incident_id, priority_for
 from panicgw.store import OutboxItem
 
 SITE = {"name": "Toko Sinar Jaya", "kind": "shop", "address": "Jl. Merdeka 12, Bandung",
@@ -164,7 +164,7 @@ class LiveDispatch:
     def __init__(self, **kw: Any) -> None:
         import asyncio
 
-        from panicgw.dispatch_server import DispatchServer
+        from panicgw.dispatch_server.server import DispatchServer
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

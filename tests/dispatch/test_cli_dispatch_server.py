@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from panicgw.forwarder import Forwarder
+from panicgw.forward.forwarder import Forwarder
 
 from .conftest import MemoryOutbox, free_port, payload
 

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from panicgw.dispatch_server import DispatchServer
-from panicgw.forwarder import Forwarder, sign, verify_signature
+from panicgw.dispatch_server.server import DispatchServer
+from panicgw.forward.contract import sign, verify_signature
+from panicgw.forward.forwarder import Forwarder
 
 from .conftest import MemoryOutbox, Pki, free_port, payload
 
@@ -188,7 +189,7 @@ def test_auth_failure_never_dead_letters_then_token_fixed_alarm_first(tmp_path: 
     """401 (wrong token) and 403 keep every message pending on the SQLite outbox, flagged as
     auth_failed in the stats; once the technician fixes the token (and restarts), the alarm
     is delivered first and nothing was ever dead."""
-    from panicgw.dispatch_payload import priority_for
+    from panicgw.forward.payload import priority_for
     from panicgw.store import Store
 
     async def main() -> None:
@@ -240,7 +241,7 @@ def test_auth_failure_logs_at_a_bounded_rate(outbox: MemoryOutbox, caplog: Any) 
         await task
         await srv.stop()
         assert outbox.states() == {"pending": 1}
-    with caplog.at_level("WARNING", logger="panicgw.forwarder"):
+    with caplog.at_level("WARNING", logger="panicgw.forward.forwarder"):
         run(main())
     lines = [r for r in caplog.records if "credentials" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelname == "ERROR"
@@ -312,7 +313,7 @@ def test_expired_checkins_are_dead_lettered_alarms_never(outbox: MemoryOutbox) -
 
 def test_against_the_sqlite_store(tmp_path: Any) -> None:
     """The OutboxStore protocol as A's SQLite Store implements it (same thread, own conn)."""
-    from panicgw.dispatch_payload import priority_for
+    from panicgw.forward.payload import priority_for
     from panicgw.store import Store
 
     async def main() -> None:

@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from panicgw.dispatch_server import DispatchServer
-from panicgw.forwarder import Forwarder
+from panicgw.dispatch_server.server import DispatchServer
+from panicgw.forward.forwarder import Forwarder
 
 from .conftest import MemoryOutbox, payload
 
@@ -114,7 +114,7 @@ def test_the_logged_next_attempt_is_when_it_really_happens(outbox: MemoryOutbox,
         await srv.stop()
         return item, [r.at for r in srv.received]
 
-    with caplog.at_level("WARNING", logger="panicgw.forwarder"):
+    with caplog.at_level("WARNING", logger="panicgw.forward.forwarder"):
         item, arrivals = run(main())
     logged = _logged_next(caplog)
     assert len(logged) >= 5

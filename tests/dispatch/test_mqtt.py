@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from panicgw.mqtt import MqttPublisher
+from panicgw.forward.mqtt import MqttPublisher
 
 from .conftest import free_port
 
@@ -160,7 +160,7 @@ def test_status_events_and_device_state(broker: Broker) -> None:
 def test_last_will_when_the_gateway_dies(broker: Broker) -> None:
     code = (
         "import sys, time\n"
-        "from panicgw.mqtt import MqttPublisher\n"
+        "from panicgw.forward.mqtt import MqttPublisher\n"
         f"p = MqttPublisher('127.0.0.1', {broker.port}, 'gw-dies', keepalive=5)\n"
         "p.start()\n"
         "while not p.connected: time.sleep(0.02)\n"

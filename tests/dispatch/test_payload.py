@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panicgw import dispatch_payload as dp
-from panicgw.dispatch_server import SCHEMA_PATH, schema_errors
+from panicgw.forward import payload as dp
+from panicgw.forward.contract import SCHEMA_PATH, schema_errors
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE
 
 from .conftest import SITE, payload

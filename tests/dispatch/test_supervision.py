@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from panicgw.dispatch_payload import build_payload, make_incident_id
-from panicgw.dispatch_server import schema_errors
-from panicgw.supervision import LOST, OK, DeviceView, SupervisionEvent, Supervisor
+from panicgw.forward.contract import schema_errors
+from panicgw.forward.payload import build_payload, make_incident_id
+from panicgw.supervise.rule import LOST, OK, DeviceView, SupervisionEvent, Supervisor
 
 from .conftest import SITE
 

@@ -25,8 +25,7 @@ import pytest
 from e2ekit import free_port, stop_group, wait_for
 
 from panicbutton.nvmstore import read_identity
-from panicgw.dispatch_server import SCHEMA_PATH
-from panicgw.forwarder import SIGNATURE_HEADER, verify_signature
+from panicgw.forward.contract import SCHEMA_PATH, SIGNATURE_HEADER, verify_signature
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -72,10 +72,10 @@ class GatewayThread:
 
 
 class DispatchThread:
-    """panicgw.dispatch_server (the recording dispatch) on its own loop thread."""
+    """panicgw.dispatch_server.server (the recording dispatch) on its own loop thread."""
 
     def __init__(self) -> None:
-        from panicgw.dispatch_server import DispatchServer
+        from panicgw.dispatch_server.server import DispatchServer
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

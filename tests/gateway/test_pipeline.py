@@ -8,7 +8,7 @@ from gwkit import DEV, KEY, make_record, uplink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw import pipeline as pl
+from panicgw.pipeline import processor as pl
 from panicgw.store import PRIO_ALARM, Store
 from panicproto import frames
 
@@ -182,8 +182,8 @@ def test_payload_builder_failure_degrades_one_frame_not_the_batch(store):
     """A builder that raises for one device: that alarm is still stored, ACKed and queued with
     a body marked DEGRADED (valid against the dispatch schema); the rest of the batch commits
     normally."""
-    from panicgw.dispatch_payload import build_payload
-    from panicgw.dispatch_server import schema_errors
+    from panicgw.forward.contract import schema_errors
+    from panicgw.forward.payload import build_payload
 
     store.upsert_device(make_record(OTHER, OTHER_KEY))
 

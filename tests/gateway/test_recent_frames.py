@@ -11,8 +11,8 @@ import pytest
 from gwharness import GatewayThread, make_config
 from gwkit import DEV, KEY, make_record, post_frame, uplink
 
-from panicgw import pipeline as pl
-from panicgw.recent import RecentFrames
+from panicgw.pipeline import processor as pl
+from panicgw.pipeline.recent import RecentFrames
 from panicgw.store import Store
 from panicproto import frames
 

@@ -22,10 +22,10 @@ from gwharness import DispatchThread, GatewayThread, make_config
 from gwkit import DEV, KEY, make_record, uplink, wait_until
 from typer.testing import CliRunner
 
-from panicgw import dispatch_payload as dp
-from panicgw import pipeline as pl
 from panicgw import registry
 from panicgw.cli import app as gw_app
+from panicgw.forward import payload as dp
+from panicgw.pipeline import processor as pl
 from panicgw.store import MIGRATIONS, Store
 from panicproto import frames
 
@@ -79,7 +79,7 @@ def test_generation_one_ids_are_exactly_as_before_and_later_ones_differ():
     assert dp.idempotency_key("panic", device_id=DEV, counter=C, key_gen=2) == \
         dp.idempotency_key("panic", device_id=DEV, counter=C, key_gen=2)
     # the body carries both, and the schema takes the new incident id
-    from panicgw.dispatch_server import schema_errors
+    from panicgw.forward.contract import schema_errors
     site = make_record().site.to_dict()
     body = dp.build_payload(incident_id=dp.make_incident_id(DEV, C, "panic", 2), event="panic",
                             gateway_id="gw", first_heard=1.7e9, site=site,
@@ -353,8 +353,8 @@ def test_supervision_messages_after_a_rekey_are_new_ones_too(store):
     """supervision_lost is keyed by the device's highest counter: after a rekey the same
     highest counter must not reuse the old incident or idempotency key (dispatch would take
     the new loss for the old one and drop it)."""
-    from panicgw import supervision_runner as sr
-    from panicgw.supervision import SupervisionEvent
+    from panicgw.supervise import runner as sr
+    from panicgw.supervise.rule import SupervisionEvent
 
     def lost(at: float) -> SupervisionEvent:
         return SupervisionEvent("supervision_lost", 381, 1, at, DEV, C, "silent",

@@ -13,7 +13,7 @@ from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw.ingest_serial import radio_config, radio_mismatches
+from panicgw.ingest.serial import radio_config, radio_mismatches
 from panicgw.store import Store
 from panicproto import frames, link
 
@@ -131,7 +131,7 @@ def test_property_noise_then_frame_is_acked(rig, noise):
 def test_auto_detect_prefers_circuitpython_data_channel(monkeypatch):
     from types import SimpleNamespace
 
-    from panicgw import ingest_serial
+    from panicgw.ingest import serial as ingest_serial
 
     ports = [
         SimpleNamespace(device="/dev/ttyACM0", vid=0x239A, interface="CircuitPython CDC control",

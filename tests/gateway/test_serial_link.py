@@ -28,7 +28,8 @@ from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw import diag, ingest_serial
+from panicgw import diag
+from panicgw.ingest import serial as ingest_serial
 from panicgw.store import Store
 from panicproto import frames, link
 

@@ -28,7 +28,7 @@ import pytest
 from gwharness import DispatchThread
 from gwkit import free_port, wait_until
 
-from panicgw.dispatch_server import DispatchServer
+from panicgw.dispatch_server.server import DispatchServer
 from panicsim import Air, SimClock, start_virtual_bridge
 
 REPO = Path(__file__).resolve().parents[2]

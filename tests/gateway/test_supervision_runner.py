@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from panicgw import supervision_runner as sr
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import Store
-from panicgw.supervision import DeviceView, Supervisor
+from panicgw.supervise import runner as sr
+from panicgw.supervise.rule import DeviceView, Supervisor
 
 NOW = 1_800_000_000.0
 

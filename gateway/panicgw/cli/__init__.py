@@ -3,16 +3,15 @@
 import typer
 
 from panicgw import __version__
-from panicgw.cmd_decode import decode
-from panicgw.cmd_demo import demo
-from panicgw.cmd_devices import app as devices_app
-from panicgw.cmd_diag import diag_cmd
-from panicgw.cmd_dispatch_server import dispatch_server
-from panicgw.cmd_events import events
-from panicgw.cmd_monitor import monitor
-from panicgw.cmd_outbox import app as outbox_app
-from panicgw.cmd_run import run
-from panicgw.cmd_setup import setup
+from panicgw.cli.decode import decode
+from panicgw.cli.devices import app as devices_app
+from panicgw.cli.diag import diag_cmd
+from panicgw.cli.events import events
+from panicgw.cli.monitor import monitor
+from panicgw.cli.outbox import app as outbox_app
+from panicgw.cli.run import run
+from panicgw.cli.setup import setup
+from panicgw.dispatch_server.cli import dispatch_server
 
 app = typer.Typer(
     help="Panic-button gateway: receive, verify, store and forward alarms; diagnose the Pi.",
@@ -44,5 +43,4 @@ app.command("monitor")(monitor)
 app.command("dispatch-server")(dispatch_server)
 app.add_typer(devices_app, name="devices")
 app.add_typer(outbox_app, name="outbox")
-app.command("demo")(demo)
 app.command("setup")(setup)

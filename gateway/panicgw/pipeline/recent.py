@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from panicgw import pipeline as pl
+from panicgw.pipeline import processor as pl
 from panicproto import errors, frames
 
 DEFAULT_SIZE = 2000

@@ -16,7 +16,8 @@ from typing import Any
 
 import typer
 
-from panicgw import cli_db, registry
+from panicgw import registry
+from panicgw.cli import db as cli_db
 from panicgw.store import Store
 from panicproto import mac
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from panicgw.dispatch_payload import device_hex, rfc3339
+from panicgw.forward.payload import device_hex, rfc3339
 
 log = logging.getLogger("panicgw.mqtt")
 

@@ -168,7 +168,7 @@ def load_config_and_db(config: Path | None, db: Path | None = None
                        ) -> tuple[gwconfig.Config | None, sqlite3.Connection]:
     """Config (None when only ``db`` was given) and the read-only DB, or a clear error and
     exit code (events, monitor). Never creates a DB (contract C3)."""
-    from panicgw import cli_db
+    from panicgw.cli import db as cli_db
 
     store, cfg = cli_db.open_store(config, db, readonly=True, config_exit=EXIT_USAGE,
                                    db_exit=EXIT_DB)

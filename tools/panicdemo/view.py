@@ -37,7 +37,7 @@ class LiveView:
         br = st.get("bridge") or {}
         broker = st.get("broker") or {}
         head = Text.assemble(
-            ("panicgw demo ", "bold"),
+            ("panicdemo ", "bold"),
             (f"t={time.monotonic() - self.t0:5.1f}/{self.duration_s:.0f}s  ", ""),
             ("bridge ", "dim"), (str(br.get("state", "?")),
                                  "green" if br.get("state") == "connected" else "yellow"),
@@ -79,7 +79,7 @@ class LiveView:
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
     """The end-of-run summary for people (``--json`` prints the dict instead)."""
-    t = Table(title="panicgw demo summary", show_header=False, box=None, padding=(0, 2))
+    t = Table(title="panicdemo summary", show_header=False, box=None, padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
     lat = s["alarm_latency_s"]

@@ -5,7 +5,7 @@ took 60-110 ms on the reference machine. It used to run on the pipeline thread, 
 supervision tick stalled every frame behind it, alarms included: that was the p99 of
 press-to-dispatch. Now:
 
-- the rules (:mod:`panicgw.supervision`) still decide, but only for *candidates*: devices
+- the rules (:mod:`panicgw.supervise.rule`) still decide, but only for *candidates*: devices
   that could raise or clear something now (silent past their limit, already lost, a low or
   alarmed battery). One SQL query per distinct supervision interval finds them, on a read
   connection of the runner's own thread (WAL: it never blocks the writer);
@@ -19,9 +19,9 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from panicgw import dispatch_payload as dp
+from panicgw.forward import payload as dp
 from panicgw.store import Store
-from panicgw.supervision import DeviceView, SupervisionEvent, Supervisor, silent_for
+from panicgw.supervise.rule import DeviceView, SupervisionEvent, Supervisor, silent_for
 
 # Devices of one supervision interval that the rules could act on now (a superset: the
 # Supervisor decides). Silence is judged by supervision.silent_for itself (registered on

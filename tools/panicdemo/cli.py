@@ -1,4 +1,4 @@
-"""`panicgw demo`: the whole system on this machine, with a scripted scenario."""
+"""`panicdemo`: the whole system on this machine, with a scripted scenario."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def demo(
     from rich.console import Console
     from rich.live import Live
 
-    from panicgw.demo import runner
-    from panicgw.demo.view import LiveView, print_summary
-    from panicgw.demo.world import SetupError
+    from panicdemo import runner
+    from panicdemo.view import LiveView, print_summary
+    from panicdemo.world import SetupError
 
     err = Console(stderr=True)
     try:
@@ -82,3 +82,9 @@ def demo(
         raise typer.Exit(130) from None
     sys.stdout.flush()
     raise typer.Exit(EXIT_OK if result["ok"] else EXIT_EXPECTATION)
+
+
+
+# One command: `panicdemo [OPTIONS]` runs it (typer makes a single command the root).
+app = typer.Typer(add_completion=False)
+app.command()(demo)

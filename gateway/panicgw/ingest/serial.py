@@ -33,7 +33,7 @@ from typing import Any
 import serial
 from serial.tools import list_ports
 
-from panicgw import pipeline as pl
+from panicgw.pipeline import processor as pl
 from panicproto import link
 from panicproto.errors import ProtocolError
 

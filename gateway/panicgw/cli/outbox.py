@@ -19,8 +19,8 @@ from typing import Any
 
 import typer
 
-from panicgw import cli_db
 from panicgw import config as config_mod
+from panicgw.cli import db as cli_db
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE, Store
 
 EXIT_OK = 0
@@ -143,7 +143,7 @@ def next_tries(rows: list[dict[str, Any]], status: dict[str, Any] | None,
 
 
 def _clock(t: float, now: float) -> str:
-    from panicgw.cmd_events import fmt_time
+    from panicgw.cli.events import fmt_time
 
     text = fmt_time(t)
     return text[11:] if abs(t - now) < 43200 else text

@@ -42,8 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from panicgw import dispatch_payload
-from panicgw.dispatch_payload import build_payload
+from panicgw.forward import payload as dispatch_payload
+from panicgw.forward.payload import build_payload
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, OutboxItem, Store
 from panicproto import frames, replay

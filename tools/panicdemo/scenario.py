@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from panicgw.demo.world import FREQ_MHZ, SF, AirFault, DemoButton, World, ack_to, uplink_from
+from panicdemo.world import FREQ_MHZ, SF, AirFault, DemoButton, World, ack_to, uplink_from
 from panicproto import frames
 
 SCRIPT_END_S = 29.5  # last scripted action (the TEST press) ends by about here

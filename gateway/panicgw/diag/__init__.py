@@ -529,10 +529,10 @@ def _disk(ctx: Context, data_dir: Path) -> Result:
 
 def build_time() -> float:
     """When this panicgw was built/installed: newest of its files' mtimes, at least the floor."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the panicgw package, all its folders
     newest = BUILD_FLOOR
     with contextlib.suppress(OSError):
-        for p in here.glob("*.py"):
+        for p in here.rglob("*.py"):
             newest = max(newest, p.stat().st_mtime)
     return newest
 
@@ -1234,7 +1234,7 @@ def dispatch_probe(url: str, token: str, secret: str, sctx: ssl.SSLContext | Non
     Dispatch checks credentials before the schema: 401/403 means the token or signature is
     refused; 400/422 means they were accepted and the body (by design) rejected; no incident
     is ever created. (status None = not reachable)."""
-    from panicgw.forwarder import SIGNATURE_HEADER, sign
+    from panicgw.forward.contract import SIGNATURE_HEADER, sign
 
     headers = {"User-Agent": "panicgw-diag", "Content-Type": "application/json",
                "X-Panic-Probe": "1"}
@@ -1372,7 +1372,7 @@ def check_dead_letters(ctx: Context) -> Result:
 def check_devices(ctx: Context) -> list[Result]:
     """Silence is judged by panicgw.supervision.silent_for, the daemon's own rule: from the
     latest of last heard, (re)enrollment and, while the daemon runs, its start."""
-    from panicgw.supervision import LOST, silent_for
+    from panicgw.supervise.rule import LOST, silent_for
 
     if (r := _db_unavailable(ctx, "devices.supervision", "Devices heard in time")) is not None:
         return [r]
@@ -1670,7 +1670,7 @@ def _recent_events(ctx: Context, limit: int) -> list[dict[str, Any]]:
     db = ctx.db()
     if db is None:
         return []
-    from panicgw.cmd_events import query_events
+    from panicgw.cli.events import query_events
 
     try:
         return query_events(db, limit=limit)

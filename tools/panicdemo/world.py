@@ -228,7 +228,7 @@ class ConsoleDispatch:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         cfg = self.dir / "console.toml"
-        cfg.write_text(f"""# written by `panicgw demo`
+        cfg.write_text(f"""# written by `panicdemo`
 [console]
 name = "Demo dispatch console"
 data_dir = "{self.dir / 'data'}"
@@ -402,7 +402,7 @@ class World:
         self._start_buttons()
 
     def _config(self, token: str, secret: str) -> str:
-        return f"""# written by `panicgw demo`
+        return f"""# written by `panicdemo`
 [gateway]
 id = "{self.gateway_id}"
 data_dir = "{self.data_dir}"
@@ -443,7 +443,7 @@ port = 1883
     def _start_gateway(self, cfg: Path) -> None:
         self._gw_log = open(self.gateway_log, "wb")  # noqa: SIM115 (closed in stop())
         self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "panicgw.demo.gateway", "--config", str(cfg),
+            [sys.executable, "-m", "panicdemo.gateway", "--config", str(cfg),
              "--time-scale", str(SUPERVISION_TIME_SCALE)],
             stdout=self._gw_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         runtime = self.data_dir / "runtime.json"

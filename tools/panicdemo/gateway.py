@@ -17,7 +17,7 @@ from typing import Any
 
 from panicgw import config as config_mod
 from panicgw.daemon import Gateway, setup_logging
-from panicgw.supervision import Supervisor
+from panicgw.supervise.rule import Supervisor
 
 
 @dataclass

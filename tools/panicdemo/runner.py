@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from panicgw.demo import summary as summary_mod
-from panicgw.demo.scenario import Scenario
-from panicgw.demo.world import World
+from panicdemo import summary as summary_mod
+from panicdemo.scenario import Scenario
+from panicdemo.world import World
 
 SETTLE_S = 20.0  # after --duration, how long we wait for the last deliveries at most
 

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import copy
 import hashlib
-import hmac
 import json
 import logging
 import random
@@ -51,12 +50,12 @@ import aiohttp
 
 from panicgw import __version__
 from panicgw.config import redact_url, url_secrets
-from panicgw.dispatch_payload import rfc3339
+from panicgw.forward.contract import SIGNATURE_HEADER, sign
+from panicgw.forward.payload import rfc3339
 from panicgw.store import PRIO_ALARM, PRIO_OTHER
 
 log = logging.getLogger("panicgw.forwarder")
 
-SIGNATURE_HEADER = "X-Panic-Signature"
 RETRYABLE_4XX = (408, 425, 429)
 ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered
 AUTH_FAILED = (401, 403)  # our credentials: fix the config, never drop what is queued
@@ -81,33 +80,6 @@ class OutboxStore(Protocol):
 
 
 StoreCall = Callable[..., Awaitable[Any]]
-
-
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """``X-Panic-Signature`` value: ``t=<unix>,v1=<hex HMAC-SHA256(secret, b"<t>." + body)>``."""
-    mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify_signature(secret: bytes, header: str, body: bytes, now: float,
-                     tolerance_s: float = 300.0) -> str | None:
-    """Check a signature header; None when valid, else the reason (for dispatch receivers)."""
-    fields: dict[str, str] = {}
-    for part in header.split(","):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            fields.setdefault(k, v)
-    try:
-        t = int(fields["t"])
-        given = fields["v1"]
-    except (KeyError, ValueError):
-        return "malformed signature header"
-    if abs(now - t) > tolerance_s:
-        return "signature timestamp outside tolerance"
-    want = hmac.new(secret, str(t).encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want.encode(), given.encode()):
-        return "bad signature"
-    return None
 
 
 def make_ssl_context(ca_file: str | None = None, client_cert: str | None = None,

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from panicgw.demo.scenario import Scenario
-from panicgw.demo.world import World
+from panicdemo.scenario import Scenario
+from panicdemo.world import World
 from panicproto import frames
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from panicgw.dispatch_server import EVENTS_PATH, DispatchServer, Received
+from panicgw.dispatch_server.server import DispatchServer, Received
+from panicgw.forward.contract import EVENTS_PATH
 
 EXIT_USAGE = 2
 EXIT_CANNOT_LISTEN = 3

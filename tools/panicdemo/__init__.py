@@ -1,4 +1,4 @@
-"""`panicgw demo`: the whole system on one machine, with real parts and a scripted scenario.
+"""`panicdemo`: the whole system on one machine, with real parts and a scripted scenario.
 
 world.py starts the parts (gateway subprocess, dispatch receiver, virtual LoRa bridge on a pty,
 simulated buttons running the real firmware), scenario.py drives the script, summary.py

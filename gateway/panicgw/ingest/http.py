@@ -37,7 +37,7 @@ from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from panicgw import __version__
-from panicgw import pipeline as pl
+from panicgw.pipeline import processor as pl
 from panicproto import frames
 
 log = logging.getLogger("panicgw.http")

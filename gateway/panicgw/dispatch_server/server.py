@@ -3,7 +3,7 @@
 It checks everything docs/dispatch-api.md promises (bearer token, HMAC signature with a
 timestamp tolerance, JSON Schema, Idempotency-Key deduplication), records every request with
 its verdict, and can fail on demand (status codes, slow answers, being stopped so connections
-are refused). Tests, ``panicgw demo`` and ``panicgw dispatch-server`` use it.
+are refused). Tests, ``panicdemo`` and ``panicgw dispatch-server`` use it.
 """
 
 from __future__ import annotations
@@ -15,37 +15,17 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 from aiohttp import web
 
-from panicgw.forwarder import SIGNATURE_HEADER, verify_signature
-
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "dispatch-event.schema.json"
-EVENTS_PATH = "/v1/events"
-MAX_BODY = 64 * 1024
-
-
-@cache
-def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-@cache
-def validator() -> jsonschema.Draft202012Validator:
-    jsonschema.Draft202012Validator.check_schema(schema())
-    return jsonschema.Draft202012Validator(schema())
-
-
-def schema_errors(body: Any) -> list[str]:
-    """Every schema violation as ``path: message`` (empty when valid)."""
-    return [
-        f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in sorted(validator().iter_errors(body), key=lambda e: list(e.absolute_path))
-    ]
+from panicgw.forward.contract import (
+    EVENTS_PATH,
+    MAX_BODY,
+    SIGNATURE_HEADER,
+    schema_errors,
+    verify_signature,
+)
 
 
 @dataclass

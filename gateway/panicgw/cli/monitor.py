@@ -25,8 +25,8 @@ from typing import Any
 import typer
 
 from panicgw import config as gwconfig
-from panicgw.cmd_events import EXIT_DB, EXIT_USAGE, fmt_time, load_config_and_db, parse_device
-from panicgw.recent import FRAME_REASONS, MAX_LIMIT
+from panicgw.cli.events import EXIT_DB, EXIT_USAGE, fmt_time, load_config_and_db, parse_device
+from panicgw.pipeline.recent import FRAME_REASONS, MAX_LIMIT
 
 FRAME_SQL = (
     "SELECT r.id, r.at, r.path, r.rssi, r.snr, r.duplicate, e.device_id, e.counter, e.kind, "

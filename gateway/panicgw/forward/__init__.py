@@ -1,0 +1,1 @@
+"""Where stored events go: the dispatch webhook (and later other routes), MQTT."""

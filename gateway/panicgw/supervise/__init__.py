@@ -1,0 +1,1 @@
+"""Which buttons have gone silent, and the trouble events that follow."""
