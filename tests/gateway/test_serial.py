@@ -131,7 +131,9 @@ def test_property_noise_then_frame_is_acked(rig, noise):
 def test_auto_detect_prefers_circuitpython_data_channel(monkeypatch):
     from types import SimpleNamespace
 
-    from panicgw.ingest import serial as ingest_serial
+    from serial.tools import list_ports
+
+    from panicgw import ports as gwports
 
     ports = [
         SimpleNamespace(device="/dev/ttyACM0", vid=0x239A, interface="CircuitPython CDC control",
@@ -141,9 +143,42 @@ def test_auto_detect_prefers_circuitpython_data_channel(monkeypatch):
         SimpleNamespace(device="/dev/ttyUSB0", vid=0x0403, interface=None,
                         description="FTDI", location="1-2"),
     ]
-    monkeypatch.setattr(ingest_serial.list_ports, "comports", lambda: ports)
-    assert ingest_serial.find_bridge_port(0x239A) == "/dev/ttyACM1"
+    monkeypatch.setattr(list_ports, "comports", lambda: ports)
+    assert gwports.bridge_data_port(0x239A)[0] == "/dev/ttyACM1"
     for p in ports:
         p.interface = None  # OS without interface names: the later (data) interface wins
-    assert ingest_serial.find_bridge_port(0x239A) == "/dev/ttyACM1"
-    assert ingest_serial.find_bridge_port(0x1234) is None
+    assert gwports.bridge_data_port(0x239A)[0] == "/dev/ttyACM1"
+    assert gwports.bridge_data_port(0x1234)[0] is None
+
+
+def test_bridge_port_is_never_a_buttons_console_and_never_a_guess(monkeypatch):
+    """One rule for the daemon and diag (panicgw.ports): a button plugged into the Pi for
+    service, listed first, is not the bridge; two bridges are refused, not guessed."""
+    from types import SimpleNamespace
+
+    from serial.tools import list_ports
+
+    from panicgw import ports as gwports
+    from panicgw.diag import find_bridge_port
+
+    def port(dev: str, serial: str, loc: str, iface: str) -> SimpleNamespace:
+        return SimpleNamespace(device=dev, vid=0x239A, serial_number=serial, location=loc,
+                               interface=iface, description="Feather RP2040")
+
+    button = port("/dev/ttyACM0", "B1", "1-1.1:1.0", "CircuitPython CDC control")
+    bridge = [port("/dev/ttyACM1", "G1", "1-1.2:1.0", "CircuitPython CDC control"),
+              port("/dev/ttyACM2", "G1", "1-1.2:1.2", "CircuitPython CDC2 data")]
+    plugged = [button, *bridge]
+    monkeypatch.setattr(list_ports, "comports", lambda: plugged)
+    assert gwports.bridge_data_port()[0] == "/dev/ttyACM2"
+    assert find_bridge_port({"port": "auto", "usb_vid": 0x239A})[0] == "/dev/ttyACM2"
+
+    plugged = [button]
+    port_, why = gwports.bridge_data_port()
+    assert port_ is None and "no data channel" in why and "--role bridge" in why
+
+    second = [port("/dev/ttyACM3", "G2", "1-1.3:1.0", "CircuitPython CDC control"),
+              port("/dev/ttyACM4", "G2", "1-1.3:1.2", "CircuitPython CDC2 data")]
+    plugged = [*bridge, *second]
+    port_, why = gwports.bridge_data_port()
+    assert port_ is None and "2 boards with a data channel" in why and "[serial] port" in why

@@ -16,6 +16,7 @@ from serial.tools.list_ports_common import ListPortInfo
 from typer.testing import CliRunner
 
 from panicbutton import FIRMWARE_VERSION, report, settings
+from panicgw import ports
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import Store
 from panicproto import frames
@@ -283,14 +284,14 @@ def plug(monkeypatch: pytest.MonkeyPatch, ports: list[ListPortInfo]) -> None:
 def test_picks_the_adafruit_board_among_other_serial_devices(monkeypatch):
     plug(monkeypatch, OTHERS + [BUTTON])
     assert BUTTON.description == "Feather RP2040 RFM - CircuitPython CDC control"
-    assert transport_serial.find_ports() == ["/dev/ttyACM1"]
+    assert ports.usb_ports() == ["/dev/ttyACM1"]
     assert transport_serial.auto_port() == "/dev/ttyACM1"
-    assert transport_serial.find_ports(0x0403) == ["/dev/ttyUSB0"]
+    assert ports.usb_ports(0x0403) == ["/dev/ttyUSB0"]
 
 
 def test_one_board_with_two_ports_gives_its_console(monkeypatch):
     plug(monkeypatch, OTHERS + BRIDGE)
-    assert transport_serial.find_ports() == ["/dev/ttyACM3", "/dev/ttyACM2"]
+    assert ports.usb_ports() == ["/dev/ttyACM3", "/dev/ttyACM2"]
     assert transport_serial.auto_port() == "/dev/ttyACM3"
     for p in BRIDGE:  # an OS that reports no serial number: the USB path groups them
         p.serial_number = None
@@ -303,7 +304,7 @@ def test_one_board_with_two_ports_gives_its_console(monkeypatch):
 
 def test_no_board_is_a_serial_error_that_says_what_to_do(monkeypatch):
     plug(monkeypatch, OTHERS)
-    assert transport_serial.find_ports() == []
+    assert ports.usb_ports() == []
     with pytest.raises(TransportError) as e:
         transport_serial.auto_port()
     assert "no CircuitPython board found on USB (vendor 0x239A)" in str(e.value)

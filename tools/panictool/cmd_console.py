@@ -21,9 +21,10 @@ import typer
 from serial.tools import list_ports
 
 from panicbutton import report
+from panicgw.ports import ADAFRUIT_VID
 from panictool import common
 from panictool.transport import TransportError
-from panictool.transport_serial import ADAFRUIT_VID, SerialTransport, auto_port
+from panictool.transport_serial import SerialTransport, auto_port
 
 EPILOG = """\
 Examples:

@@ -23,11 +23,10 @@ import termios
 import time
 
 import serial
-from serial.tools import list_ports, list_ports_common
 
+from panicgw import ports
 from panictool.transport import Transport, TransportError
 
-ADAFRUIT_VID = 0x239A
 # What a vanished port raises: pyserial's own errors, the OS's, and termios' (tcdrain on a
 # pty or USB device that went away raises termios.error, which is neither).
 PORT_ERRORS = (serial.SerialException, OSError, termios.error)
@@ -46,38 +45,13 @@ NO_ANSWER_HINT = ("is the board running CircuitPython? Unplug and replug it, pre
                   "and check it is the console port (the bridge's data port does not answer)")
 
 
-def find_ports(vid: int = ADAFRUIT_VID) -> list[str]:
-    """Serial ports of USB devices with vendor ``vid``, console interface first."""
-    found = []
-    for p in list_ports.comports():
-        if p.vid == vid:
-            found.append((p.location or "", p.device))
-    return [dev for _, dev in sorted(found)]
-
-
-def _board_of(p: list_ports_common.ListPortInfo) -> str:
-    """One key per USB board: its serial number, else its USB path without the interface
-    (``1-1.4:1.0`` and ``1-1.4:1.2`` are two ports of one board)."""
-    return p.serial_number or (p.location or "").partition(":")[0] or p.device
-
-
 def auto_port() -> str:
-    """The console port of the one Adafruit/CircuitPython board, or a TransportError saying
-    why not. Several boards are refused: guessing could write a key to the wrong one."""
-    boards: dict[str, list[tuple[str, str]]] = {}
-    for p in list_ports.comports():
-        if p.vid == ADAFRUIT_VID:
-            boards.setdefault(_board_of(p), []).append((p.location or "", p.device))
-    if not boards:
-        raise TransportError("no CircuitPython board found on USB (vendor 0x239A)",
-                             "plug the board in with a data cable, or pass --port /dev/ttyACM0")
-    # A bridge exposes console + data ports: the console is the first interface.
-    consoles = sorted(min(ports)[1] for ports in boards.values())
-    if len(consoles) > 1:
-        raise TransportError(f"{len(consoles)} CircuitPython boards found on USB: "
-                             + ", ".join(consoles),
-                             f"unplug the others or pass --port (e.g. --port {consoles[0]})")
-    return consoles[0]
+    """The console port of the one CircuitPython board (panicgw.ports' rule), or a
+    TransportError saying why not: several boards are refused, never guessed between."""
+    try:
+        return ports.console_port()
+    except ports.PortError as e:
+        raise TransportError(str(e), e.hint) from None
 
 
 class SerialTransport(Transport):

@@ -39,6 +39,7 @@ from typing import Any
 
 from panicgw import access
 from panicgw import config as gwconfig
+from panicgw.ports import bridge_data_port
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 SEVERITY = {PASS: 0, SKIP: 0, WARN: 1, FAIL: 2}
@@ -672,17 +673,11 @@ def port_holders(device: str) -> list[tuple[int, str]]:
 
 
 def find_bridge_port(cfg_serial: dict[str, Any]) -> tuple[str | None, str]:
-    """(port, how) for the configured port, or the USB device with the configured vendor."""
+    """(port, how) for the configured port, or the daemon's own auto-detection rule."""
     port = cfg_serial["port"]
     if port != "auto":
         return (port if os.path.exists(port) else None), f"configured port {port}"
-    from serial.tools import list_ports
-
-    vid = cfg_serial["usb_vid"]
-    for p in list_ports.comports():
-        if p.vid == vid:
-            return p.device, f"USB vendor 0x{vid:04X} ({p.description})"
-    return None, f"no USB serial device with vendor 0x{vid:04X}"
+    return bridge_data_port(cfg_serial["usb_vid"])
 
 
 class LinkClient:

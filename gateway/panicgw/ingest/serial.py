@@ -31,9 +31,9 @@ import time
 from typing import Any
 
 import serial
-from serial.tools import list_ports
 
 from panicgw.pipeline import processor as pl
+from panicgw.ports import bridge_data_port
 from panicproto import link
 from panicproto.errors import ProtocolError
 
@@ -55,26 +55,6 @@ CONFIG_REPLY_S = 3.0  # the bridge answers CONFIG at once; no answer by then = "
 CONFIG_RETRY_S = 30.0  # re-push after no reply, or when a STATUS shows other settings
 STATUS_EVERY_S = 60.0  # refresh the bridge's STATUS (counters, noise floor) this often
 LOG_LINES_PER_MIN = 6  # reader/writer faults and bridge LOG lines
-
-
-def find_bridge_port(vid: int) -> str | None:
-    """Device path of the bridge's data channel among USB serial ports with vendor ``vid``.
-
-    CircuitPython exposes the REPL console first and the data channel second; the data one
-    names itself "CDC2"/"data" in its interface string when the OS reports it.
-    """
-    ports = [p for p in list_ports.comports() if p.vid == vid]
-    if not ports:
-        return None
-
-    def rank(p: Any) -> tuple[int, str]:
-        text = f"{p.interface or ''} {p.description or ''}".lower()
-        return (0 if ("data" in text or "cdc2" in text) else 1, p.location or p.device)
-
-    ports.sort(key=rank)
-    if len(ports) > 1 and rank(ports[0])[0] == 1:
-        return sorted(ports, key=lambda p: p.location or p.device)[-1].device
-    return str(ports[0].device)
 
 
 def radio_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +317,7 @@ class SerialIngest:
     def _resolve(self) -> str | None:
         port = self.cfg["port"]
         if port == "auto":
-            return find_bridge_port(self.cfg["usb_vid"])
+            return bridge_data_port(self.cfg["usb_vid"])[0]
         return port if os.path.exists(port) else None
 
     def _close(self) -> None:
