@@ -19,9 +19,9 @@ import serial
 from simwait import until
 
 from panicbutton import feedback, nvmstore
+from panicimage import manifest
 from panicproto import airtime, frames, link
 from panicsim import Air, SimButton, VirtualBridge, VirtualClock, start_virtual_bridge
-from panictool import manifest
 
 # A board stopped (power cut, Ctrl-C, stop()) as the radio library enters asyncio.run()
 # leaves that coroutine unstarted, as a reset would; Python warns when it is collected.

@@ -1,7 +1,7 @@
 """Boot gate: each role's flashed tree boots under the MicroPython VM with nothing else.
 
 For each role, the exact file tree `panictool flash` writes to CIRCUITPY
-(`panictool.manifest.write_tree`, the CircuitPython libraries included) goes into a
+(`panicimage.manifest.write_tree`, the CircuitPython libraries included) goes into a
 directory; `boot.py` runs, then `code.py` runs with only that tree, its `lib/` and the
 CircuitPython stand-ins of tests/gates/standins on MICROPYPATH (no CPython library, no
 repository path), until the boot report appears; the button runs on until the real
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from panicbutton.nvmstore import identity_record
+from panicimage import manifest
 from panicproto import frames
-from panictool import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).resolve().parent / "standins"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from panicimage import manifest
 from panicsim import fakes
-from panictool import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "firmware" / "lib"

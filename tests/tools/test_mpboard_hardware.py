@@ -18,9 +18,9 @@ import serial
 from mpboard import MpBoard
 
 from panicbutton.nvmstore import identity_record
+from panicimage import manifest
 from panicproto import frames, link
 from panicsim import Air, SimClock, start_virtual_bridge
-from panictool import manifest
 
 DEV, KEY = 0x0A1B2C3D, bytes(range(16))
 SETTINGS = 'PB_REGION = "AS923-2"\nPB_FREQUENCY_MHZ = "921.4"\nPB_SF = 9\n'

@@ -11,7 +11,8 @@ import pytest
 from drivefakes import make_circuitpy, make_uf2_drive, mount_table, uf2_image
 from typer.testing import CliRunner
 
-from panictool import drives, manifest
+from panicimage import manifest
+from panictool import drives
 from panictool.cli import app
 
 runner = CliRunner()

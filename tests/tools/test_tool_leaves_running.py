@@ -27,8 +27,9 @@ from typer.testing import CliRunner
 from panicbutton import nvmstore
 from panicgw import registry
 from panicgw.store import Store
+from panicimage import manifest
 from panicsim import Air, SimButton, SimClock
-from panictool import identity, manifest
+from panictool import identity
 from panictool.cli import app
 
 runner = CliRunner()

@@ -1,5 +1,5 @@
 """Simulated board: runs the real firmware unchanged on a PC, for tests, ``panictool sim``
-and the demo: exactly the files ``panictool flash`` writes (panictool.manifest), imported
+and the demo: exactly the files ``panictool flash`` writes (panicimage.manifest), imported
 as on a board (its built-ins, then ``/`` and ``/lib``; never the host's modules), with the
 real CircuitPython libraries (``adafruit_rfm`` over a register-level SX127x model on a
 fake SPI bus, ``adafruit_requests`` over real sockets).

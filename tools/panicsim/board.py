@@ -1,7 +1,7 @@
 """A simulated CircuitPython board that runs a flashed firmware tree's real ``code.py``.
 
 The board runs exactly the files ``panictool flash`` writes to CIRCUITPY
-(``panictool.manifest``): from ``drive`` when it holds a ``code.py`` (flashed by the
+(``panicimage.manifest``): from ``drive`` when it holds a ``code.py`` (flashed by the
 tool), else from a private copy of the manifest's tree. Imports resolve as on a board
 (panicsim.loader): the board's built-ins, then ``/`` and ``/lib`` of that tree, and
 nothing of the host's, so a module missing from the manifest raises ImportError here too.
@@ -50,8 +50,8 @@ _TREES_LOCK = threading.Lock()
 
 def flashed_tree(role: str) -> Path:
     """A directory holding exactly what ``panictool flash`` writes for ``role`` (built
-    once per process from panictool.manifest, rebuilt when a firmware file changes)."""
-    from panictool import manifest
+    once per process from panicimage.manifest, rebuilt when a firmware file changes)."""
+    from panicimage import manifest
 
     entries = manifest.build(role)
     digest = hashlib.sha256("".join(e.dest + e.sha256 for e in entries).encode()).hexdigest()
@@ -78,7 +78,7 @@ class SimBoard:
                  nvm_size: int = 4096, radio_present: bool = True,
                  firmware_dir: Path | None = None, drive: str | Path | None = None) -> None:
         """``firmware_dir``: a flashed tree to run instead of the drive's or the manifest's
-        (it must hold code.py and lib/ as ``panictool.manifest.write_tree`` writes them)."""
+        (it must hold code.py and lib/ as ``panicimage.manifest.write_tree`` writes them)."""
         self.clock = clock or (air.clock if air is not None else SimClock())
         self.air = air
         self.name = name
@@ -298,7 +298,7 @@ class SimBoard:
     def flash(self) -> list:
         """Put exactly what ``panictool flash`` writes onto the drive (no serial check);
         for tests whose subject is not flashing. Returns the manifest entries."""
-        from panictool import manifest
+        from panicimage import manifest
 
         if self.drive is None:
             raise ValueError("this board has no CIRCUITPY drive")

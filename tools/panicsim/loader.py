@@ -2,7 +2,7 @@
 filesystem (``/`` and ``/lib``), and nothing else.
 
 A simulated board runs its firmware from a directory holding exactly what ``panictool
-flash`` writes (``panictool.manifest.write_tree``): ``code.py``, the glue beside it, and
+flash`` writes (``panicimage.manifest.write_tree``): ``code.py``, the glue beside it, and
 ``lib/`` with our packages and the CircuitPython libraries. Every module comes from that
 tree or from the board's built-ins (the fake hardware modules and CircuitPython-shaped
 stand-ins of its core modules); a module that is neither raises ImportError, as on a

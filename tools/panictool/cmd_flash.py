@@ -17,7 +17,8 @@ from typing import Any
 
 import typer
 
-from panictool import common, drives, manifest
+from panicimage import manifest
+from panictool import common, drives
 from panictool.transport import TransportError
 from panictool.transport_serial import SerialTransport, auto_port
 
