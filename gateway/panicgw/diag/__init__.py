@@ -30,13 +30,15 @@ from panicgw.diag.context import (
     Context,
     Result,
     Thresholds,
+    exit_code,
     load_context,
 )
 from panicgw.diag.redact import Redactor
-from panicgw.diag.run import CHECKS, exit_code, run_checks
+from panicgw.diag.run import CHECKS, BundleError, Report, diagnose, run_checks
 
 __all__ = [
-    "BUILD_FLOOR", "CHECKS", "FAIL", "PASS", "SKIP", "WARN", "Context", "Redactor", "Result",
-    "Thresholds", "check_bridge", "check_clock", "check_counter_space", "check_http",
-    "exit_code", "find_bridge_port", "load_context", "run_checks", "write_bundle",
+    "BUILD_FLOOR", "CHECKS", "BundleError", "FAIL", "PASS", "SKIP", "WARN", "Context", "Redactor",
+    "Report", "Result", "Thresholds", "check_bridge", "check_clock", "check_counter_space",
+    "check_http", "diagnose", "exit_code", "find_bridge_port", "load_context", "run_checks",
+    "write_bundle",
 ]

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from panicgw.diag.context import Context, Result
+from panicgw.diag.context import Context, Result, exit_code
 from panicgw.diag.redact import REDACTED, secret_name
-from panicgw.diag.run import exit_code
 from panicgw.store.inspect import ReadError
 
 BUNDLE_EVENTS = 500

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def exit_code(results: Iterable[Result]) -> int:
+    """0 all pass, 1 warnings, 2 failures."""
+    return max((SEVERITY[r.status] for r in results), default=0)
 
 
 @dataclass

@@ -1,10 +1,14 @@
 """The checklist: which checks there are (``--only`` names these groups), in the order a
-technician reads them, each isolated so one that crashes cannot hide the others."""
+technician reads them, each isolated so one that crashes cannot hide the others; and a
+whole `panicgw diag` run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
+from panicgw.diag.bundle import write_bundle
 from panicgw.diag.checks.bridge import check_bridge
 from panicgw.diag.checks.clock import check_clock
 from panicgw.diag.checks.config import check_config
@@ -16,7 +20,7 @@ from panicgw.diag.checks.http import check_http
 from panicgw.diag.checks.mqtt import check_mqtt
 from panicgw.diag.checks.outbox import check_dead_letters, check_outbox
 from panicgw.diag.checks.rejections import check_rejections
-from panicgw.diag.context import FAIL, SEVERITY, Context, Result
+from panicgw.diag.context import FAIL, Context, Result, Thresholds, exit_code, load_context
 
 CheckFn = Callable[[Context], "Result | list[Result]"]
 CHECKS: list[tuple[str, CheckFn]] = [
@@ -56,6 +60,29 @@ def run_checks(ctx: Context, only: Iterable[str] | None = None) -> list[Result]:
     return results
 
 
-def exit_code(results: Iterable[Result]) -> int:
-    """0 all pass, 1 warnings, 2 failures."""
-    return max((SEVERITY[r.status] for r in results), default=0)
+class BundleError(Exception):
+    """The support bundle cannot be written (the message says why)."""
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    exit_code: int  # 0 all PASS/SKIP, 1 warnings, 2 failures
+    daemon_running: bool
+
+
+def diagnose(config_path: Path | None, thresholds: Thresholds,
+             only: Iterable[str] | None = None, bundle: Path | None = None) -> Report:
+    """`panicgw diag`: the context, the checks, and the support bundle when asked for.
+    Raises BundleError when the bundle cannot be written; the checks never raise."""
+    ctx = load_context(config_path, thresholds)
+    try:
+        results = run_checks(ctx, only)
+        if bundle is not None:
+            try:
+                write_bundle(ctx, results, bundle)
+            except (OSError, RuntimeError) as e:  # RuntimeError: a secret would be in it
+                raise BundleError(str(e)) from e
+    finally:
+        ctx.close()
+    return Report(results, exit_code(results), ctx.running)
