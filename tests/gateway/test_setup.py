@@ -274,3 +274,44 @@ def test_setup_needs_root_for_a_real_install(tmp_path: Path) -> None:
         return
     r = subprocess.run([PANICGW, "setup"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "sudo" in r.stderr
+
+
+SUDO_SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's
+
+
+def test_the_diag_command_setup_prints_runs(tmp_path: Path) -> None:
+    """Setup's last step names the diag command to type. The venv's bin is on no PATH (and
+    sudo uses its own secure_path), so setup links /usr/local/bin/panicgw to this panicgw:
+    the printed commands run as printed, under --root and (the root standing for /) on a
+    real install, `sudo -u panicgw panicgw diag --config /etc/panicgw/gateway.toml`."""
+    root = tmp_path / "root"
+    _fresh_root(root)
+    r = _setup(root, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    link = root / "usr" / "local" / "bin" / "panicgw"
+    assert link.is_symlink() and link.resolve() == Path(PANICGW).resolve()
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "LANG": "C.UTF-8"}
+
+    # --root: the printed line, exactly as printed, runs diag on the tree's config
+    printed = json.loads(r.stdout)["next"][-1]
+    assert printed == f"{link} diag --config {root / 'etc/panicgw/gateway.toml'}"
+    run = subprocess.run(shlex.split(printed), capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert run.returncode in (0, 1, 2) and "panicgw diag" in run.stdout, run.stderr
+    assert "Configuration" in run.stdout and "valid:" in run.stdout
+
+    # a real install prints the sudo form (a dry run: nothing changes on this machine)
+    r = subprocess.run([PANICGW, "setup", "--dry-run", "--json"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(json.loads(r.stdout)["next"][-1])
+    assert argv[:3] == ["sudo", "-u", "panicgw"] and argv[4:] == [
+        "diag", "--config", "/etc/panicgw/gateway.toml"], argv
+    # sudo finds the program on its secure_path: on the installed root, setup's link
+    secure_path = os.pathsep.join(str(root) + d for d in SUDO_SECURE_PATH.split(":"))
+    prog = shutil.which(argv[3], path=secure_path)
+    assert prog is not None, f"`{argv[3]}` is not on sudo's PATH after setup"
+    run = subprocess.run([prog, *argv[4:-1], str(root / argv[-1].lstrip("/")), "--json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    doc = json.loads(run.stdout)
+    assert {x["id"]: x["status"] for x in doc["results"]}["config"] == "PASS", doc

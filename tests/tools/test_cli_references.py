@@ -29,7 +29,7 @@ WORD = re.compile(r"^[a-z][a-z-]*$")
 def _sources() -> list[Path]:
     files = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
     for pkg in ("gateway/panicgw", "tools/panictool"):
-        files += sorted((ROOT / pkg).glob("*.py"))
+        files += sorted((ROOT / pkg).rglob("*.py"))
     return files
 
 

@@ -52,20 +52,14 @@ def diag_cmd(
     if bad:
         typer.echo(f"error: --only {bad[0]!r}: use one of {', '.join(sorted(known))}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    ctx = diag.load_context(config, th)
     try:
-        results = diag.run_checks(ctx, only or None)
-        code = diag.exit_code(results)
-        if bundle is not None:
-            try:
-                diag.write_bundle(ctx, results, bundle)
-            except (OSError, RuntimeError) as e:
-                typer.echo(f"error: cannot write bundle {bundle}: {e}", err=True)
-                raise typer.Exit(EXIT_USAGE) from None
-    finally:
-        ctx.close()
+        report = diag.diagnose(config, th, only or None, bundle)
+    except diag.BundleError as e:
+        typer.echo(f"error: cannot write bundle {bundle}: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    results, code = report.results, report.exit_code
     if as_json:
-        typer.echo(json.dumps({"exit_code": code, "daemon_running": ctx.running,
+        typer.echo(json.dumps({"exit_code": code, "daemon_running": report.daemon_running,
                                "bundle": str(bundle) if bundle else None,
                                "results": [r.as_dict() for r in results]}))
         raise typer.Exit(code)
@@ -74,7 +68,7 @@ def diag_cmd(
     from rich.text import Text
 
     console = Console()
-    mode = "daemon running: live state from its status API" if ctx.running else \
+    mode = "daemon running: live state from its status API" if report.daemon_running else \
         "daemon not running: read config and DB directly"
     table = Table(title=f"panicgw diag ({mode})", show_lines=False, expand=False)
     table.add_column("", no_wrap=True)

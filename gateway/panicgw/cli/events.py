@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from panicgw import config as gwconfig
+from panicgw.store.inspect import query_events
 
 EXIT_OK = 0
 EXIT_EMPTY = 1
@@ -62,53 +63,6 @@ def parse_device(value: str) -> int:
     if not 0 <= n <= 0xFFFFFFFF:
         raise ValueError(f"device id {value!r} is out of range (32 bits)")
     return n
-
-
-def query_events(db: sqlite3.Connection, *, device: int | None = None, site: str | None = None,
-                 since: float | None = None, until: float | None = None,
-                 kind: str | None = None, limit: int = 50,
-                 after_id: int | None = None) -> list[dict[str, Any]]:
-    """Newest first (oldest first with ``after_id``, for following); each with its receptions
-    (path, RSSI, SNR) and the device's label and site."""
-    where: list[str] = []
-    args: list[Any] = []
-    if device is not None:
-        where.append("e.device_id = ?")
-        args.append(device)
-    if site:
-        where.append("(s.name LIKE ? ESCAPE '\\' OR s.address LIKE ? ESCAPE '\\')")
-        pat = "%" + site.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        args += [pat, pat]
-    if since is not None:
-        where.append("e.received_at >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("e.received_at <= ?")
-        args.append(until)
-    if kind:
-        where.append("e.kind = ?")
-        args.append(kind)
-    if after_id is not None:
-        where.append("e.id > ?")
-        args.append(after_id)
-    q = ("SELECT e.id, e.device_id, e.counter, e.kind, e.incident_id, e.received_at, e.attempt, "
-         "e.flags, e.battery_mv, d.label, s.name, s.address FROM events e "
-         "LEFT JOIN devices d ON d.device_id = e.device_id "
-         "LEFT JOIN sites s ON s.id = d.site_id")
-    if where:
-        q += " WHERE " + " AND ".join(where)
-    q += " ORDER BY e.id " + ("ASC" if after_id is not None else "DESC") + " LIMIT ?"
-    args.append(limit)
-    keys = ("id", "device_id", "counter", "kind", "incident_id", "received_at", "attempt",
-            "flags", "battery_mv", "label", "site", "address")
-    out = [dict(zip(keys, r, strict=True)) for r in db.execute(q, args).fetchall()]
-    for ev in out:
-        ev["receptions"] = [
-            {"path": p, "rssi": rssi, "snr": snr, "at": at, "duplicate": bool(dup)}
-            for p, rssi, snr, at, dup in db.execute(
-                "SELECT path, rssi, snr, at, duplicate FROM receptions WHERE event_id = ? "
-                "ORDER BY id", (ev["id"],))]
-    return out
 
 
 def fmt_time(t: float | None) -> str:

@@ -53,7 +53,7 @@ def _wake_daemon(cfg: config_mod.Config | None) -> bool:
     """Ask a running daemon's forwarder to look at the outbox now (False: not running)."""
     if cfg is None:
         return False
-    from panicgw.diag import status_endpoint
+    from panicgw.diag.status_api import status_endpoint
 
     ep = status_endpoint(cfg)
     if ep is None:
@@ -70,14 +70,14 @@ def _wake_daemon(cfg: config_mod.Config | None) -> bool:
 def _daemon_status(cfg: config_mod.Config | None, db: Path) -> dict[str, Any] | None:
     """The running daemon's /v1/status (None: not running or not reachable). Found from the
     config, or from runtime.json beside the DB when only --gateway-db was given."""
-    from panicgw.diag import _pid_alive, status_endpoint
+    from panicgw.diag.status_api import pid_alive, status_endpoint
 
     if cfg is not None:
         ep = status_endpoint(cfg)
     else:
         try:
             info = json.loads((db.parent / "runtime.json").read_text())
-            alive = _pid_alive(int(info.get("pid") or 0))
+            alive = pid_alive(int(info.get("pid") or 0))
             ep = ("127.0.0.1", int(info["status_port"])) if alive else None
         except (OSError, ValueError, TypeError, KeyError):
             ep = None
@@ -173,7 +173,7 @@ def list_cmd(
 
     Exit codes: 0 listed, 1 nothing to list, 2 bad arguments or config, 3 no/unreadable DB.
     """
-    from panicgw.diag import fmt_age
+    from panicgw.diag.wording import fmt_age
 
     store, cfg = _open(config, db)
     try:
