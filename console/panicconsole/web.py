@@ -29,9 +29,21 @@ from typing import Any
 
 from aiohttp import web
 
-from panicconsole import __version__, auth, contract, i18n, model
+from panicconsole import __version__, auth, contract, i18n
 from panicconsole import config as config_mod
 from panicconsole import plans as plans_mod
+from panicconsole.alarms import (
+    audit,
+    escalation,
+    gateway_watch,
+    handling,
+    history,
+    intake,
+    ownership,
+    retention,
+    views,
+)
+from panicconsole.alarms.rules import DISPOSITIONS, ActionError
 from panicconsole.db import Writer, connect
 
 log = logging.getLogger("panicconsole")
@@ -166,13 +178,13 @@ class Console:
             tick += 1
             now = self.clock()
             try:
-                await self.write(lambda c, now=now: model.escalate_due(
+                await self.write(lambda c, now=now: escalation.escalate_due(
                     c, now, esc["take_within_s"], esc["close_within_min"] * 60.0))
                 if tick % 2 == 0:
-                    await self.write(lambda c, now=now: model.check_gateways(
+                    await self.write(lambda c, now=now: gateway_watch.check_gateways(
                         c, now, self.cfg.gateways["checkin_overdue_s"]))
                 if tick % 3600 == 5:
-                    n = await self.write(lambda c, now=now: model.prune(
+                    n = await self.write(lambda c, now=now: retention.prune(
                         c, now, self.cfg.dispatch["keep_days"],
                         self.cfg.security["session_idle_min"] * 60.0))
                     log.info("pruned old rows: %s", n)
@@ -285,7 +297,7 @@ class Console:
             user = {"username": sess["username"], "role": sess["role"]}
             text = f"{request.method} {request.path}: {code}" + (f" ({detail})" if detail else "")
             remote = request.remote or ""
-            await self.write(lambda c: model.audit(c, self.clock(), user, "refused", None, text,
+            await self.write(lambda c: audit.record(c, self.clock(), user, "refused", None, text,
                                                    remote))
         return web.json_response({"error": code}, status=status)
 
@@ -334,9 +346,9 @@ class Console:
         body, text = v.body, raw.decode("utf-8")
         assert key is not None
 
-        def job(c: sqlite3.Connection) -> model.Applied:
-            applied = model.apply_event(c, body, key, now, text)
-            model.record_receipt(c, now, 200, applied.verdict, key, gw, attempt, remote, [],
+        def job(c: sqlite3.Connection) -> intake.Applied:
+            applied = intake.apply_event(c, body, key, now, text)
+            intake.record_receipt(c, now, 200, applied.verdict, key, gw, attempt, remote, [],
                                  text)
             return applied
         try:
@@ -363,7 +375,7 @@ class Console:
             return
         self._refused_window = (start, n + 1)
         with contextlib.suppress(sqlite3.Error):
-            await self.write(lambda c: model.record_receipt(
+            await self.write(lambda c: intake.record_receipt(
                 c, now, status, verdict, key, gw, attempt, remote, errors, body))
 
     # -- pages ----------------------------------------------------------------------------------
@@ -437,7 +449,7 @@ class Console:
         if not cookie or not auth.csrf_ok(cookie, str(form.get("csrf", ""))):
             log.warning("refused: login without the form's CSRF token from %s", remote,
                         extra={"fields": {"refusal": "csrf", "remote": remote}})
-            await self.write(lambda c: model.audit(c, now, {"username": username or "-",
+            await self.write(lambda c: audit.record(c, now, {"username": username or "-",
                                                             "role": "-"}, "refused", None,
                                                    "POST /login: csrf", remote))
             return self._login_page(request, "login_expired", 403, lang)
@@ -446,7 +458,7 @@ class Console:
         if wait > 0:
             log.warning("refused: login for %r from %s rate limited (%.0f s)", username, remote,
                         wait, extra={"fields": {"refusal": "rate_limited", "remote": remote}})
-            await self.write(lambda c: model.audit(c, now, {"username": username or "-",
+            await self.write(lambda c: audit.record(c, now, {"username": username or "-",
                                                             "role": "-"}, "login_locked", None,
                                                    f"retry after {wait:.0f} s", remote))
             resp = self._login_page(request, "login_locked", 429, lang)
@@ -460,7 +472,7 @@ class Console:
             self.limiter.failed(keys, now)
             log.warning("refused: failed login for %r from %s", username, remote,
                         extra={"fields": {"refusal": "bad_login", "remote": remote}})
-            await self.write(lambda c: model.audit(c, now, {"username": username or "-",
+            await self.write(lambda c: audit.record(c, now, {"username": username or "-",
                                                             "role": "-"}, "login_failed", None,
                                                    "", remote))
             return self._login_page(request, "login_failed", 401, lang)
@@ -470,7 +482,7 @@ class Console:
         def job(c: sqlite3.Connection) -> tuple[str, str]:
             if rehash:
                 c.execute("UPDATE users SET pw_hash = ? WHERE id = ?", (rehash, user["id"]))
-            model.audit(c, now, user, "login", None, "", remote)
+            audit.record(c, now, user, "login", None, "", remote)
             return auth.new_session(c, user["id"], remote)
         token, _ = await self.write(job)
         log.info("login %s (%s) from %s", user["username"], user["role"], remote)
@@ -487,7 +499,7 @@ class Console:
 
         def job(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM sessions WHERE token_hash = ?", (s["token_hash"],))
-            model.audit(c, now, user, "logout", None, "", remote)
+            audit.record(c, now, user, "logout", None, "", remote)
         await self.write(job)
         resp = web.json_response({"ok": True})
         resp.del_cookie(SESSION_COOKIE, path="/")
@@ -504,7 +516,7 @@ class Console:
                      "lang": s["lang"]},
             "csrf": s["csrf"], "console": c.console["name"], "version": __version__,
             "queue": c.queue, "escalation": c.escalation, "heartbeat_s": c.live["heartbeat_s"],
-            "map": c.map, "dispositions": list(model.DISPOSITIONS),
+            "map": c.map, "dispositions": list(DISPOSITIONS),
             "checkin_overdue_s": c.gateways["checkin_overdue_s"],
         })
 
@@ -524,8 +536,8 @@ class Console:
         c.execute("BEGIN")  # one snapshot: the rows and the feed number agree
         try:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-            state = {"seq": seq, "now": self.clock(), "alarms": model.open_alarms(c),
-                     "gateways": model.gateways(c), "log": model.recent_log(c, 100)}
+            state = {"seq": seq, "now": self.clock(), "alarms": views.open_alarms(c),
+                     "gateways": views.gateways(c), "log": views.recent_log(c, 100)}
         finally:
             c.execute("COMMIT")
         return state
@@ -604,7 +616,7 @@ class Console:
         assert self.read is not None
         aid = int(request.match_info["id"])
         c = self.read
-        a = model.alarm_view(c, aid)
+        a = views.alarm_view(c, aid)
         if a is None:
             return web.json_response({"error": "err_no_such_alarm"}, status=404)
         dev = (c.execute("SELECT * FROM devices WHERE device_id = ?", (a["device_id"],))
@@ -617,10 +629,10 @@ class Console:
             device["paths"] = json.loads(device["paths"] or "[]")
             device["last_paths"] = json.loads(device["last_paths"] or "[]")
         return web.json_response({
-            "alarm": a, "audit": model.alarm_audit(c, aid),
-            "history": model.site_history(c, a["site_key"], self.clock()),
+            "alarm": a, "audit": audit.for_alarm(c, aid),
+            "history": history.site_history(c, a["site_key"], self.clock()),
             "device": device, "site": dict(site) if site else None,
-            "gateway": model.gateway_view(c, a["gateway_id"]),
+            "gateway": views.gateway_view(c, a["gateway_id"]),
         })
 
     async def api_action(self, request: web.Request) -> web.Response:
@@ -632,13 +644,13 @@ class Console:
         user = self._user(request)
         now, remote = self.clock(), request.remote or ""
         fns: dict[str, Callable[[sqlite3.Connection], dict[str, Any]]] = {
-            "take": lambda c: model.take(c, aid, user, now, remote),
-            "take_over": lambda c: model.take_over(c, aid, user, now,
+            "take": lambda c: ownership.take(c, aid, user, now, remote),
+            "take_over": lambda c: ownership.take_over(c, aid, user, now,
                                                    str(data.get("reason", "")), remote),
-            "step": lambda c: model.tick(c, aid, user, _int(data.get("index")),
+            "step": lambda c: handling.tick(c, aid, user, _int(data.get("index")),
                                          bool(data.get("done", True)), now, remote),
-            "note": lambda c: model.note(c, aid, user, str(data.get("text", "")), now, remote),
-            "close": lambda c: model.close(c, aid, user, str(data.get("disposition", "")),
+            "note": lambda c: handling.note(c, aid, user, str(data.get("text", "")), now, remote),
+            "close": lambda c: handling.close(c, aid, user, str(data.get("disposition", "")),
                                            str(data.get("note", "")), now, remote),
         }
         fn = fns.get(action)
@@ -646,7 +658,7 @@ class Console:
             return web.json_response({"error": "no_such_action"}, status=404)
         try:
             alarm = await self.write(fn)
-        except model.ActionError as e:
+        except ActionError as e:
             await self.refuse(request, e.status, e.code,
                               f"alarm {aid}" + (f" owner {e.detail.get('owner')}"
                                                 if e.detail.get("owner") else ""))
@@ -659,7 +671,7 @@ class Console:
         if (refused := await self._need(request, "supervisor")) is not None:
             return refused
         assert self.read is not None
-        alarms = model.open_alarms(self.read)
+        alarms = views.open_alarms(self.read)
         online: dict[str, dict[str, Any]] = {}
         for who in self.broadcaster.subscribers.values():
             o = online.setdefault(who["username"], {"username": who["username"],
@@ -690,9 +702,9 @@ class Console:
                                  (since, until)).fetchall()
         user = self._user(request)
         now, remote = self.clock(), request.remote or ""
-        await self.write(lambda c: model.audit(c, now, user, "audit_export", None,
+        await self.write(lambda c: audit.record(c, now, user, "audit_export", None,
                                                f"{len(rows)} rows", remote))
-        return web.Response(text=model.audit_csv(rows), content_type="text/csv", charset="utf-8",
+        return web.Response(text=audit.to_csv(rows), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition":
                                      'attachment; filename="panicconsole-audit.csv"'})
 
@@ -720,7 +732,7 @@ class Console:
                                 str(d.get("role", "")), display_name=str(d.get("name", "")),
                                 lang=str(d.get("lang", self.cfg.console["language"])),
                                 min_len=min_len)
-            model.audit(c, now, admin, "user_add", None,
+            audit.record(c, now, admin, "user_add", None,
                         f"{d.get('username')} ({d.get('role')})", remote)
             return uid
         try:
@@ -745,7 +757,7 @@ class Console:
                 raise auth.AccountError(f"no user {name!r}")
             changes = []
             if "role" in d:
-                if d["role"] not in model.ROLES:
+                if d["role"] not in auth.ROLES:
                     raise auth.AccountError("role must be operator, supervisor or admin")
                 if row["id"] == admin["id"] and d["role"] != "admin":
                     raise auth.AccountError("you cannot take the admin role from yourself")
@@ -764,7 +776,7 @@ class Console:
                 changes.append("password reset")
             if not changes:
                 raise auth.AccountError("nothing to change (role, disabled or password)")
-            model.audit(c, now, admin, "user_edit", None, f"{name}: {', '.join(changes)}",
+            audit.record(c, now, admin, "user_edit", None, f"{name}: {', '.join(changes)}",
                         remote)
         try:
             await self.write(job)
