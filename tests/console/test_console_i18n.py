@@ -10,7 +10,7 @@ from pathlib import Path
 import panicconsole
 from panicconsole import auth, plans
 from panicconsole.alarms.rules import DISPOSITIONS
-from panicconsole.web import STATIC
+from panicconsole.web.pages import STATIC
 
 SRC = Path(panicconsole.__file__).parent
 
