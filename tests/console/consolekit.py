@@ -37,6 +37,9 @@ TOKEN = "console-test-token-0123456789"
 SECRET = "console-test-secret-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
 T = TypeVar("T")
+SCREENSHOTS_ENV = "PANIC_SCREENSHOTS"
+DOCS_IMG = ROOT / "docs" / "img"
+shots_dir: Path | None = None  # this run's tmp dir for screenshots (set by conftest.py)
 
 SITES = [
     {"name": "Toko Emas Mulia", "kind": "shop", "address": "Jl. Malioboro 52, Yogyakarta",
@@ -339,8 +342,15 @@ def lines(driver: Any) -> list[dict[str, Any]]:
 
 
 def shot(driver: Any, name: str) -> Path:
-    """Save a screenshot for docs/console.md under docs/img/ (the docs show these files)."""
-    out = ROOT / "docs" / "img" / f"console-{name}.png"
+    """Save the screenshot ``console-<name>.png`` that docs/console.md shows: into docs/img/
+    only when asked (``PANIC_SCREENSHOTS=1``, as ``make screenshots`` does), else into this
+    run's pytest tmp dir, so the step runs on every test run and leaves the tree clean."""
+    if os.environ.get(SCREENSHOTS_ENV) == "1":
+        where = DOCS_IMG
+    else:
+        assert shots_dir is not None, "tests/console/conftest.py sets consolekit.shots_dir"
+        where = shots_dir
+    out = where / f"console-{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(out))
     return out
