@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench vectors clean browser
+.PHONY: test demo lint bench vectors clean browser screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# docs/img/console-*.png, the screenshots docs/console.md shows, are taken by the console's
+# browser tests; only this target writes them (other runs save them to pytest's tmp dir).
+screenshots: $(STAMP) browser
+	PANIC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/console/test_console_browser_*.py
 
 demo: $(STAMP)
 	$(BIN)/panicdemo $(DEMO_ARGS)

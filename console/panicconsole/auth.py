@@ -19,7 +19,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from panicconsole.model import ROLES
+LANGS = ("id", "en")
+ROLES = ("operator", "supervisor", "admin")
+RANK = {"operator": 0, "supervisor": 1, "admin": 2}
 
 _ph = PasswordHasher()  # argon2id with the library's current recommended parameters
 _dummy: list[str] = []
@@ -31,8 +33,6 @@ def _dummy_hash() -> str:
     if not _dummy:
         _dummy.append(_ph.hash(secrets.token_hex(16)))
     return _dummy[0]
-LANGS = ("id", "en")
-RANK = {"operator": 0, "supervisor": 1, "admin": 2}
 
 
 class AccountError(ValueError):

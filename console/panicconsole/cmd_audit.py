@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
+from panicconsole.alarms import audit
 from panicconsole.common import CONFIG_OPTION, emit_json, fail, load_config, open_db
-from panicconsole.model import audit_csv
 
 app = typer.Typer(help="Export the audit trail; read the dispatch log.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def export(since: str = typer.Option(None, "--since", help="From this date/time 
                             (lo, hi)).fetchall()
     finally:
         conn.close()
-    text = audit_csv(rows)
+    text = audit.to_csv(rows)
     if out is None:
         sys.stdout.write(text)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from panicconsole import model
+from panicconsole.alarms import audit, feed, views
 from panicconsole.common import (
     CONFIG_OPTION,
     EXIT_FAILED,
@@ -28,7 +28,7 @@ def list_(config: Path = CONFIG_OPTION,
     cfg = load_config(config)
     conn = open_db(cfg)
     try:
-        gws = model.gateways(conn)
+        gws = views.gateways(conn)
     finally:
         conn.close()
     if json_out:
@@ -71,13 +71,12 @@ def set_(gateway_id: str = typer.Argument(..., help="The gateway's [gateway] id.
             if lat is not None:
                 conn.execute("UPDATE gateways SET lat = ?, lon = ? WHERE gateway_id = ?",
                              (lat, lon, gateway_id))
-            view = model.gateway_view(conn, gateway_id)
+            view = views.gateway_view(conn, gateway_id)
             if view is None:
                 raise typer.Exit(EXIT_FAILED)
-            conn.execute("INSERT INTO changes (at, kind, data) VALUES (?, 'gateway', ?)",
-                         (now, model._j(view)))
-            model.audit(conn, now, {"username": "cli", "role": "admin"}, "gateway_set", None,
-                        f"{gateway_id}: name={name!r} lat={lat} lon={lon}")
+            feed.change(conn, now, "gateway", view)
+            audit.record(conn, now, {"username": "cli", "role": "admin"}, "gateway_set", None,
+                         f"{gateway_id}: name={name!r} lat={lat} lon={lon}")
     finally:
         conn.close()
     typer.echo(f"{gateway_id} updated")

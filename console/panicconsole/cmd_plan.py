@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from panicconsole import model
 from panicconsole import plans as plans_mod
+from panicconsole.alarms import audit
 from panicconsole.common import CONFIG_OPTION, emit_json, fail, load_config, open_db, transaction
 
 app = typer.Typer(help="Action plans: the numbered steps of each kind of alarm.",
@@ -64,8 +64,8 @@ def import_(file: Path = typer.Argument(..., exists=True, dir_okay=False,
                 plans_mod.save(conn, key, p["event"], p["steps"], "cli", now)
                 saved.append({"event": p["event"], "site": p["site"] or "*",
                               "steps": len(p["steps"])})
-            model.audit(conn, now, {"username": "cli", "role": "admin"}, "plan_import", None,
-                        f"{file.name}: {len(saved)} plans")
+            audit.record(conn, now, {"username": "cli", "role": "admin"}, "plan_import", None,
+                         f"{file.name}: {len(saved)} plans")
     except plans_mod.PlanError as e:
         fail(str(e))
     finally:

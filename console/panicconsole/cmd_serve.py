@@ -64,7 +64,7 @@ def serve(config: Path = CONFIG_OPTION) -> None:
 
 
 async def _run(cfg: config_mod.Config) -> None:
-    from panicconsole.web import Console
+    from panicconsole.web.app import Console
 
     console = Console(cfg)
     await console.start()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from panicconsole import model
 from panicconsole import sites as sites_mod
+from panicconsole.alarms import audit
 from panicconsole.common import CONFIG_OPTION, emit_json, fail, load_config, open_db, transaction
 
 app = typer.Typer(help="Import and list sites (shops, homes) and their buttons.",
@@ -39,9 +39,9 @@ def import_(file: Path = typer.Argument(..., exists=True, dir_okay=False,
             now = time.time()
             counts = sites_mod.store(conn, "registry" if kind == "registry" else "dispatch",
                                      entries, now)
-            model.audit(conn, now, {"username": "cli", "role": "admin"}, "sites_import", None,
-                        f"{file.name} ({kind}): {counts['sites']} sites, "
-                        f"{counts['devices']} devices")
+            audit.record(conn, now, {"username": "cli", "role": "admin"}, "sites_import", None,
+                         f"{file.name} ({kind}): {counts['sites']} sites, "
+                         f"{counts['devices']} devices")
     finally:
         conn.close()
     if json_out:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from panicconsole import auth, model
+from panicconsole import auth
+from panicconsole.alarms import audit
 from panicconsole.common import (
     CONFIG_OPTION,
     EXIT_FAILED,
@@ -79,8 +80,8 @@ def add(username: str = typer.Argument(..., help="Sign-in name (letters, digits,
             uid = auth.add_user(conn, username, pw, role, display_name=name,
                                 lang=lang or cfg.console["language"],
                                 min_len=cfg.security["min_password_len"])
-            model.audit(conn, time.time(), {"username": "cli", "role": "admin"},
-                        "user_add", None, f"{username} ({role})")
+            audit.record(conn, time.time(), {"username": "cli", "role": "admin"},
+                         "user_add", None, f"{username} ({role})")
     except auth.AccountError as e:
         fail(str(e))
     finally:
@@ -129,8 +130,8 @@ def passwd(username: str = typer.Argument(..., help="The account."),
     try:
         with transaction(conn):
             auth.set_password(conn, username, pw, cfg.security["min_password_len"])
-            model.audit(conn, time.time(), {"username": "cli", "role": "admin"}, "user_edit",
-                        None, f"{username}: password reset")
+            audit.record(conn, time.time(), {"username": "cli", "role": "admin"}, "user_edit",
+                         None, f"{username}: password reset")
     except auth.AccountError as e:
         fail(str(e))
     finally:
@@ -148,8 +149,8 @@ def set_(username: str = typer.Argument(..., help="The account."),
     """Change an account's role, language, or block it. Exit 2: bad input, 1: no such user."""
     if disable and enable:
         fail("--disable and --enable contradict each other")
-    if role is not None and role not in model.ROLES:
-        fail(f"--role must be one of {', '.join(model.ROLES)}")
+    if role is not None and role not in auth.ROLES:
+        fail(f"--role must be one of {', '.join(auth.ROLES)}")
     if lang is not None and lang not in auth.LANGS:
         fail("--lang must be id or en")
     if role is None and lang is None and not disable and not enable:
@@ -174,8 +175,8 @@ def set_(username: str = typer.Argument(..., help="The account."),
                 if disable:
                     conn.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
                 done.append("disabled" if disable else "enabled")
-            model.audit(conn, time.time(), {"username": "cli", "role": "admin"}, "user_edit",
-                        None, f"{username}: {', '.join(done)}")
+            audit.record(conn, time.time(), {"username": "cli", "role": "admin"}, "user_edit",
+                         None, f"{username}: {', '.join(done)}")
     finally:
         conn.close()
     typer.echo(f"{username}: {', '.join(done)}")

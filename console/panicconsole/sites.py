@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panicconsole import model
+from panicconsole.alarms.directory import upsert_device, upsert_site
 
 REGISTRY_FORMAT = "panic-button-registry/1"
 SITE_KINDS = ("shop", "home")
@@ -136,9 +136,9 @@ def store(conn: sqlite3.Connection, kind: str, entries: list[Entry],
     sites: set[str] = set()
     devices: set[str] = set()
     for e in entries:
-        key = model.upsert_site(conn, e.site, kind, now)
+        key = upsert_site(conn, e.site, kind, now)
         sites.add(key)
         if e.device:
-            model.upsert_device(conn, e.device, key, now, registered_paths=e.paths)
+            upsert_device(conn, e.device, key, now, registered_paths=e.paths)
             devices.add(e.device["id"])
     return {"sites": len(sites), "devices": len(devices)}

@@ -10,8 +10,9 @@ import signal
 import time
 
 import pytest
-from consolekit import ConsoleProc, CutProxy, Session, body, js, lines, login, shot, start_browser
+from consolekit import ConsoleProc, Session, body, js, lines, login, shot, start_browser
 from consolekit import wait_for as wait
+from cutproxy import CutProxy
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,12 @@ import json
 import re
 from pathlib import Path
 
-from panicconsole import model, plans
-from panicconsole.web import STATIC
+import panicconsole
+from panicconsole import auth, plans
+from panicconsole.alarms.rules import DISPOSITIONS
+from panicconsole.web.pages import STATIC
 
-SRC = Path(model.__file__).parent
+SRC = Path(panicconsole.__file__).parent
 
 
 def _catalogue(lang: str) -> dict[str, str]:
@@ -44,12 +46,12 @@ def _used_keys() -> set[str]:
               "low_battery", "low_battery_restore", "gateway_checkin", "gateway_trouble",
               "gateway_trouble_restore", "gateway_silent"]
     keys |= {f"ev_{e}" for e in events} | {f"prio_{p}" for p in range(1, 5)}
-    keys |= {f"disp_{x}" for x in model.DISPOSITIONS} | {f"role_{r}" for r in model.ROLES}
+    keys |= {f"disp_{x}" for x in DISPOSITIONS} | {f"role_{r}" for r in auth.ROLES}
     keys |= {"esc_unattended", "esc_overdue", "kind_shop", "kind_home"}
     keys |= {f"act_{a}" for a in ("take", "take_over", "step", "step_unticked", "note",
                                   "close", "escalate", "gateway_silent", "refused")}
-    # error codes the server answers with (model.ActionError and the web layer)
-    for f in SRC.glob("*.py"):
+    # error codes the server answers with (ActionError and the web layer)
+    for f in SRC.rglob("*.py"):
         text = f.read_text(encoding="utf-8")
         keys |= set(re.findall(r'ActionError\(\d+, "([a-z_]+)"', text))
         keys |= set(re.findall(r'"(login_[a-z]+)"', text))
