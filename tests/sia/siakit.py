@@ -83,13 +83,13 @@ class PySiaReceiver:
     """pysiaalarm's receiver on 127.0.0.1 and a free port; ``events`` is what it accepted."""
 
     def __init__(self, protocol: str = "tcp", key: str | None = None,
-                 account: str = ACCOUNT) -> None:
+                 account: str = ACCOUNT, port: int = 0) -> None:
         self.protocol = protocol
         self.events: list[SIAEvent] = []
         self._arrived = asyncio.Event()
-        self.client = SIAClient("127.0.0.1", 0, [SIAAccount(account, key)], self._on_event,
+        self.client = SIAClient("127.0.0.1", port, [SIAAccount(account, key)], self._on_event,
                                 protocol=CommunicationsProtocol[protocol.upper()])
-        self.port = 0
+        self.port = port
 
     async def _on_event(self, event: SIAEvent) -> None:
         self.events.append(event)
@@ -141,6 +141,7 @@ class ScriptedReceiver:
     port: int = 0
     _server: Any = None
     _transport: Any = None
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -160,12 +161,16 @@ class ScriptedReceiver:
     async def __aexit__(self, *exc: Any) -> None:
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1)
+            for task in self._handlers:  # connections still open: end them, quietly
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._transport is not None:
             self._transport.close()
 
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 try:
@@ -181,7 +186,12 @@ class ScriptedReceiver:
                     else:
                         writer.write(action)
                         await writer.drain()
+        except ConnectionError:
+            return
+        except asyncio.CancelledError:
+            return  # our own __aexit__: nothing to report
         finally:
+            self._handlers.discard(task)
             writer.close()
 
     async def _udp(self, raw: bytes, addr: Any) -> None:
@@ -232,3 +242,27 @@ def message_time(raw: bytes, key: str | None = None) -> float:
     ev = parse(raw, key)
     assert isinstance(ev.timestamp, datetime), raw
     return ev.timestamp.timestamp()
+
+
+def dead_endpoint(protocol: str = "tcp") -> Endpoint:
+    """An address where nothing listens (a port just freed)."""
+    import socket
+
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Endpoint("127.0.0.1", port, protocol)
+
+
+def sequences_per_message(frames: list[bytes], key: str | None = None) -> dict[tuple, set[str]]:
+    """Every distinct message (its content without the timestamp, as pysiaalarm reads it)
+    -> the sequence numbers it was sent under. One number each, or the receiver could take
+    a resend for a new event."""
+    out: dict[tuple, set[str]] = {}
+    for raw in frames:
+        ev = parse(raw, key)
+        what = (ev.message_type, ev.account, ev.code, ev.event_qualifier, ev.event_type, ev.ri,
+                ev.message, ev.x_data)
+        out.setdefault(what, set()).add(ev.sequence or "")
+    return out
