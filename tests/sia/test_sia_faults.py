@@ -265,7 +265,7 @@ def test_lost_datagram() -> None:
 
 def test_alarms_go_first() -> None:
     def script(n: int, raw: bytes) -> list:
-        return [0.2, ack(raw)]
+        return [0.4, ack(raw)]
 
     async def scenario() -> None:
         async with ScriptedReceiver(script) as centre:

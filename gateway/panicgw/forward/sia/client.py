@@ -144,9 +144,11 @@ class Transmitter:
         if result.outcome == REFUSED:
             self.refused += 1
             self.last_refused = f"{message.event or message.kind} seq {seq:04d}: DUH"
-            log.error("SIA receiver %s REFUSED %s (seq %04d) with DUH: it does not understand "
-                      "the message; it is kept and retried, check the account and format with "
-                      "the centre", self.settings.name, message.event or message.kind, seq)
+            # The outbox keeps the message and raises it loudly (rate-bounded); this line
+            # is the exchange's own record.
+            log.warning("SIA receiver %s refused %s (seq %04d) with DUH: it does not "
+                        "understand the message; check the account and format with the centre",
+                        self.settings.name, message.event or message.kind, seq)
         elif result.delivered:
             self.delivered += 1
         else:
@@ -283,7 +285,7 @@ class Transmitter:
                 path.drop()
                 try:
                     path.conn = await connect(path.endpoint, s.ack_timeout_s)
-                except (OSError, TimeoutError) as e:
+                except (OSError, TimeoutError, ValueError) as e:  # ValueError: a bad name
                     out.kind, out.detail = "connect", f"{path.endpoint}: {_why(e)}"
                     return out
             now = self._clock() + path.offset_s
