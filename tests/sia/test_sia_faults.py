@@ -335,3 +335,21 @@ def test_link_tests_find_a_dead_link_and_its_return() -> None:
 
     run(scenario())
     assert heard == [True, False, True]
+
+
+def test_link_tests_take_their_number_from_the_store_when_asked() -> None:
+    store = {"last": 500}
+
+    async def take() -> int:  # what the daemon passes: the store writes, then answers
+        store["last"] += 1
+        return store["last"]
+
+    async def scenario() -> None:
+        async with ScriptedReceiver(lambda n, raw: [ack(raw)]) as centre:
+            tx = Transmitter(settings(centre.endpoint), take_sequence=take)
+            assert (await tx.link_test()).seq == 501
+            assert (await tx.link_test()).seq == 502
+            tx.close()
+            assert [header_fields(f)[1] for f in centre.frames] == ["0501", "0502"]
+
+    run(scenario())

@@ -16,9 +16,11 @@ What the outbox needs from it, and why it behaves so:
 - Failover: the address that last answered is tried first. While the backup is in use, the
   link test also probes the primary and goes back to it once it answers.
 - Link test: a NULL message whenever ``link_test_s`` passed without an answer from the
-  receiver. ``link_ok`` turns False when a whole exchange found no answer on any address,
-  True again at the next answer; ``on_link`` hears each change (trouble on the other
-  routes, diag FAIL).
+  receiver, under a new number from ``take_sequence`` (the store: written before it is
+  sent, so a restart cannot hand the same number to the next message) or the counter.
+  ``link_ok`` turns False when a whole exchange found no answer on any address, True again
+  at the next answer; ``on_link`` hears each change (trouble on the other routes, diag
+  FAIL).
 - One exchange at a time, alarms first (:mod:`turns`).
 """
 
@@ -28,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +106,7 @@ class Transmitter:
         settings: ReceiverSettings,
         *,
         counter: SequenceCounter | None = None,
+        take_sequence: Callable[[], Awaitable[int]] | None = None,
         on_link: Callable[[bool, str], None] | None = None,
         clock: Callable[[], float] = time.time,
         max_nak_resends: int = 2,
@@ -111,6 +114,7 @@ class Transmitter:
     ) -> None:
         self.settings = settings
         self.counter = counter or SequenceCounter()
+        self._take_sequence = take_sequence
         self._on_link = on_link
         self._clock = clock
         self.max_nak_resends = max_nak_resends
@@ -134,6 +138,13 @@ class Transmitter:
     def next_sequence(self) -> int:
         """The number for a new message (store it with the message before sending)."""
         return self.counter.next()
+
+    async def _new_sequence(self) -> int:
+        """A number for a link test: from ``take_sequence`` (the store, which has written it
+        when it returns) when given, else from the counter."""
+        if self._take_sequence is not None:
+            return check_sequence(await self._take_sequence())
+        return self.next_sequence()
 
     async def deliver(self, message: Message, seq: int, priority: int = 0) -> Result:
         """Send ``message`` under ``seq`` until the receiver answers; never raises for the
@@ -159,7 +170,8 @@ class Transmitter:
         """One NULL message under a new sequence number (the link test)."""
         self.link_tests += 1
         async with self._turns.turn(LINK_TEST_PRIORITY):
-            result = await self._send(null_message(self.settings.account), self.next_sequence())
+            result = await self._send(null_message(self.settings.account),
+                                      await self._new_sequence())
             if self._active != 0 and result.delivered:
                 await self._probe_primary()
         return result
@@ -252,7 +264,7 @@ class Transmitter:
     async def _probe_primary(self) -> None:
         primary = self._paths[0]
         attempt = await self._try(primary, null_message(self.settings.account),
-                                  self.next_sequence())
+                                  await self._new_sequence())
         if attempt.kind == "ack":
             self._answered(primary)
             self._active = 0
