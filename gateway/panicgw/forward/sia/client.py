@@ -48,7 +48,7 @@ DELIVERED = "delivered"
 RETRY = "retry"
 REFUSED = "refused"
 LINK_TEST_PRIORITY = 1000  # after every message
-MAX_EXCHANGES = 32  # kept per result, for `panicgw sia test` and logs
+MAX_EXCHANGES = 32  # kept per result: logs, and the planned sia test command prints them
 
 
 @dataclass(frozen=True)
