@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from panicgw.cluster.crypto import GroupKeys
-from panicgw.cluster.messages import Codec, RxReport, SeqSource
+from panicgw.cluster.messages import Codec, RxReport
+from panicgw.cluster.sequence import SeqSource
 
 from .conftest import GROUP, SECRET, Broker, Nodes, Plain, free_port, need_mosquitto, record, wait
 

@@ -135,9 +135,11 @@ def test_three_gateways_agree_on_one_downlink(broker: Broker, nodes: Nodes, loop
         decisions = loop.run(all_three())
         assert [d.transmit for d in decisions] == [False, False, True], decisions
         assert {d.winner for d in decisions} == {"gw-c"}
-        assert {d.reason for d in decisions} == {el.OUTRANKED, el.BEST}
-        assert all(len(d.candidates) == 3 for d in decisions)
-        assert all(d.waited_s <= el.DEFAULT_COLLECT_S + 0.05 for d in decisions)
+        assert decisions[2].reason == el.BEST
+        # a loser decides on the reports, or (already) on the winner's claim
+        assert {d.reason for d in decisions[:2]} <= {el.OUTRANKED, el.CLAIMED}
+        assert len(decisions[2].candidates) == 3
+        assert all(d.waited_s <= el.DEFAULT_COLLECT_S + 0.15 for d in decisions)
     # C alone hears counter 20 and transmits; A's copy comes late (after C's claim): even
     # with the better signal, A does not transmit a second ACK
     first = loop.run(ns[2].elect(rx(ns[2], 20, snr=1.0)))

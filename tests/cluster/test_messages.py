@@ -22,11 +22,11 @@ from panicgw.cluster.messages import (
     Heard,
     Rejected,
     RxReport,
-    SeqSource,
     Status,
     Topics,
     UplinkKey,
 )
+from panicgw.cluster.sequence import SeqSource
 
 from .conftest import GROUP, SECRET, record
 
@@ -171,11 +171,31 @@ def test_sequence_never_repeats_across_restarts_even_with_a_stale_clock(tmp_path
                                                                        ) -> None:
     f = tmp_path / "cluster-seq"
     first = SeqSource(f, clock=lambda: 1_714_560_000.0)
-    a = [first.next() for _ in range(3)]
-    assert a == sorted(a) and len(set(a)) == 3
-    # restarted on a Pi whose clock went back to 1970 before NTP: still above
+    a = [first.next() for _ in range(3000)]  # across a few start values
+    assert a == sorted(a) and len(set(a)) == 3000
+    # crashed, restarted on a Pi whose clock went back to 1970 before NTP: still above
     again = SeqSource(f, clock=lambda: 100.0)
-    assert again.next() > a[-1]
+    b = again.next()
+    assert b > a[-1]
+    again.next()
+    again.close()  # a clean stop keeps only what was used
+    assert SeqSource(f, clock=lambda: 100.0).next() > b
+    # restarted within the same second, without a state file (tests): still above
+    assert SeqSource(clock=lambda: 1_714_560_000.25).next() > a[-1]
     # the state file lost: the wall clock still puts it above yesterday's
-    fresh = SeqSource(tmp_path / "other", clock=lambda: 1_714_646_400.0)
-    assert fresh.next() > a[-1]
+    assert SeqSource(tmp_path / "other", clock=lambda: 1_714_646_400.0).next() > a[-1]
+    assert a[-1] < 2**53
+
+
+def test_sequence_reserves_ahead_when_it_outruns_the_clock(tmp_path: Path) -> None:
+    from panicgw.cluster import sequence
+
+    f = tmp_path / "cluster-seq"
+    s = SeqSource(f, clock=lambda: 1_000.0)
+    reserved = int(f.read_text())
+    assert reserved == s.start + sequence.RESERVE
+    s.start = reserved  # as if an hour of numbers were used up within a second
+    s._n = (1 << sequence.BITS) - 1
+    n = s.next()
+    assert int(f.read_text()) > reserved
+    assert SeqSource(f, clock=lambda: 1_000.0).next() > n

@@ -7,7 +7,8 @@ each LoRa ACK, who reports a silence, and the registry (keys encrypted, every me
 authenticated with the group secret). Modules:
 
 - ``crypto``: the group secret and the keys derived from it;
-- ``messages``: topics, formats, and the codec (tags, replays);
+- ``messages``: topics, formats, and the codec (tags, replays); ``sequence``: message
+  numbers that never repeat;
 - ``election``: one downlink per uplink;
 - ``state``: the union of receptions; ``members``: liveness and who reports a silence;
 - ``registry_replica``: the group's registry, newest generation wins;

@@ -230,6 +230,11 @@ class AsyncElector:
         else:
             loop.call_soon_threadsafe(fn, *args)
 
+    def prune(self) -> None:
+        """Forget old ballots (from any thread): peers' reports of frames we never heard
+        open ballots too, and a gateway that seldom elects must still drop them."""
+        self._call(self.election.prune)
+
     def _observe(self, key: UplinkKey, cand: Candidate) -> None:
         self.election.observe(key, cand)
         self._poke(key)

@@ -35,8 +35,8 @@ message can be neither altered nor moved to another topic. ``v`` is the format v
 gateway drops versions it does not know (counted), which lets a group upgrade one gateway
 at a time as long as a new version is only sent once all understand it.
 
-Replays: ``seq`` grows with every message a gateway sends (:class:`SeqSource`: a start
-number above the last run's, times 2**32, plus a counter). Per (sender, topic) a message
+Replays: ``seq`` grows with every message a gateway sends and never repeats across restarts
+(:class:`~panicgw.cluster.sequence.SeqSource`). Per (sender, topic) a message
 must carry a higher ``seq`` than the last one accepted, or it is a replay (counted,
 dropped). Registry entries are the exception: any gateway re-publishes them verbatim to
 repair a broker that lost its retained store, so there the registry generation orders them
@@ -51,16 +51,15 @@ import base64
 import binascii
 import json
 import math
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from panicgw.cluster.crypto import CryptoError, GroupKeys
+from panicgw.cluster.sequence import SeqSource
 from panicgw.registry import DeviceRecord, RegistryError, record_from_dict
 
 VERSION = 1
@@ -239,39 +238,6 @@ class Incoming(NamedTuple):
     sender: str
     seq: int
     payload: bytes  # the wire bytes, for a verbatim re-publish (registry repair)
-
-
-class SeqSource:
-    """Sequence numbers that never repeat across restarts: ``start << 32 | n``.
-
-    ``start`` is one more than the last run's (kept in ``path``, the gateway's data dir)
-    and at least the wall clock in seconds, so neither a Pi that boots with a stale clock
-    (no RTC, before NTP) nor a lost state file sends numbers peers already saw.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        last = 0
-        if path is not None:
-            try:
-                last = int(Path(path).read_text().strip() or 0)
-            except (OSError, ValueError):
-                last = 0
-        self.start = max(last + 1, int(clock()))
-        if path is not None:
-            tmp = Path(f"{path}.tmp")
-            tmp.write_text(f"{self.start}\n")
-            os.replace(tmp, path)
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            self._n += 1
-            if self._n >= 1 << 32:  # 4 billion messages in one run: take the next start
-                self.start += 1
-                self._n = 1
-            return self.start << 32 | self._n
 
 
 def _int(v: Any, lo: int = 0, hi: int = (1 << 64) - 1) -> int:

@@ -42,10 +42,10 @@ from panicgw.cluster.messages import (
     RegistryEntry,
     Rejected,
     RxReport,
-    SeqSource,
     Status,
 )
 from panicgw.cluster.registry_replica import APPLIED, STALE, RegistryReplica
+from panicgw.cluster.sequence import SeqSource
 from panicgw.cluster.settings import ClusterSettings
 from panicgw.cluster.state import PeerVerdict, ReceptionState
 from panicgw.registry import DeviceRecord, KeyConflictError
@@ -55,6 +55,7 @@ log = logging.getLogger("panicgw.cluster")
 LOG_EVERY_S = 60.0  # at most one warning per rejection reason a minute
 TICK_S = 0.25
 RESTORE_EVERY_S = 10.0
+PRUNE_EVERY_S = 5.0
 
 
 class ClusterNode:
@@ -93,6 +94,7 @@ class ClusterNode:
         self._timer: threading.Thread | None = None
         self._next_status = 0.0
         self._next_digest = 0.0
+        self._next_prune = 0.0
 
     # -- life ----------------------------------------------------------------------------
 
@@ -119,6 +121,7 @@ class ClusterNode:
             self._timer.join(timeout)
         bye = self.codec.encode(Gone(self.gateway_id, self._conn, "shutdown"))
         self.link.stop(timeout, last=(bye.topic, bye.payload))
+        self.codec.seq.close()
 
     @property
     def connected(self) -> bool:
@@ -316,7 +319,10 @@ class ClusterNode:
                     self._publish_status()
                 if now >= self._next_digest:
                     self._publish_digest()
-                self.state.prune()
+                if now >= self._next_prune:
+                    self.state.prune()
+                    self.elector.prune()
+                    self._next_prune = now + PRUNE_EVERY_S
             except Exception:  # the timer must survive anything
                 log.exception("cluster timer failed")
 
