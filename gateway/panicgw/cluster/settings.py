@@ -34,7 +34,7 @@ class ClusterSettings:
     collect_s: float = DEFAULT_COLLECT_S
     copy_window_s: float = DEFAULT_COPY_WINDOW_S
     status_interval_s: float = 10.0
-    digest_interval_s: float = 60.0
+    digest_interval_s: float = 900.0  # digests are big; live reports carry the news
     stale_s: float = DEFAULT_STALE_S
     supervise: bool = True
     state_dir: str = ""  # where the message sequence survives restarts (the data dir)

@@ -202,10 +202,11 @@ class ReceptionState:
             d = self._devices.get(device_id)
             return d.window.highest if d is not None and d.key_gen == key_gen else -1
 
-    def own_digest(self) -> dict[int, Heard] | None:
-        """What we ourselves heard, when it changed since the last call (else None)."""
+    def own_digest(self, force: bool = False) -> dict[int, Heard] | None:
+        """What we ourselves heard, when it changed since the last call (else None;
+        ``force``: in any case)."""
         with self._lock:
-            if not self._own_changed:
+            if not self._own_changed and not force:
                 return None
             self._own_changed = False
             return {i: d.heard[self.gateway_id] for i, d in self._devices.items()
