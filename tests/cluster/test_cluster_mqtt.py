@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from panicgw.cluster.crypto import GroupKeys
 from panicgw.cluster.messages import BAD_MAC, REPLAY, Codec, RxReport
 from panicgw.cluster.node import ClusterNode
 
-from .conftest import GROUP, Broker, LoopThread, Nodes, Plain, free_port, record, wait
+from .conftest import GROUP, SECRET, Broker, LoopThread, Nodes, Plain, free_port, record, wait
 
 DEV = 0x1234ABCD
 
@@ -66,7 +67,8 @@ def test_authenticated_messages_pass_forged_and_replayed_ones_do_not(
 
 
 def test_registry_reaches_every_gateway_sealed_and_stale_never_wins(
-        broker: Broker, nodes: Nodes) -> None:
+        broker: Broker, nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     operator = Plain(broker.port)
     a, b, c = trio(nodes, broker.port)
     old = record(key=b"\x11" * 16)
@@ -114,6 +116,10 @@ def test_registry_reaches_every_gateway_sealed_and_stale_never_wins(
         assert key.hex().encode() not in wire and key.hex().upper().encode() not in wire
         assert base64.b64encode(key) not in wire
     assert b"Merdeka" not in wire  # nor a site's address
+    # and no key in the gateways' logs (the conflict and the stale entries were logged)
+    assert "registry_stale" in caplog.text and "not published" in caplog.text
+    for key in (old.key, new.key, SECRET):
+        assert key.hex() not in caplog.text.lower()
     intruder.close()
     operator.close()
 
