@@ -31,7 +31,7 @@ Fed with every reception report and digest (own and peers'), it answers three qu
    so a peer with a clock running ahead cannot hide a silence.
 
 3. **Who hears what?** (:meth:`fleet`) per device and gateway the last RSSI/SNR/time, and
-   the best gateway per device, for ``panicgw fleet``.
+   the best gateway per device, for the fleet view.
 
 Thread-safe (one lock): the MQTT thread feeds it, the pipeline and supervision threads ask.
 The one-decision-per-silence rule is :func:`silence_owner` in :mod:`panicgw.cluster.members`.
