@@ -456,7 +456,7 @@ class Gateway:
                     last_seen = (serial.last_pong or serial.last_rx) if serial else None
                     undo = sr.undo_point(sup)
                     events = await loop.run_in_executor(pool, functools.partial(
-                        sr.evaluate, reader.db, sup, time.time(), bridge_last_seen=last_seen,
+                        sr.evaluate, reader, sup, time.time(), bridge_last_seen=last_seen,
                         bridge_enabled=serial is not None, checkins=self.forwarder is not None))
                     try:
                         stored = await self.processor.run_sync(
