@@ -5,7 +5,8 @@
 - repositories by subject: :mod:`.meta`, :mod:`.devices` (the registry), :mod:`.events`
   (events, receptions, incidents), :mod:`.supervision` (device state, heartbeats),
   :mod:`.outbox`; :class:`Store` (:mod:`.db`) has them all on one connection;
-- :mod:`.inspect`: the read-only views of the technician's commands (diag, events, monitor).
+- :mod:`.inspect`: the read-only views of the technician's commands (diag, events, monitor);
+- :mod:`.service`: the daemon's single writer and its read lanes.
 """
 
 from panicgw.store.db import Store
