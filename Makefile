@@ -30,6 +30,7 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # docs/img/console-*.png, the screenshots docs/console.md shows, are taken by the console's
@@ -42,6 +43,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP) browser
 	$(BIN)/python bench/run.py

@@ -1,10 +1,12 @@
-"""The gateway as the tools see it: which DB the daemon opens, and opening it safely.
+"""The gateway as the tools see it: the registry file format, which DB the daemon opens, and
+opening it safely. The one module of panicgw that tools (panictool, the demo) import.
 
 Installers' and technicians' commands (``panictool provision``/``rekey``/``verify``/``sim``,
 ``panicgw devices``/``events``/``outbox``) must write to the very database the daemon reads.
 The daemon opens ``<[gateway] data_dir>/gateway.db`` of its config file, so a tool finds the
 DB the same way (``--config``, default :data:`DEFAULT_CONFIG`) unless it is given the path,
-and never creates one: a mistyped path is an error, not a fresh registry nobody reads.
+and never creates one: a mistyped path is an error, not a fresh registry nobody reads. A
+tool that only looks opens it read-only (``readonly=True``: SQLite ``mode=ro``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,34 @@ import os
 from pathlib import Path
 
 from panicgw import config as gwconfig
+from panicgw.registry import (
+    FORMAT,
+    KEY_LEN,
+    PATHS,
+    SITE_KINDS,
+    DeviceRecord,
+    KeyConflictError,
+    KeyFile,
+    RegistryError,
+    SiteRecord,
+    read_export,
+    read_key_file,
+    read_key_file_full,
+    record_from_dict,
+    validate,
+    write_export,
+    write_key_file,
+    write_private,
+)
 from panicgw.store import Store, StoreError
+
+__all__ = [
+    "DEFAULT_CONFIG", "ENV_CONFIG", "FORMAT", "KEY_LEN", "PATHS", "SITE_KINDS", "AccessError",
+    "DeviceRecord", "KeyConflictError", "KeyFile", "RegistryError", "SiteRecord", "Store",
+    "StoreError", "default_config", "locate_db", "open_db", "read_export", "read_key_file",
+    "read_key_file_full", "record_from_dict", "register", "validate", "write_export",
+    "write_key_file", "write_private",
+]
 
 DEFAULT_CONFIG = Path("/etc/panicgw/gateway.toml")
 ENV_CONFIG = "PANICGW_CONFIG"  # overrides DEFAULT_CONFIG (tests, non-standard installs)
@@ -46,8 +75,26 @@ def locate_db(db: str | os.PathLike[str] | None = None,
 
 
 def open_db(path: str | os.PathLike[str], *, readonly: bool = False) -> Store:
-    """Open an existing gateway DB (refusing a missing file or one without the schema)."""
+    """Open an existing gateway DB (refusing a missing file or one without the schema);
+    ``readonly``: with SQLite's ``mode=ro``, for a tool that only reads."""
     try:
         return Store(path, create=False, readonly=readonly)
     except StoreError as e:
         raise AccessError(str(e)) from None
+
+
+def register(db: Store | str | os.PathLike[str], record: DeviceRecord, *,
+             allow_older_key: bool = False) -> None:
+    """Upsert the site and the device into the gateway DB: an opened :class:`Store`, or the
+    path of an existing one (opened with :func:`open_db`, which never creates a DB: a
+    mistyped path raises ``AccessError`` instead of becoming a registry nobody reads). Key
+    generation rules as in ``Store.upsert_device`` (raises :class:`KeyConflictError`)."""
+    validate(record)
+    if isinstance(db, Store):
+        db.upsert_device(record, allow_older_key=allow_older_key)
+        return
+    store = open_db(db)
+    try:
+        store.upsert_device(record, allow_older_key=allow_older_key)
+    finally:
+        store.close()

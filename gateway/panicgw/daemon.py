@@ -1,11 +1,12 @@
 """The gateway daemon: asyncio wiring of ingest, pipeline, store, forwarders and status.
 
-Threads: the event loop (HTTP, serial, status API, timers) and one pipeline thread that owns
-the ingest SQLite connection (group commits with fsync never stall the loop). Other store
-users (forwarder, status, supervision) get their own connections; WAL lets them read while
-the pipeline writes.
+Threads: the event loop (HTTP, serial, status API, timers) and the store service's
+(panicgw.store.service): one writer thread, where the pipeline's batches commit (group
+commits with fsync never stall the loop) and every other write is queued behind them, and
+read lanes for the status API, the forwarder and supervision; WAL lets them read while the
+writer writes.
 
-systemd: ``READY=1`` once every listener is up, ``WATCHDOG=1`` only while the pipeline
+systemd: ``READY=1`` once every listener is up, ``WATCHDOG=1`` only while the writer
 thread answers (a wedged store gets the service restarted), ``STOPPING=1`` on SIGTERM, after
 which new frames get 503 / no ACK, in-flight frames are committed and acknowledged, and the
 forwarder gets a moment to finish what it is sending.
@@ -14,15 +15,11 @@ forwarder gets a moment to finish what it is sending.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
 import signal
-import socket
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -32,78 +29,10 @@ from panicgw.config import Config
 from panicgw.pipeline import processor as pl
 from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
 from panicgw.store import Store
+from panicgw.store.service import FORWARDER, STATUS, SUPERVISION, StoreService
+from panicgw.systemd import sd_notify, watchdog_interval
 
 log = logging.getLogger("panicgw.daemon")
-
-
-# -- structured logs ---------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's ``fields``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "t": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            doc.update({k: v for k, v in fields.items() if v is not None})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            base += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
-        return base
-
-
-def setup_logging(level: str = "info", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-# -- systemd notify (sd_notify protocol: one datagram to $NOTIFY_SOCKET) -----------------------
-
-
-def sd_notify(state: str) -> bool:
-    """Send ``state`` (e.g. "READY=1") to systemd; False when not run under systemd."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr.startswith("@"):  # abstract namespace
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(state.encode())
-        return True
-    except OSError:
-        return False
-
-
-def watchdog_interval() -> float | None:
-    """Half of systemd's WatchdogSec (from $WATCHDOG_USEC), or None when not enabled."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return max(0.1, int(usec) / 2e6)
-    except ValueError:
-        return None
 
 
 # -- memory: glibc heap under connection churn ------------------------------------------------
@@ -156,11 +85,10 @@ class Gateway:
         self.started_at = time.time()
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rejections = pl.Rejections(cfg.pipeline["reject_log_per_min"])
-        # Writers never checkpoint inline (an fsync'ing checkpoint would stall an alarm's
-        # commit behind heartbeats); _checkpointer does it from its own thread.
-        self.store = Store(cfg.db_path, check_same_thread=False, autocheckpoint=False)
+        # One writer, whose thread runs the pipeline's batches; read lanes; the checkpointer.
+        self.store = StoreService(cfg.db_path)
         self.pipeline = pl.Pipeline(
-            self.store, self.gateway_id,
+            self.store.writer.store, self.gateway_id,
             replay_size=cfg.pipeline["replay_window"],
             incident_window_s=cfg.pipeline["incident_window_s"],
             rejections=self.rejections,
@@ -168,12 +96,9 @@ class Gateway:
         self.recent = RecentFrames()  # last judged frames with verdicts: GET /v1/frames
         self.processor = pl.Processor(self.pipeline, cfg.pipeline["batch_max"],
                                       on_commit=self._on_commit, on_judged=self.recent.record,
-                                      linger_s=cfg.pipeline["linger_ms"] / 1000)
-        # Read-side connection for the status API, MQTT status and supervision's start-up
-        # reads: used only on its own thread (``_status_exec``), never on the event loop,
-        # where a synchronous SQLite read would stall HTTP and serial ACKs behind the disk.
-        self.status_store = Store(cfg.db_path, check_same_thread=False)
-        self._status_exec = ThreadPoolExecutor(1, thread_name_prefix="status")
+                                      linger_s=cfg.pipeline["linger_ms"] / 1000,
+                                      executor=self.store.writer.executor)
+        self.store.reader(STATUS)  # opened now: an unreadable DB fails the start
         self.http: Any = None
         self.serial: Any = None
         self.forwarder: Any = None
@@ -183,7 +108,6 @@ class Gateway:
         self._status_runner: web.AppRunner | None = None
         self.status_port: int | None = None
         self._stopping = asyncio.Event()
-        self.stored_events: int = 0
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -196,24 +120,13 @@ class Gateway:
         stored = [o for o in outs if o.status == pl.STORED]
         if not stored:
             return
-        self.stored_events += len(stored)
         for listener in self.commit_listeners:
             listener(stored)
 
     # -- status --------------------------------------------------------------------------------
 
-    async def in_status_thread(self, fn: Any, *args: Any) -> Any:
-        """Run a read on ``status_store`` in its own thread (tests use it too)."""
-        return await asyncio.get_running_loop().run_in_executor(self._status_exec, fn, *args)
-
-    def _db_status(self) -> dict[str, Any]:
-        """The status parts that come from SQLite (on the status thread)."""
-        st = self.status_store
-        return {"outbox": st.outbox_counts(), "rejections_total": st.rejections(),
-                "dead_letters": st.dead_letters(20)}
-
     async def status(self) -> dict[str, Any]:
-        db = await self.in_status_thread(self._db_status)
+        db = await self.store.read(STATUS, _db_status)
         return {
             "gateway_id": self.gateway_id,
             "version": __version__,
@@ -306,56 +219,52 @@ class Gateway:
                 if time.monotonic() - last_trim >= 60.0:
                     last_trim = time.monotonic()
                     await asyncio.to_thread(malloc_trim)
-                if await self.processor.run_sync(self.pipeline.maybe_reload):
+                if await self.store.writer.run(self.pipeline.maybe_reload):
                     log.info("registry reloaded",
                              extra={"fields": {"devices": len(self.pipeline.devices)}})
                 if time.time() - last_prune > 3600:
                     last_prune = time.time()
-                    n = await self.processor.run_sync(self.store.prune_heartbeats,
-                                                      time.time() - keep_s)
+                    n = await self.store.write(Store.prune_heartbeats, time.time() - keep_s)
                     if n:
                         log.info("pruned heartbeat history", extra={"fields": {"rows": n}})
             except Exception:
                 log.exception("housekeeping failed")
 
     async def _checkpointer(self) -> None:
-        """WAL checkpoints off the commit path, on a connection of their own. A failing
-        checkpoint (a full disk) is logged once with its traceback, then at most one line
-        a minute while it lasts, and once more when it recovers."""
-        ck = Store(self.cfg.db_path, check_same_thread=False)
+        """WAL checkpoints off the commit path, on the store service's checkpoint lane. A
+        failing checkpoint (a full disk) is logged once with its traceback, then at most one
+        line a minute while it lasts, and once more when it recovers."""
         failing_since: float | None = None
         failures = 0
         last_line = 0.0
-        try:
-            while True:
-                await asyncio.sleep(1.0)
-                try:
-                    await asyncio.to_thread(ck.checkpoint)
-                except Exception as e:
-                    now = time.monotonic()
-                    failures += 1
-                    if failing_since is None:
-                        failing_since = last_line = now
-                        log.exception("WAL checkpoint failed")
-                    elif now - last_line >= 60.0:
-                        last_line = now
-                        log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
-                                  failures, now - failing_since, e)
-                    continue
-                if failing_since is not None:
-                    log.warning("WAL checkpoint recovered after %d failed attempts", failures)
-                    failing_since, failures = None, 0
-        finally:
-            ck.close()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.store.checkpoint()
+            except Exception as e:
+                now = time.monotonic()
+                failures += 1
+                if failing_since is None:
+                    failing_since = last_line = now
+                    log.exception("WAL checkpoint failed")
+                elif now - last_line >= 60.0:
+                    last_line = now
+                    log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
+                              failures, now - failing_since, e)
+                continue
+            if failing_since is not None:
+                log.warning("WAL checkpoint recovered after %d failed attempts", failures)
+                failing_since, failures = None, 0
 
     async def _watchdog(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:  # the pipeline thread must answer, or systemd restarts us
-                await asyncio.wait_for(self.processor.run_sync(lambda: None), interval)
+            try:  # the writer thread (the pipeline's) must answer, or systemd restarts us
+                await asyncio.wait_for(self.store.writer.run(lambda: None), interval)
                 sd_notify("WATCHDOG=1")
             except TimeoutError:
-                log.error("pipeline thread not answering; withholding watchdog ping")
+                log.error("store writer (pipeline) thread not answering; withholding watchdog"
+                          " ping")
 
     # -- dispatch, MQTT, supervision (panicgw.forwarder / mqtt / supervision) --------------------
 
@@ -367,26 +276,14 @@ class Gateway:
 
         from panicgw.forward.forwarder import Forwarder
 
-        # Reads (due) on the forwarder's own connection and thread: WAL readers never wait.
-        # Writes (delivered, reschedule, dead_letter) on the pipeline thread with its
-        # connection: one writer, so no SQLite lock contention, whose busy handler sleeps
-        # 1-100 ms (with two writers those sleeps were the alarm latency tail).
-        self.outbox_store = Store(self.cfg.db_path, check_same_thread=False,
-                                  autocheckpoint=False)
-        self._fwd_exec = ThreadPoolExecutor(1, thread_name_prefix="forwarder-store")
-        loop = asyncio.get_running_loop()
-
-        async def call_store(fn: Any, *args: Any) -> Any:
-            name = getattr(fn, "__name__", "")
-            if getattr(fn, "__self__", None) is self.outbox_store and name != "due":
-                return await self.processor.run_sync(getattr(self.store, name), *args)
-            return await loop.run_in_executor(self._fwd_exec, fn, *args)
-
+        # Its outbox reads (due) on a read lane of their own; its delivery records through
+        # the writer, behind the pipeline's batches (panicgw.store.service.OutboxPort).
+        outbox = self.store.outbox(FORWARDER)
         self.forwarder = Forwarder(
-            self.outbox_store, d["url"], gateway_id=self.gateway_id, token=d["token"],
+            outbox, d["url"], gateway_id=self.gateway_id, token=d["token"],
             secret=d["secret"], ca_file=d["ca_file"] or None,
             client_cert=d["client_cert"] or None, client_key=d["client_key"] or None,
-            timeout_s=d["timeout_s"], alarm_probe_s=d["alarm_probe_s"], call_store=call_store,
+            timeout_s=d["timeout_s"], alarm_probe_s=d["alarm_probe_s"], call_store=outbox.call,
         )
         self._tasks.append(asyncio.create_task(self.forwarder.run(), name="forwarder"))
 
@@ -435,51 +332,43 @@ class Gateway:
         )
 
     async def _supervise(self) -> None:
-        """Evaluate supervision on a thread of its own (a read connection: candidates only),
-        then store what it raised on the pipeline thread. See panicgw.supervision_runner."""
+        """Evaluate supervision on its own read lane (candidates only), then store what it
+        raised through the writer. See panicgw.supervise.runner."""
 
         from panicgw.supervise import runner as sr
 
-        get_meta = self.status_store.get_meta
-        last = await self.in_status_thread(get_meta, "last_checkin")
+        last = await self.store.read(STATUS, Store.get_meta, "last_checkin")
         sup = self.make_supervisor(
             last_checkin=float(last) if last else None,
-            bridge_trouble=await self.in_status_thread(get_meta, "bridge_trouble") == "1",
+            bridge_trouble=await self.store.read(STATUS, Store.get_meta,
+                                                 "bridge_trouble") == "1",
         )
-        reader = Store(self.cfg.db_path, check_same_thread=False)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="supervision")
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
+        while True:
+            try:
+                serial = self.serial
+                last_seen = (serial.last_pong or serial.last_rx) if serial else None
+                undo = sr.undo_point(sup)
+                events = await self.store.read(
+                    SUPERVISION, sr.evaluate, sup, time.time(), bridge_last_seen=last_seen,
+                    bridge_enabled=serial is not None, checkins=self.forwarder is not None)
                 try:
-                    serial = self.serial
-                    last_seen = (serial.last_pong or serial.last_rx) if serial else None
-                    undo = sr.undo_point(sup)
-                    events = await loop.run_in_executor(pool, functools.partial(
-                        sr.evaluate, reader.db, sup, time.time(), bridge_last_seen=last_seen,
-                        bridge_enabled=serial is not None, checkins=self.forwarder is not None))
-                    try:
-                        stored = await self.processor.run_sync(
-                            sr.store_events, self.store, self.gateway_id, events) \
-                            if events else []
-                    except Exception:
-                        undo()  # not stored: the next tick raises them again
-                        raise
-                    if len(stored) < len(events):
-                        log.info("supervision: %d event(s) dropped, their device was heard"
-                                 " while they were decided", len(events) - len(stored))
-                    if stored:
-                        for ev in stored:
-                            log.info("supervision event %s", ev.event, extra={"fields": {
-                                "device_id": ev.device_id, "detail": ev.detail}})
-                        if self.forwarder is not None:
-                            self.forwarder.wake()
+                    stored = await self.store.write(sr.store_events, self.gateway_id,
+                                                    events) if events else []
                 except Exception:
-                    log.exception("supervision tick failed")
-                await asyncio.sleep(self.supervise_every_s)
-        finally:
-            pool.shutdown(wait=True)
-            reader.close()
+                    undo()  # not stored: the next tick raises them again
+                    raise
+                if len(stored) < len(events):
+                    log.info("supervision: %d event(s) dropped, their device was heard"
+                             " while they were decided", len(events) - len(stored))
+                if stored:
+                    for ev in stored:
+                        log.info("supervision event %s", ev.event, extra={"fields": {
+                            "device_id": ev.device_id, "detail": ev.detail}})
+                    if self.forwarder is not None:
+                        self.forwarder.wake()
+            except Exception:
+                log.exception("supervision tick failed")
+            await asyncio.sleep(self.supervise_every_s)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -554,12 +443,7 @@ class Gateway:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.processor.close()
-        if self.forwarder is not None:
-            self._fwd_exec.shutdown(wait=True)
-            self.outbox_store.close()
         self.store.close()
-        self._status_exec.submit(self.status_store.close).result()
-        self._status_exec.shutdown(wait=True)
         (self.cfg.data_dir / "runtime.json").unlink(missing_ok=True)
         log.info("stopped", extra={"fields": {"drained": drained}})
 
@@ -570,3 +454,9 @@ async def run(cfg: Config) -> int:
     await gw.start()
     await gw.serve_forever()
     return 0
+
+
+def _db_status(st: Store) -> dict[str, Any]:
+    """The status parts that come from SQLite (on the status lane)."""
+    return {"outbox": st.outbox_counts(), "rejections_total": st.rejections(),
+            "dead_letters": st.dead_letters(20)}

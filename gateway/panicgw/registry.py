@@ -1,4 +1,4 @@
-"""Device and site registry records, the export file format, and registration into the DB.
+"""Device and site registry records, the export file format and key files.
 
 The export file (``panic-button-registry/1``) is how an installer's laptop hands devices to a
 gateway: ``panictool provision`` writes it, ``panicgw devices import`` reads it. It holds
@@ -18,10 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    from panicgw.store import Store
+from typing import Any, NamedTuple
 
 FORMAT = "panic-button-registry/1"
 SITE_KINDS = ("shop", "home")
@@ -275,28 +272,6 @@ def read_export(path: str | os.PathLike[str]) -> list[DeviceRecord]:
         seen.add(rec.device_id)
         out.append(rec)
     return out
-
-
-def register(db: Store | str | os.PathLike[str], record: DeviceRecord, *,
-             allow_older_key: bool = False) -> None:
-    """Upsert the site and the device into the gateway DB: an opened
-    :class:`~panicgw.store.Store`, or the path of an existing one (opened with
-    :func:`panicgw.access.open_db`, which never creates a DB: a mistyped path raises
-    ``AccessError`` instead of becoming a registry nobody reads). Key generation rules
-    as in ``Store.upsert_device`` (raises :class:`KeyConflictError`)."""
-    from panicgw.store import Store
-
-    validate(record)
-    if isinstance(db, Store):
-        db.upsert_device(record, allow_older_key=allow_older_key)
-        return
-    from panicgw.access import open_db
-
-    store = open_db(db)
-    try:
-        store.upsert_device(record, allow_older_key=allow_older_key)
-    finally:
-        store.close()
 
 
 def write_key_file(path: str | os.PathLike[str], device_id: int, key: bytes,

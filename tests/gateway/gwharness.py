@@ -10,6 +10,7 @@ from typing import Any
 
 from panicgw import config
 from panicgw.daemon import Gateway
+from panicgw.store.service import STATUS
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]):
@@ -59,8 +60,8 @@ class GatewayThread:
         return self.call(self.gw.status())
 
     def db(self, fn, *args):
-        """A read on the daemon's status_store, run on its own thread as the daemon does."""
-        return self.call(self.gw.in_status_thread(fn, *args))
+        """``fn(store, *args)`` on the daemon's status read lane, as the daemon reads."""
+        return self.call(self.gw.store.read(STATUS, fn, *args))
 
     def __exit__(self, *exc) -> None:
         try:

@@ -16,6 +16,7 @@ import threading
 from gwharness import GatewayThread, make_config
 
 from panicgw.pipeline import processor as pl
+from panicgw.store.service import STATUS
 
 
 def test_rejection_counts_are_never_lost_between_threads():
@@ -59,7 +60,7 @@ def test_status_reads_sqlite_on_its_own_thread(tmp_path):
     cfg = make_config(tmp_path)
     with GatewayThread(cfg) as g:
         seen: list[str] = []
-        store = g.gw.status_store
+        store = g.gw.store.reader(STATUS).store
         for name in ("outbox_counts", "rejections", "dead_letters"):
             real = getattr(store, name)
 

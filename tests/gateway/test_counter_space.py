@@ -97,7 +97,7 @@ def test_last_epoch_no_resync_one_trouble_event_and_diag_fails(rig, tmp_path: Pa
     assert "alarm" in t["detail"]  # what it refused
     # stored like other trouble (outbox row, incident)
     def rows() -> list[dict]:
-        return [r for r in g.db(g.gw.status_store.outbox_rows)
+        return [r for r in g.db(Store.outbox_rows)
                 if r["payload"]["event"] == "device_trouble"]
     assert wait_until(lambda: [r["state"] for r in rows()] == ["delivered"])
     # diag names the device and the rekey

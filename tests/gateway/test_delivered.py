@@ -69,8 +69,8 @@ def _lora(bridge: PtyBridge, counter: int, attempt: int = 0) -> frames.Downlink:
 def _delivered(g: GatewayThread, counter: int) -> bool:
     """The event's own outbox row is delivered (a repeat press joins the first press's
     incident but has a row, and a dispatch message, of its own)."""
-    ev = g.db(g.gw.status_store.find_event, 0xBEEF, counter)
-    rows = g.db(g.gw.status_store.outbox_rows, "delivered")
+    ev = g.db(Store.find_event, 0xBEEF, counter)
+    rows = g.db(Store.outbox_rows, "delivered")
     return ev is not None and any(r["event_id"] == ev[0] for r in rows)
 
 

@@ -62,7 +62,7 @@ def test_alarm_acked_then_duplicate_reacked(gw, session):
         frames.ACK, DEV, 0x00010001, frames.STORED)
     status, body = _post(session, gw, frame)
     assert status == 200 and frames.decode_downlink(body, KEY).counter == 0x00010001
-    alarms = [r for r in gw.db(gw.gw.status_store.outbox_rows)
+    alarms = [r for r in gw.db(Store.outbox_rows)
               if r["payload"]["incident_id"].startswith("0000BEEF-00010001")]
     assert len(alarms) == 1
 

@@ -75,22 +75,22 @@ def test_register_never_creates_a_db(tmp_path):
     """Issue 10.3: a mistyped path must be an error, not a fresh registry nobody reads."""
     db = tmp_path / "data" / "gw.db"
     with pytest.raises(access.AccessError, match="no gateway DB"):
-        registry.register(db, _rec(5))
+        access.register(db, _rec(5))
     assert not db.exists() and not db.parent.exists()
     junk = tmp_path / "notes.db"
     sqlite3.connect(junk).execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(access.AccessError, match="not a gateway DB"):
-        registry.register(junk, _rec(5))
+        access.register(junk, _rec(5))
     assert {p.name for p in tmp_path.iterdir()} == {"notes.db"}
 
 
 def test_register_into_the_daemons_db_with_migrations_and_mode(tmp_path):
     db = tmp_path / "data" / "gw.db"
     store.Store(db).close()  # what `panicgw run` (or `panicgw setup`) does first
-    registry.register(db, _rec(5))
+    access.register(db, _rec(5))
     opened = access.open_db(db)
     try:
-        registry.register(opened, _rec(5, supervision_s=600))  # upsert via an opened Store
+        access.register(opened, _rec(5, supervision_s=600))  # upsert via an opened Store
     finally:
         opened.close()
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600

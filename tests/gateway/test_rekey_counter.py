@@ -314,7 +314,7 @@ def test_alarm_after_rekey_with_an_old_counter_reaches_dispatch_as_a_new_inciden
             assert first["idempotency_key"] != second["idempotency_key"]
             def alarms() -> list[tuple[str, str]]:
                 return [(r["incident_id"], r["state"]) for r in g.db(
-                    g.gw.status_store.outbox_rows) if r["payload"]["event"] == "panic"]
+                    Store.outbox_rows) if r["payload"]["event"] == "panic"]
             assert wait_until(lambda: alarms() == [
                 ("0000BEEF-00010001-panic", "delivered"),
                 ("0000BEEF-00010001-panic-g2", "delivered")]), alarms()

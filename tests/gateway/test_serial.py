@@ -56,8 +56,8 @@ def test_rx_acked_as_tx_with_path_recorded(rig):
     bridge.rx(uplink(counter=0x00010001), rssi=-112, snr=-4.5)
     down = _ack_for(bridge, 0x00010001)
     assert down.kind == frames.ACK and down.status == frames.STORED
-    ev = g.db(g.gw.status_store.find_event, 0xBEEF, 0x00010001)
-    rec = g.db(g.gw.status_store.receptions, ev[0])
+    ev = g.db(Store.find_event, 0xBEEF, 0x00010001)
+    rec = g.db(Store.receptions, ev[0])
     assert rec[0]["path"] == "lora" and rec[0]["rssi"] == -112 and rec[0]["snr"] == -4.5
 
 

@@ -230,7 +230,7 @@ def test_stalled_serial_writes_do_not_stop_http_alarms(tmp_path):
                 assert status == 200
                 down = frames.decode_downlink(body, KEY)
                 assert down.kind == frames.ACK and down.counter == 0x00600001 + i
-                assert g.db(g.gw.status_store.find_event, 0xBEEF, 0x00600001 + i) is not None
+                assert g.db(Store.find_event, 0xBEEF, 0x00600001 + i) is not None
             w = g.status()["bridge"]["writer"]
             assert w["dropped"] > 0 and w["queued"] <= ingest_serial.TX_QUEUE_MAX
             # the bridge reads again: the link recovers (reopened if PINGs went unanswered)

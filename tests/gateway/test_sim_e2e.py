@@ -46,10 +46,10 @@ def test_lora_button_through_real_bridge_firmware(rig):
         assert btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON {"), 10)
         btn.alarm()
         assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 15)
-        ev = g.db(g.gw.status_store.recent_events, 10, LORA_DEV)
+        ev = g.db(Store.recent_events, 10, LORA_DEV)
         alarms = [e for e in ev if e["kind"] == "alarm"]
         assert len(alarms) == 1 and alarms[0]["incident_id"].endswith("-panic")
-        rec = g.db(g.gw.status_store.receptions, alarms[0]["id"])
+        rec = g.db(Store.receptions, alarms[0]["id"])
         assert rec[0]["path"] == "lora" and rec[0]["rssi"] is not None
         # unplug the bridge (board off, port gone) and back: reception resumes, same process
         pid = g.status()["pid"]
@@ -82,14 +82,14 @@ def test_dual_path_button_one_event_both_paths_recorded(rig):
         assert btn.wait_for_line(lambda ln: "ack: alarm" in ln, 15)
 
         def paths():
-            ev = [e for e in g.db(g.gw.status_store.recent_events, 10, WIFI_DEV)
+            ev = [e for e in g.db(Store.recent_events, 10, WIFI_DEV)
                   if e["kind"] == "alarm"]
             if len(ev) != 1:
                 return set()
-            return {r["path"] for r in g.db(g.gw.status_store.receptions, ev[0]["id"])}
+            return {r["path"] for r in g.db(Store.receptions, ev[0]["id"])}
 
         assert wait_until(lambda: paths() == {"lora", "wifi"}, 10)
-        alarms = [r for r in g.db(g.gw.status_store.outbox_rows)
+        alarms = [r for r in g.db(Store.outbox_rows)
                   if r["payload"]["device"]["id"] == f"{WIFI_DEV:08X}"]
         assert len(alarms) == 1  # forwarded once, whichever path came first
     finally:

@@ -69,7 +69,7 @@ def test_candidates_raise_what_a_full_scan_raises(tmp_path, seed):
         for low_mv in (None, 3400):
             sup = Supervisor(started_at=NOW - started_ago, low_battery_mv=low_mv)
             full = sup.evaluate(views, NOW)
-            cands = sr.candidates(store.db, sup, NOW)
+            cands = sr.candidates(store, sup, NOW)
             assert len({v.device_id for v in cands}) == len(cands)
             assert sorted(sup.evaluate(cands, NOW), key=_order) == sorted(full, key=_order)
             assert len(cands) < len(views)  # it does prefilter
@@ -86,13 +86,13 @@ def test_a_device_enrolled_after_the_gateway_started_is_not_lost_until_its_own_l
     store.upsert_device(DeviceRecord(0xABC, bytes(16), site, "kasir", ["lora"], 60), now=NOW)
     limit = sup.limit_s(60)  # 2 x 60 + 300 = 420 s
     for t in (NOW + 2, NOW + limit):
-        assert sr.evaluate(store.db, sup, t, bridge_last_seen=None, bridge_enabled=False,
+        assert sr.evaluate(store, sup, t, bridge_last_seen=None, bridge_enabled=False,
                            checkins=False) == []
     # a rekey restarts the count: the button is being re-provisioned
     assert store.rekey(0xABC, bytes(range(16)), now=NOW + 400) == 2
-    assert sr.evaluate(store.db, sup, NOW + 400 + limit, bridge_last_seen=None,
+    assert sr.evaluate(store, sup, NOW + 400 + limit, bridge_last_seen=None,
                        bridge_enabled=False, checkins=False) == []
-    late = sr.evaluate(store.db, sup, NOW + 400 + limit + 1, bridge_last_seen=None,
+    late = sr.evaluate(store, sup, NOW + 400 + limit + 1, bridge_last_seen=None,
                        bridge_enabled=False, checkins=False)
     assert [(e.event, e.device_id) for e in late] == [("supervision_lost", 0xABC)]
     assert "silent for 421 s" in late[0].detail
@@ -107,7 +107,7 @@ def test_stored_events_reach_the_outbox_with_their_state(tmp_path):
         store.save_replay(0xABC, 7, 1)
         store.heard(0xABC, NOW - 1000, "lora", -101.0, 4.5, 3700, False)
     sup = Supervisor(started_at=NOW - 5000)
-    events = sr.evaluate(store.db, sup, NOW, bridge_last_seen=None, bridge_enabled=False,
+    events = sr.evaluate(store, sup, NOW, bridge_last_seen=None, bridge_enabled=False,
                          checkins=False)
     assert [(e.event, e.device_id, e.counter) for e in events] == [
         ("supervision_lost", 0xABC, 7)]
@@ -118,7 +118,7 @@ def test_stored_events_reach_the_outbox_with_their_state(tmp_path):
     assert item.payload["contact_id"]["code"] == 381
     assert item.payload["device"]["label"] == "kasir"
     # evaluated again: lost already recorded, nothing new
-    assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
+    assert sr.evaluate(store, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
                        checkins=False) == []
     store.close()
 
@@ -136,7 +136,7 @@ def test_a_device_heard_between_decision_and_store_raises_no_loss(tmp_path):
             store.save_replay(dev, 7, 1)
             store.heard(dev, NOW - 1000, "lora", -101.0, 4.5, 3700, False)
     sup = Supervisor(started_at=NOW - 5000)
-    events = sr.evaluate(store.db, sup, NOW, bridge_last_seen=None, bridge_enabled=False,
+    events = sr.evaluate(store, sup, NOW, bridge_last_seen=None, bridge_enabled=False,
                          checkins=False)
     assert sorted(e.device_id for e in events) == [0xABC, 0xDEF]
     with store.transaction():  # a heartbeat from 0xABC is stored in between
@@ -147,7 +147,7 @@ def test_a_device_heard_between_decision_and_store_raises_no_loss(tmp_path):
     assert store.device_state(0xDEF).supervision == "lost"
     assert [i.payload["device"]["id"] for i in store.due(NOW + 1, 10)] == ["00000DEF"]
     # the next tick decides on the new state: 0xABC is fine, 0xDEF already recorded
-    assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
+    assert sr.evaluate(store, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=False,
                        checkins=False) == []
     store.close()
 
@@ -156,14 +156,14 @@ def test_undo_point_lets_a_failed_store_raise_bridge_trouble_and_checkin_again(t
     store = Store(tmp_path / "gw.db")
     sup = Supervisor(started_at=NOW - 5000, bridge_missing_s=300.0, checkin_interval_s=3600.0)
     undo = sr.undo_point(sup)
-    first = sr.evaluate(store.db, sup, NOW, bridge_last_seen=None, bridge_enabled=True,
+    first = sr.evaluate(store, sup, NOW, bridge_last_seen=None, bridge_enabled=True,
                         checkins=True)
     assert sorted(e.event for e in first) == ["gateway_checkin", "gateway_trouble"]
     # storing them failed: without the undo, the next tick would believe both were sent
-    assert sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
+    assert sr.evaluate(store, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
                        checkins=True) == []
     undo()
-    again = sr.evaluate(store.db, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
+    again = sr.evaluate(store, sup, NOW + 5, bridge_last_seen=None, bridge_enabled=True,
                         checkins=True)
     assert sorted(e.event for e in again) == ["gateway_checkin", "gateway_trouble"]
     store.close()

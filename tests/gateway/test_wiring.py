@@ -143,18 +143,18 @@ def test_malformed_http_refused_gateway_keeps_working(tmp_path):
 def test_alarm_fast_lane_needs_no_outbox_read_and_delivery_is_recorded(tmp_path):
     """The committed outbox item goes straight to the forwarder: with the forwarder's outbox
     reads returning nothing, the alarm still reaches dispatch, and its delivery (written on
-    the pipeline thread, the single writer) is on disk."""
+    the store writer thread, the single writer) is on disk."""
     disp = DispatchThread()
     try:
         cfg = _gw(tmp_path, dispatch={"url": disp.srv.url, "allow_insecure_http": True})
         with GatewayThread(cfg) as g:
             reads: list[float] = []
 
-            def blind_due(now: float, limit: int) -> list:
+            async def blind_due(now: float, limit: int) -> list:
                 reads.append(now)
                 return []
 
-            g.run(setattr, g.gw.outbox_store, "due", blind_due)
+            g.run(setattr, g.gw.forwarder.store, "due", blind_due)
             assert post_frame(g.gw.http.port, uplink(counter=0x00010001)) == 200
             assert wait_until(lambda: any(b and b["event"] == "panic" for b in disp.bodies()), 5)
             assert wait_until(lambda: g.status()["outbox"]["pending_alarms"] == 0, 5)

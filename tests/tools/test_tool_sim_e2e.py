@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from panicgw import registry
+from panicgw import access, registry
 from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge
 from panictool import identity, verify
@@ -152,7 +152,7 @@ def test_provisioned_button_test_press_heard(tmp_path):
     rec = registry.DeviceRecord(device_id, key, registry.SiteRecord(
         "Toko Maju", "shop", "Jl. Merdeka 12", -6.9, 107.6), "counter", ["wifi"], 3600, "0.1.0")
     Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
-    registry.register(tmp_path / "gw" / "gateway.db", rec)
+    access.register(tmp_path / "gw" / "gateway.db", rec)
     proc, db, port = start_gateway(tmp_path)
     url = f"http://127.0.0.1:{port}"
     clock = SimClock()
@@ -208,7 +208,7 @@ def test_sim_over_virtual_lora_bridge(tmp_path):
     try:
         device_id, key = identity.new_identity()
         Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
-        registry.register(tmp_path / "gw" / "gateway.db", registry.DeviceRecord(
+        access.register(tmp_path / "gw" / "gateway.db", registry.DeviceRecord(
             device_id, key, registry.SiteRecord("Rumah", "home", "Gg. Mawar 3", -6.9, 107.6),
             "bedroom", ["lora"], 3600, "0.1.0"))
         proc, db, _port = start_gateway(tmp_path, serial_port=vb.port_path)

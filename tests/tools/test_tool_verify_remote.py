@@ -13,7 +13,7 @@ from test_tool_sim_e2e import start_gateway, stop
 from typer.testing import CliRunner
 
 from panicbutton import FIRMWARE_VERSION, nvmstore
-from panicgw import registry
+from panicgw import access, registry
 from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock
 from panictool import identity, testrequest
@@ -74,7 +74,7 @@ def wifi_gateway(tmp_path):
         "Warung Sari", "shop", "Jl. Kaliurang 5", -7.7, 110.4), "till", ["wifi"], 3600,
         FIRMWARE_VERSION)
     Store(tmp_path / "gw" / "gateway.db").close()  # C3: only the gateway creates it
-    registry.register(tmp_path / "gw" / "gateway.db", rec)
+    access.register(tmp_path / "gw" / "gateway.db", rec)
     proc, db, port = start_gateway(tmp_path)
     try:
         yield rec, db, f"http://127.0.0.1:{port}"

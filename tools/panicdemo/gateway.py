@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from panicgw import config as config_mod
-from panicgw.daemon import Gateway, setup_logging
+from panicgw.daemon import Gateway
 from panicgw.supervise.rule import Supervisor
+from panicgw.systemd import setup_logging
 
 
 @dataclass

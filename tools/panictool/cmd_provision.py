@@ -23,8 +23,7 @@ import typer
 from panicbutton import FIRMWARE_VERSION
 from panicbutton.settings import KEYS, SettingsError
 from panicbutton.settings import parse as parse_settings
-from panicgw import access, registry
-from panicgw.store import Store
+from panicgw import access
 from panicproto import airtime
 from panictool import common, identity, label
 from panictool.cmd_flash import pick_circuitpy
@@ -112,7 +111,7 @@ def _refuse_password_value(value: str | None) -> None:
 
 
 def open_registry(gateway_db: Path | None, config: Path | None, export: Path | None,
-                  as_json: bool) -> tuple[Store | None, list[registry.DeviceRecord]]:
+                  as_json: bool) -> tuple[access.Store | None, list[access.DeviceRecord]]:
     """The gateway DB (opened for writing, never created) and/or the export file's devices,
     checked before the board is touched."""
     store = None
@@ -127,11 +126,11 @@ def open_registry(gateway_db: Path | None, config: Path | None, export: Path | N
                     "on a laptop --export FILE (then `panicgw devices import FILE` on the "
                     "gateway); on the gateway --config (default /etc/panicgw/gateway.toml) "
                     "or --gateway-db <data_dir>/gateway.db", as_json)
-    existing: list[registry.DeviceRecord] = []
+    existing: list[access.DeviceRecord] = []
     if export is not None and export.exists():
         try:
-            existing = registry.read_export(export)
-        except registry.RegistryError as e:
+            existing = access.read_export(export)
+        except access.RegistryError as e:
             if store is not None:
                 store.close()
             common.fail(common.REGISTRY, str(e), as_json=as_json)
@@ -219,7 +218,7 @@ def provision(
     if not paths:
         common.fail(common.USAGE, "the button needs a path: keep LoRa on or give --wifi-ssid",
                     as_json=as_json)
-    site = registry.SiteRecord(site_name.strip(), kind, address, lat, lon, contact, phone)
+    site = access.SiteRecord(site_name.strip(), kind, address, lat, lon, contact, phone)
     store, in_export = open_registry(gateway_db, config, export, as_json)
     try:
         _provision(store, in_export, site, paths, parsed, raw, frequency, label_text,
@@ -230,8 +229,8 @@ def provision(
             store.close()
 
 
-def _provision(store: Store | None, in_export: list[registry.DeviceRecord],
-               site: registry.SiteRecord, paths: list[str], parsed: Any,
+def _provision(store: access.Store | None, in_export: list[access.DeviceRecord],
+               site: access.SiteRecord, paths: list[str], parsed: Any,
                raw: dict[str, Any], frequency: str, label_text: str, site_name: str,
                kind: str, address: str, lat: float, lon: float, export: Path | None,
                drive: Path | None, port: str | None, key_file: Path | None,
@@ -241,10 +240,10 @@ def _provision(store: Store | None, in_export: list[registry.DeviceRecord],
         taken |= {d.device_id for d in store.list_devices()}
     device_id, key = identity.new_identity(taken)
     try:
-        rec = registry.validate(registry.DeviceRecord(
+        rec = access.validate(access.DeviceRecord(
             device_id, key, site, label_text or site_name.strip(), paths,
             parsed.supervision_s, FIRMWARE_VERSION))
-    except registry.RegistryError as e:
+    except access.RegistryError as e:
         common.fail(common.REGISTRY, str(e).replace(f"device 0x{device_id:08X}: ", ""),
                     "fix the site details", as_json)
 
@@ -306,8 +305,8 @@ def _provision(store: Store | None, in_export: list[registry.DeviceRecord],
     })
     try:
         if key_file is not None:
-            registry.write_key_file(key_file, device_id, key, site=site.name,
-                                    key_gen=getattr(rec, "key_gen", 1))
+            access.write_key_file(key_file, device_id, key, site=site.name,
+                                  key_gen=getattr(rec, "key_gen", 1))
             result["key_file"] = str(key_file)
         label_dir.mkdir(parents=True, exist_ok=True)
         svg, png = label.write_label(label_dir, rec)
@@ -341,8 +340,8 @@ def _provision(store: Store | None, in_export: list[registry.DeviceRecord],
                    "gateway's signed ACK)")
 
 
-def _register(store: Store | None, in_export: list[registry.DeviceRecord],
-              export: Path | None, rec: registry.DeviceRecord,
+def _register(store: access.Store | None, in_export: list[access.DeviceRecord],
+              export: Path | None, rec: access.DeviceRecord,
               result: dict[str, Any]) -> None:
     """Into the DB and/or the export file; both or neither (the board is then put back)."""
     in_db = False
@@ -352,8 +351,8 @@ def _register(store: Store | None, in_export: list[registry.DeviceRecord],
             in_db = True
             result["gateway_db"] = str(store.path)
         if export is not None:
-            registry.write_export(export, [r for r in in_export
-                                           if r.device_id != rec.device_id] + [rec])
+            access.write_export(export, [r for r in in_export
+                                         if r.device_id != rec.device_id] + [rec])
             result["export"] = str(export)
     except Exception:
         if in_db:

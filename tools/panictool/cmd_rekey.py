@@ -32,8 +32,7 @@ from typing import Any
 import typer
 
 from panicbutton import nvmstore
-from panicgw import access, registry
-from panicgw.store import Store, StoreError
+from panicgw import access
 from panictool import common, identity
 from panictool.transport import TransportError
 from panictool.transport_serial import SerialTransport, auto_port
@@ -65,7 +64,7 @@ def _save_for_gateway(device_id: int, key: bytes, key_file: Path | None,
                       key_gen: int | None) -> Path:
     path = key_file or Path(f"rekey-{device_id:08X}.key")
     extra = {"key_gen": key_gen} if key_gen is not None else {}
-    registry.write_key_file(path, device_id, key, **extra)
+    access.write_key_file(path, device_id, key, **extra)
     return path
 
 
@@ -125,11 +124,11 @@ def rekey(
     want_id: int | None = None
     key = b""
     key_gen: int | None = None
-    store: Store | None = None
+    store: access.Store | None = None
     if use_key is not None:
         try:
-            want_id, key = registry.read_key_file(use_key)
-        except registry.RegistryError as e:
+            want_id, key = access.read_key_file(use_key)
+        except access.RegistryError as e:
             common.fail(common.USAGE, str(e), "use the file `panicgw devices rekey ID "
                         "--key-file FILE` wrote", as_json)
         key_gen = _key_gen_in(use_key)
@@ -147,7 +146,7 @@ def rekey(
     _report(result, as_json)
 
 
-def _rekey(store: Store | None, want_id: int | None, key: bytes, key_gen: int | None,
+def _rekey(store: access.Store | None, want_id: int | None, key: bytes, key_gen: int | None,
            use_key: Path | None, key_file: Path | None, port: str | None,
            as_json: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"ok": True}
@@ -206,14 +205,14 @@ def _rekey(store: Store | None, want_id: int | None, key: bytes, key_gen: int | 
     return result
 
 
-def _update_gateway(t: SerialTransport, store: Store, device_id: int, key: bytes,
+def _update_gateway(t: SerialTransport, store: access.Store, device_id: int, key: bytes,
                     before: bytes, key_file: Path | None, as_json: bool) -> int | None:
     """The DB gets the key the board now has; if it cannot, the board gets its old key and
     counter back (``before``: both ends agree again) and the command fails."""
     try:
         gen = store.rekey(device_id, key)
         if not gen:
-            raise StoreError("the device was removed meanwhile")
+            raise access.StoreError("the device was removed meanwhile")
         return _generation(gen)
     except Exception as e:  # StoreError, sqlite3 errors, OSError
         try:

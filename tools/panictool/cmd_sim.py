@@ -30,8 +30,7 @@ from typing import Any
 import typer
 
 from panicbutton import report
-from panicgw import access, registry
-from panicgw.store import Store, StoreError
+from panicgw import access
 from panictool import common, identity
 
 EPILOG = """\
@@ -66,8 +65,8 @@ Ctrl-C/SIGTERM (the buttons are removed all the same).
 PRESS_RE = re.compile(r"PANIC-BUTTON press: (?:alarm|test) counter=(\d+)", re.I)
 ACK_RE = re.compile(r"PANIC-BUTTON ack: (?:alarm|test) counter=(\d+) status=(\d+) via (\w+)",
                     re.I)
-SIM_SITE = registry.SiteRecord("Simulated shop", "shop", "panictool sim", -6.9147, 107.6098,
-                               "installer", "")
+SIM_SITE = access.SiteRecord("Simulated shop", "shop", "panictool sim", -6.9147, 107.6098,
+                             "installer", "")
 
 
 @dataclass
@@ -183,7 +182,7 @@ def _stop_signals() -> Iterator[None]:
 
 
 def open_registry(gateway_db: Path | None, config: Path | None, export: Path | None,
-                  as_json: bool) -> Store | None:
+                  as_json: bool) -> access.Store | None:
     """The gateway's DB (never created here), unless the buttons go to an export file."""
     if export is not None and gateway_db is None and config is None:
         return None
@@ -197,19 +196,19 @@ def open_registry(gateway_db: Path | None, config: Path | None, export: Path | N
         common.fail(common.REGISTRY, str(e), as_json=as_json)
 
 
-def remove_all(store: Store, recs: list[registry.DeviceRecord]) -> int:
+def remove_all(store: access.Store, recs: list[access.DeviceRecord]) -> int:
     """Unregister the simulated buttons (their events stay in the history)."""
     return sum(1 for r in recs if store.remove_device(r.device_id))
 
 
-def _cleanup(store: Store | None, recs: list[registry.DeviceRecord]) -> str:
+def _cleanup(store: access.Store | None, recs: list[access.DeviceRecord]) -> str:
     """However sim ends, no simulated button stays registered; '' when done, else why not
     (then the summary lists the commands that remove them)."""
     if store is None:
         return "they were written to an export file"
     try:
         remove_all(store, recs)
-    except (StoreError, sqlite3.Error, OSError) as e:
+    except (access.StoreError, sqlite3.Error, OSError) as e:
         common.err_console.print(f"could not remove the simulated buttons from {store.path}: "
                                  f"{e}", markup=False)
         return str(e)
@@ -268,9 +267,9 @@ def sim(
         for n in range(buttons):
             device_id, key = identity.new_identity(taken)
             taken.add(device_id)
-            recs.append(registry.DeviceRecord(device_id, key, SIM_SITE, f"sim {n + 1}",
-                                              ["wifi"] if gateway_url else ["lora"], 3600,
-                                              None))
+            recs.append(access.DeviceRecord(device_id, key, SIM_SITE, f"sim {n + 1}",
+                                            ["wifi"] if gateway_url else ["lora"], 3600,
+                                            None))
         with _stop_signals():
             summary = _run(store, recs, export, gateway_url, bridge, link, rate, duration,
                            kind, sf, frequency, ready_timeout, ack_timeout, seed, as_json)
@@ -285,7 +284,7 @@ def sim(
         raise typer.Exit(common.CHECK_FAILED)
 
 
-def _run(store: Store | None, recs: list[registry.DeviceRecord], export: Path | None,
+def _run(store: access.Store | None, recs: list[access.DeviceRecord], export: Path | None,
          gateway_url: str, bridge: bool, link: Path | None, rate: float, duration: float,
          kind: str, sf: int, frequency: str, ready_timeout: float, ack_timeout: float,
          seed: int | None, as_json: bool) -> dict[str, Any]:
@@ -297,8 +296,8 @@ def _run(store: Store | None, recs: list[registry.DeviceRecord], export: Path | 
         if store is not None:
             store.upsert_devices(recs)
         if export is not None:
-            registry.write_export(export, recs)
-    except (registry.RegistryError, StoreError, OSError) as e:
+            access.write_export(export, recs)
+    except (access.RegistryError, access.StoreError, OSError) as e:
         if store is not None:
             remove_all(store, recs)
         common.fail(common.REGISTRY, f"cannot register the simulated buttons: {e}",

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from panicgw import access, registry
+from panicgw import access
 from panictool import common, identity, testrequest, verify
 from panictool.transport import TransportError
 from panictool.transport_serial import SerialTransport, auto_port
@@ -78,13 +78,13 @@ class Gateway:
     """What verify can see of the gateway: a registry to check the board against, and a
     view of the frames it heard. Either may be missing: the signed ACK needs neither."""
 
-    records: dict[int, registry.DeviceRecord] | None = None  # None: no registry here
+    records: dict[int, access.DeviceRecord] | None = None  # None: no registry here
     db: Path | None = None
     heard: tuple[verify.HeardSource, str] | None = None
     note: str = ""  # why there is no gateway view (shown as INFO)
 
 
-def _read_db(path: Path) -> dict[int, registry.DeviceRecord]:
+def _read_db(path: Path) -> dict[int, access.DeviceRecord]:
     s = access.open_db(path, readonly=True)
     try:
         return {r.device_id: r for r in s.list_devices()}
@@ -117,8 +117,8 @@ def find_gateway(gateway_db: Path | None, config: Path | None, export: Path | No
             gw.note = f"the gateway's DB was not read ({e})"
     if export is not None:
         try:
-            recs = {r.device_id: r for r in registry.read_export(export)}
-        except registry.RegistryError as e:
+            recs = {r.device_id: r for r in access.read_export(export)}
+        except access.RegistryError as e:
             common.fail(common.REGISTRY, str(e), as_json=as_json)
         gw.records = {**recs, **(gw.records or {})}
     if gw.heard is None and gw.db is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import segno
 
-from panicgw.registry import DeviceRecord
+from panicgw.access import DeviceRecord
 
 QR_FORMAT = "pb1"
 

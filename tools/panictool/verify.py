@@ -7,9 +7,9 @@ checks its tag with the key read from the board's NVM (:func:`check_ack`). Only 
 holding this button's key can make that tag, and it ACKs only what it has stored, so no
 access to the gateway is needed. When the gateway can be reached, its view is added by a
 ``HeardSource``: the running gateway's status API (``GET /v1/frames``: the frames it
-judged, rejections included, for a user who may not read the 0600 DB), or the gateway DB's
-``events`` and ``receptions`` tables (read-only, beside the running daemon): uplink
-RSSI/SNR, and why a TEST was rejected.
+judged, rejections included, for a user who may not read the 0600 DB), or the gateway DB
+(opened read-only through panicgw.access, beside the running daemon): uplink RSSI/SNR, and
+why a TEST was rejected.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from panicbutton import report
+from panicgw import access
 from panicproto import frames
 from panicproto.errors import ProtocolError
 
@@ -235,19 +236,11 @@ def heard(db: Path, device_id: int, counter: int) -> tuple[str, list[dict[str, A
     """(event kind, receptions) of the frame (device, counter) of the device's current key
     generation in the gateway DB, or None. A rekey restarts the counter, so the same counter
     under an older key is another, older frame."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    store = access.open_db(db, readonly=True)
     try:
-        row = con.execute("SELECT id, kind FROM events WHERE device_id = ? AND counter = ? AND "
-                          "key_gen = coalesce((SELECT key_gen FROM devices WHERE device_id = ?),"
-                          " 1)", (device_id, counter, device_id)).fetchone()
-        if row is None:
-            return None
-        recs = con.execute("SELECT path, rssi, snr, at, duplicate FROM receptions "
-                           "WHERE event_id = ? ORDER BY id", (row[0],)).fetchall()
+        return store.frame_heard(device_id, counter)
     finally:
-        con.close()
-    return str(row[1]), [{"path": r[0], "rssi": r[1], "snr": r[2], "at": r[3],
-                          "duplicate": bool(r[4])} for r in recs]
+        store.close()
 
 
 HeardSource = Callable[[int, int], "tuple[str, list[dict[str, Any]]] | None"]
@@ -389,7 +382,7 @@ def check_heard(res: Result, source: HeardSource, where: str, device_id: int, co
     while True:
         try:
             found = source(device_id, counter)
-        except (sqlite3.Error, OSError, ValueError, KeyError) as e:
+        except (access.AccessError, sqlite3.Error, OSError, ValueError, KeyError) as e:
             res.add("gateway heard TEST", bad, f"cannot read {where}: {e}",
                     "pass the gateway's status API (--gateway http://127.0.0.1:8765 on the "
                     "gateway) or its config (--config /etc/panicgw/gateway.toml)")

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from panicgw import config as gwconfig
-from panicgw.store.inspect import query_events
+from panicgw.store.inspect import Inspector, query_events
 
 EXIT_OK = 0
 EXIT_EMPTY = 1
@@ -104,8 +104,7 @@ def follow_events(db: sqlite3.Connection, filters: dict[str, Any], limit: int, a
     rows = query_events(db, limit=limit, **filters)
     for ev in reversed(rows):
         show(ev)
-    last = rows[0]["id"] if rows else int(
-        db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+    last = rows[0]["id"] if rows else Inspector(db).last_event_id()
     if not as_json:
         typer.echo("-- following new events (Ctrl-C to stop) --")
     try:

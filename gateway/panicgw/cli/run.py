@@ -33,8 +33,8 @@ def run(
     import json
 
     from panicgw.daemon import run as run_daemon
-    from panicgw.daemon import setup_logging
     from panicgw.store import StoreError
+    from panicgw.systemd import setup_logging
 
     try:
         cfg = config_mod.load(config)

@@ -38,7 +38,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -599,6 +599,8 @@ def frame_priority(data: bytes) -> int:
 class Processor:
     """Async front of the pipeline: a priority queue (alarms first) drained in batches on
     one dedicated thread, so fsync never stalls the event loop serving HTTP and serial.
+    ``executor``: that thread (the daemon passes its store service's writer lane, the only
+    thread that writes; by default the processor starts its own).
 
     ``submit`` resolves once the frame's batch is committed (or rejected). ``on_commit`` is
     called in the event loop with each batch's outcomes (forwarder wake-up, MQTT events);
@@ -609,7 +611,7 @@ class Processor:
     def __init__(self, pipeline: Pipeline, batch_max: int = 256,
                  on_commit: Callable[[list[Outcome]], None] | None = None,
                  on_judged: Callable[[list[Frame], list[Outcome]], None] | None = None,
-                 linger_s: float = 0.0) -> None:
+                 linger_s: float = 0.0, executor: Executor | None = None) -> None:
         self.pipeline = pipeline
         self.batch_max = batch_max
         self.linger_s = linger_s
@@ -622,7 +624,8 @@ class Processor:
             asyncio.PriorityQueue()
         )
         self._seq = itertools.count()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="pipeline")
+        self._own_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="pipeline")
         self.in_flight = 0
         self.batches = 0
         self.largest_batch = 0
@@ -724,4 +727,5 @@ class Processor:
             return False
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        if self._own_executor:
+            self.executor.shutdown(wait=True)

@@ -270,6 +270,9 @@ class Inspector:
             "SELECT coalesce(sum(count), 0) FROM rejections WHERE reason = ?",
             (reason,)).fetchone()[0])
 
+    def last_event_id(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
     def last_reception_id(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM receptions").fetchone()[0])
 

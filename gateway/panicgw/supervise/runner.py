@@ -7,15 +7,15 @@ press-to-dispatch. Now:
 
 - the rules (:mod:`panicgw.supervise.rule`) still decide, but only for *candidates*: devices
   that could raise or clear something now (silent past their limit, already lost, a low or
-  alarmed battery). One SQL query per distinct supervision interval finds them, on a read
-  connection of the runner's own thread (WAL: it never blocks the writer);
-- only the resulting events are written, in one transaction on the pipeline thread, the
-  gateway's single writer.
+  alarmed battery). ``Store.candidates`` finds them, on the supervision read lane of the
+  daemon's store service (its own thread and read connection; WAL: it never blocks the
+  writer);
+- only the resulting events are written, in one transaction on the store service's writer
+  thread (the gateway's single writer, where the pipeline's batches run too).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,40 +23,24 @@ from panicgw.forward import payload as dp
 from panicgw.store import Store
 from panicgw.supervise.rule import DeviceView, SupervisionEvent, Supervisor, silent_for
 
-# Devices of one supervision interval that the rules could act on now (a superset: the
-# Supervisor decides). Silence is judged by supervision.silent_for itself (registered on
-# the connection as an SQL function), so query and rules cannot disagree on who is silent.
-CANDIDATES_SQL = """
-SELECT d.device_id, s.last_heard, s.supervision, s.battery_alarm, s.low_battery,
-       s.battery_mv, s.replay_highest, d.enrolled_at
-FROM devices d LEFT JOIN device_state s ON s.device_id = d.device_id
-WHERE d.supervision_s = :interval AND (
-    silent_for(:now, s.last_heard, d.enrolled_at, :started) > :limit
-    OR s.supervision != 'ok' OR s.battery_alarm = 1 OR s.low_battery = 1
-    OR (:low_mv IS NOT NULL AND s.battery_mv < :low_mv))
-"""
+
+def candidates(store: Store, sup: Supervisor, now: float) -> list[DeviceView]:
+    """Views of the devices the rules could act on at ``now``. Silence is judged in the
+    query by :func:`silent_for` itself, so query and rules cannot disagree on who is
+    silent."""
+    return [DeviceView(c.device_id, c.supervision_s, c.last_heard, c.supervision or "ok",
+                       c.battery_alarm, c.low_battery, c.battery_mv,
+                       c.replay_highest if c.replay_highest is not None
+                       and c.replay_highest >= 0 else None, float(c.enrolled_at or 0.0))
+            for c in store.candidates(now, sup.started_at, sup.limit_s, sup.low_battery_mv,
+                                      silent_for)]
 
 
-def candidates(db: sqlite3.Connection, sup: Supervisor, now: float) -> list[DeviceView]:
-    """Views of the devices the rules could act on at ``now``."""
-    db.create_function("silent_for", 4, silent_for, deterministic=True)
-    views = []
-    intervals = [int(r[0]) for r in db.execute("SELECT DISTINCT supervision_s FROM devices")]
-    for interval in intervals:
-        args = {"interval": interval, "now": now, "started": sup.started_at,
-                "limit": sup.limit_s(interval), "low_mv": sup.low_battery_mv}
-        for r in db.execute(CANDIDATES_SQL, args):
-            highest = r[6] if r[6] is not None and r[6] >= 0 else None
-            views.append(DeviceView(int(r[0]), interval, r[1], r[2] or "ok", bool(r[3]),
-                                    bool(r[4]), r[5], highest, float(r[7] or 0.0)))
-    return views
-
-
-def evaluate(db: sqlite3.Connection, sup: Supervisor, now: float, *,
+def evaluate(store: Store, sup: Supervisor, now: float, *,
              bridge_last_seen: float | None, bridge_enabled: bool,
              checkins: bool) -> list[SupervisionEvent]:
     """Everything due now (runs on the runner's thread; ``sup`` is only touched there)."""
-    events = sup.tick(candidates(db, sup, now), now, bridge_last_seen=bridge_last_seen,
+    events = sup.tick(candidates(store, sup, now), now, bridge_last_seen=bridge_last_seen,
                       bridge_enabled=bridge_enabled)
     if not checkins:  # no dispatch: check-ins would only pile up unsent
         events = [e for e in events if e.event != "gateway_checkin"]
@@ -84,8 +68,9 @@ def is_stale(ev: SupervisionEvent, current_last_heard: float | None,
 def store_events(store: Store, gateway_id: str,
                  events: Iterable[SupervisionEvent]) -> list[SupervisionEvent]:
     """Store the events with their outbox rows and state changes in one durable commit
-    (call on the pipeline thread: the only writer). Returns the events stored: a device
-    event whose device was heard since it was decided is dropped (:func:`is_stale`)."""
+    (call on the store service's writer thread: the only writer). Returns the events
+    stored: a device event whose device was heard since it was decided is dropped
+    (:func:`is_stale`)."""
     events = list(events)
     if not events:
         return []
@@ -105,10 +90,7 @@ def store_events(store: Store, gateway_id: str,
                 incident = dp.make_incident_id(ev.device_id, ev.counter, ev.event, key_gen)
             else:
                 incident = dp.make_gateway_incident_id(gateway_id, ev.event, ev.at)
-            store.db.execute(
-                "INSERT OR IGNORE INTO incidents (incident_id, device_id, kind, first_heard,"
-                " last_heard, press_count, key_gen) VALUES (?, ?, ?, ?, ?, 1, ?)",
-                (incident, ev.device_id, ev.event, ev.at, ev.at, key_gen))
+            store.raise_incident(incident, ev.device_id, ev.event, ev.at, key_gen)
             st = states.get(ev.device_id) if ev.device_id is not None else None
             device: dict[str, Any] | None = None
             if dev is not None:
