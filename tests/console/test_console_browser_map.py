@@ -20,6 +20,7 @@ from consolekit import (
     js,
     lines,
     login,
+    read_live,
     run_cli,
     shot,
     start_browser,
@@ -101,7 +102,7 @@ def test_flood_grouped_by_site_with_press_counts(world):
     groups = js(d, """return [...document.querySelectorAll('#queue .group')].map(g =>
         g.querySelectorAll('.line').length)""")
     assert sorted(groups) == [1, 1, 3]
-    head = d.find_element(By.CSS_SELECTOR, "#queue .group .group-head").text
+    head = read_live(lambda: d.find_element(By.CSS_SELECTOR, "#queue .group .group-head").text)
     assert "Toko Emas Mulia" in head and "3 lines" in head
     shot(d, "flood")
 
