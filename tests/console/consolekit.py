@@ -88,6 +88,21 @@ def click(driver: Any, css: str, nth: int = 0) -> None:
     wait_for(go, 10, f"a clickable {css}")
 
 
+def read_live(read: Callable[[], T], timeout: float = 10) -> T:
+    """``read()``'s value, whatever it is (the caller asserts on it). Tried again while it
+    fails with a stale element: a live update re-rendered the part of the page it read
+    between finding an element and reading it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return read()
+        except StaleElementReferenceException:
+            if time.monotonic() >= end:
+                raise
+
+
 # -- dispatch documents ------------------------------------------------------------------------
 
 

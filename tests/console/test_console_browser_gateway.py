@@ -25,6 +25,7 @@ from consolekit import (
     lines,
     login,
     post,
+    read_live,
     run_cli,
     shot,
     start_browser,
@@ -160,9 +161,10 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     wait_for(lambda: "Taken by Ani" in d.find_element(By.ID, "owner-box").text, 10,
              "owner in budi's detail")
     assert not d.find_elements(By.ID, "take")
-    assert d.find_element(By.ID, "take-over").is_displayed()
-    assert all(not e.is_enabled() for e in d.find_elements(By.CSS_SELECTOR, ".step-check"))
-    assert not d.find_element(By.ID, "close").is_enabled()
+    assert read_live(lambda: d.find_element(By.ID, "take-over").is_displayed())
+    assert read_live(lambda: all(not e.is_enabled()
+                                 for e in d.find_elements(By.CSS_SELECTOR, ".step-check")))
+    assert not read_live(lambda: d.find_element(By.ID, "close").is_enabled())
     aid = int(d.find_element(By.ID, "detail").get_attribute("data-alarm"))
     forced = d.execute_async_script(
         "const done = arguments[1]; PC.api('POST', `/api/alarms/${arguments[0]}/step`, "
@@ -171,12 +173,13 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
 
     # ani works the plan; budi's screen follows live
     d.switch_to.window(ani)
-    site_card = d.find_element(By.ID, "site-card").text
+    site_card = read_live(lambda: d.find_element(By.ID, "site-card").text)
     for want in ("Jl. Malioboro 52", "+62 811 2345 678", "kasir (5EC0B17E)", "WIFI",
                  "-7.7925, 110.3658", "Presses"):
         assert want in site_card, want
     checks = d.find_elements(By.CSS_SELECTOR, ".step-check")
-    assert len(checks) == 5 and "police unit" in d.find_element(By.ID, "steps").text
+    assert len(checks) == 5 and "police unit" in read_live(
+        lambda: d.find_element(By.ID, "steps").text)
     for i in (0, 1):
         click(d, ".step-check", i)
         wait_for(lambda i=i: "done" in d.find_elements(By.CSS_SELECTOR, "#steps li")[i]
@@ -197,7 +200,8 @@ def test_real_gateway_alarm_worked_by_two_operators(world):
     click(d, "#close")
     wait_for(lambda: _line(d, incident) is None, 10, "line gone on ani's screen")
     wait_for(lambda: _audit(d) == ["take", "step", "step", "note", "close"], 10, "close audited")
-    assert "Closed by ani: Real alarm" in d.find_element(By.ID, "owner-box").text
+    assert "Closed by ani: Real alarm" in read_live(
+        lambda: d.find_element(By.ID, "owner-box").text)
     shot(d, "closed")
     d.switch_to.window(budi)
     wait_for(lambda: _line(d, incident) is None, 10, "line gone on budi's screen")
@@ -253,10 +257,11 @@ def test_take_over_is_explicit_and_recorded(world):
     wait_for(lambda: "Taken by you" in d.find_element(By.ID, "owner-box").text, 10,
              "ani owns it now")
     wait_for(lambda: _audit(d) == ["take", "take_over"], 10, "take over audited")
-    text = d.find_element(By.ID, "audit").text
+    text = read_live(lambda: d.find_element(By.ID, "audit").text)
     assert "from budi: Budi on the phone with the chief" in text
     # the site card's history counts the first alarm, closed as real
-    assert "2 alarms, 0 false, 1 real" in d.find_element(By.ID, "history").text
+    assert "2 alarms, 0 false, 1 real" in read_live(
+        lambda: d.find_element(By.ID, "history").text)
     d.switch_to.window(d.window_handles[1])
     wait_for(lambda: "Taken by Ani" in _line(d, incident)["text"], 10, "budi sees ani")
     # a supervisor downloads the audit trail as CSV with every action of the day

@@ -20,6 +20,7 @@ from consolekit import (
     js,
     lines,
     login,
+    read_live,
     run_cli,
     shot,
     start_browser,
@@ -77,6 +78,19 @@ def world(tmp_path_factory):
     console.stop()
 
 
+def _flood(d) -> list[dict]:
+    """The queue's lines but the gateways' silence lines: with checkin_overdue_s = 5 those
+    open on a timer (gw-pasar never posts; gw-test stops after the flood) and can land
+    while a slow machine is still posting the flood."""
+    return [x for x in lines(d) if x["event"] != "gateway_silent"]
+
+
+def gateway_pins(d) -> list[str]:
+    """The gateways that have a pin on the map (the map's own record of its pins)."""
+    return js(d, "return [...MapView.pins.keys()].filter(k => k[0] === 'g')"
+                 ".map(k => k.slice(1)).sort()")
+
+
 def pins(d) -> dict:
     return js(d, """return {alarm: document.querySelectorAll('#map path.pin-alarm').length,
         panic: document.querySelectorAll('#map path.pin-prio-1').length,
@@ -96,12 +110,13 @@ def test_flood_grouped_by_site_with_press_counts(world):
              body("tamper", device=0x0C000011, counter=2, site=0)]
     for doc in docs:
         assert console.post(doc)[0] == 200
-    wait_for(lambda: len(lines(d)) == 5, 10, "five lines for 62 documents")
+    wait_for(lambda: len(_flood(d)) == 5, 10, "five lines for 62 documents")
     wait_for(lambda: sum("×20" in x["text"] for x in lines(d)) == 3, 10, "press counts")
-    groups = js(d, """return [...document.querySelectorAll('#queue .group')].map(g =>
+    groups = js(d, """return [...document.querySelectorAll('#queue .group')]
+        .filter(g => !g.dataset.site.startsWith('gw:')).map(g =>
         g.querySelectorAll('.line').length)""")
     assert sorted(groups) == [1, 1, 3]
-    head = d.find_element(By.CSS_SELECTOR, "#queue .group .group-head").text
+    head = read_live(lambda: d.find_element(By.CSS_SELECTOR, "#queue .group .group-head").text)
     assert "Toko Emas Mulia" in head and "3 lines" in head
     shot(d, "flood")
 
@@ -116,7 +131,9 @@ def test_map_pins_without_tiles_and_gateway_trouble(world):
                              detail="bridge unplugged"))[0] == 200
     wait_for(lambda: "radio bridge missing" in d.find_element(
         By.CSS_SELECTOR, "#gateways tr[data-gateway='gw-test']").text, 10, "bridge trouble")
-    wait_for(lambda: pins(d)["gateway"] == 1, 10, "the troubled gateway on the map")
+    # gw-pasar's silence may come first on a slow machine: wait for gw-test's own pin
+    wait_for(lambda: "gw-test" in (g := gateway_pins(d)) and pins(d)["gateway"] == len(g), 10,
+             "the troubled gateway on the map")
     # the gateway that never posts goes silent: a line, the panel and a pin
     wait_for(lambda: "SILENT" in d.find_element(
         By.CSS_SELECTOR, "#gateways tr[data-gateway='gw-pasar']").text, 15, "silent gateway")

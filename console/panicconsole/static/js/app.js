@@ -101,6 +101,7 @@ const App = {
     const s = r.data;
     this.alarms.clear();
     for (const a of s.alarms) this.alarms.set(a.id, a);
+    Detail.keepOnly(new Set(this.alarms.keys()));
     this.gateways.clear();
     for (const g of s.gateways) this.gateways.set(g.gateway_id, g);
     this.log = s.log;
@@ -184,7 +185,7 @@ const App = {
     if (kind === "alarm") {
       const have = this.alarms.get(d.id);
       if (have && have.version >= d.version) { this.stats.ignored += 1; return; }
-      if (d.state === "open") this.alarms.set(d.id, d); else this.alarms.delete(d.id);
+      if (d.state === "open") this.alarms.set(d.id, d); else { this.alarms.delete(d.id); Detail.forget(d.id); }
       if (this.selected === d.id) this.loadDetail();
     } else if (kind === "gateway") {
       this.gateways.set(d.gateway_id, d);
@@ -441,6 +442,9 @@ const App = {
     const r = await PC.api("GET", `/api/alarms/${id}`);
     if (this.selected !== id) return;
     if (!r.ok) { this.detail = null; this.renderDetail(); return; }
+    // Answers can come back out of order: an older version never replaces a newer one.
+    const shown = this.detail && this.detail.alarm.id === id ? this.detail.alarm.version : -1;
+    if (r.data.alarm.version < shown) return;
     this.detail = r.data;
     this.renderDetail();
   },
@@ -459,108 +463,7 @@ const App = {
   },
 
   renderDetail() {
-    const box = document.getElementById("detail");
-    const d = this.detail;
-    if (!d) {
-      box.replaceChildren(PC.el("p", {class: "muted", text: PC.t("select_alarm")}));
-      return;
-    }
-    const a = d.alarm;
-    const mine = a.owner && a.owner.id === this.me.id;
-    const open = a.state === "open";
-    const lang = PC.lang;
-    const site = a.site || {};
-    const dev = a.device || {};
-    const reg = d.device || {};
-
-    const ownerBox = PC.el("div", {id: "owner-box",
-      class: `owner-box ${mine ? "mine" : a.owner ? "other" : ""}`},
-      !open ? PC.t("closed_by", {name: a.closed_by || "-", disposition: PC.t("disp_" + a.disposition)})
-        : a.owner ? PC.t(mine ? "owner_you" : "owner_is", {name: a.owner.name}) : PC.t("unowned"),
-      open && !a.owner ? PC.el("button", {id: "take", class: "primary", text: PC.t("take"),
-        onclick: () => this.act("take")}) : null,
-      open && a.owner && !mine ? PC.el("button", {id: "take-over", class: "danger", text: PC.t("take_over"),
-        onclick: () => document.getElementById("takeover-form").classList.remove("hidden")}) : null,
-      open && a.owner && !mine ? PC.el("div", {id: "takeover-form", class: "row hidden"},
-        PC.el("input", {id: "takeover-reason", placeholder: PC.t("take_over_reason")}),
-        PC.el("button", {id: "takeover-confirm", class: "danger", text: PC.t("take_over_confirm"),
-          onclick: () => this.act("take_over", {reason: document.getElementById("takeover-reason").value})}))
-        : null);
-
-    const paths = (a.paths || []).map((p) => PC.el("li", {},
-      `${p.path.toUpperCase()} ${p.rssi !== null ? `RSSI ${p.rssi} dBm` : ""} ` +
-      `${p.snr !== null ? `SNR ${p.snr} dB` : ""} ${p.at ? p.at.replace("T", " ").slice(0, 19) : ""}`));
-    const h = d.history;
-    const siteCard = PC.el("div", {class: "card", id: "site-card"},
-      PC.el("h3", {text: site.name || `${PC.t("gateway")} ${a.gateway_id}`}),
-      PC.el("dl", {},
-        site.name ? [PC.el("dt", {text: PC.t("kind")}), PC.el("dd", {text: PC.t("kind_" + site.kind)}),
-          PC.el("dt", {text: PC.t("address")}), PC.el("dd", {id: "site-address", text: site.address}),
-          PC.el("dt", {text: PC.t("contact")}), PC.el("dd", {text: site.contact || "-"}),
-          PC.el("dt", {text: PC.t("phone")}), PC.el("dd", {id: "site-phone", text: site.phone || "-"}),
-          PC.el("dt", {text: PC.t("coordinates")}), PC.el("dd", {text: `${site.lat}, ${site.lon}`})] : [],
-        dev.id ? [PC.el("dt", {text: PC.t("device")}),
-          PC.el("dd", {id: "device-label", text: `${dev.label || "-"} (${dev.id})`}),
-          PC.el("dt", {text: PC.t("battery")}),
-          PC.el("dd", {id: "device-battery", class: dev.low_battery ? "error" : "",
-            text: dev.battery_mv ? `${dev.battery_mv} mV${dev.low_battery ? " · " + PC.t("low_battery") : ""}` : "-"}),
-          PC.el("dt", {text: PC.t("firmware")}), PC.el("dd", {text: dev.firmware || reg.firmware || "-"})] : [],
-        PC.el("dt", {text: PC.t("heard_on")}), PC.el("dd", {}, PC.el("ul", {id: "paths", class: "log"}, paths)),
-        PC.el("dt", {text: PC.t("gateway")}), PC.el("dd", {text: a.gateway_id}),
-        PC.el("dt", {text: PC.t("presses")}), PC.el("dd", {id: "press-count", text: String(a.press_count)}),
-        PC.el("dt", {text: PC.t("first_heard")}), PC.el("dd", {text: a.first_heard || PC.dateTime(a.opened_at)}),
-        a.detail ? [PC.el("dt", {text: PC.t("detail")}), PC.el("dd", {text: a.detail})] : []),
-      site.name ? PC.el("p", {id: "history"}, PC.t("history_line", {days: h.days,
-        falses: h.false_alarms, reals: h.real_alarms, total: h.alarms.length})) : null,
-      site.name && h.alarms.length ? PC.el("ul", {class: "log", id: "history-list"},
-        h.alarms.slice(0, 8).map((x) => PC.el("li", {},
-          `${PC.dateTime(x.opened_at)} ${PC.t("ev_" + x.event)} `,
-          x.state === "closed" ? PC.t("disp_" + x.disposition) : PC.t("state_open")))) : null);
-
-    const steps = PC.el("ol", {class: "steps", id: "steps"}, a.steps.map((s, i) => {
-      const text = (s.text && (s.text[lang] || s.text.en)) || String(s.text);
-      const cb = PC.el("input", {type: "checkbox", class: "step-check", dataset: {index: i},
-        disabled: !(open && mine), onchange: (e) => this.act("step", {index: i, done: e.target.checked})});
-      cb.checked = !!s.done;
-      return PC.el("li", {class: s.done ? "done" : ""}, cb, PC.el("span", {class: "num", text: `${i + 1}.`}),
-        PC.el("span", {class: "text", text}),
-        s.done ? PC.el("span", {class: "by", text: `${s.by} ${PC.time(s.at)}`}) : null);
-    }));
-
-    const noteBox = PC.el("textarea", {id: "note-text", disabled: !(open && mine)});
-    const dispSel = PC.el("select", {id: "disposition", disabled: !(open && mine)},
-      PC.el("option", {value: "", text: PC.t("choose_disposition")}),
-      this.cfg.dispositions.map((x) => PC.el("option", {value: x, text: PC.t("disp_" + x)})));
-    const closeNote = PC.el("textarea", {id: "close-note", disabled: !(open && mine)});
-    const actions = open ? PC.el("div", {class: "card"},
-      PC.el("h3", {text: PC.t("note")}), noteBox,
-      PC.el("button", {id: "add-note", disabled: !(open && mine), text: PC.t("add_note"),
-        onclick: async () => { if (await this.act("note", {text: noteBox.value})) noteBox.value = ""; }}),
-      PC.el("h3", {text: PC.t("close_alarm")}),
-      PC.el("div", {class: "row"}, dispSel),
-      PC.el("label", {}, PC.t("close_note"), closeNote),
-      PC.el("button", {id: "close", class: "primary", disabled: !(open && mine), text: PC.t("close_alarm"),
-        onclick: () => this.act("close", {disposition: dispSel.value, note: closeNote.value})}),
-      !mine ? PC.el("p", {class: "muted", text: PC.t(a.owner ? "take_over_first" : "take_first")}) : null)
-      : null;
-
-    const audit = PC.el("ul", {class: "audit", id: "audit"}, d.audit.map((x) => PC.el("li",
-      {dataset: {action: x.action}},
-      `${PC.time(x.at)} `, PC.el("span", {class: "who", text: x.username}), ` ${PC.t("act_" + x.action)} `,
-      x.detail || "")));
-
-    box.replaceChildren(...[
-      PC.el("div", {class: "detail-head"},
-        PC.el("h2", {id: "detail-title", text: `${PC.t("ev_" + a.event)}: ${site.name || a.gateway_id}`}),
-        PC.el("span", {class: "muted", text: `#${a.id} · ${a.contact_id || ""}`})),
-      a.escalation ? PC.el("p", {class: "error", text: PC.t("esc_" + a.escalation)}) : null,
-      a.cancel_at ? PC.el("p", {class: "error", text: `${PC.t("cancel_pressed")} ${PC.time(a.cancel_at)}`}) : null,
-      a.restored_at ? PC.el("p", {class: "muted", text: `${PC.t("restored")} ${PC.time(a.restored_at)}`}) : null,
-      ownerBox, siteCard,
-      PC.el("h3", {text: PC.t("action_plan")}), steps, actions,
-      PC.el("h3", {text: PC.t("audit_trail")}), audit].filter((x) => x));
-    box.dataset.alarm = String(a.id);
-    box.dataset.version = String(a.version);
+    Detail.render(this.detail, this);
   },
 };
 window.App = App;

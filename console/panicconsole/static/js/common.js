@@ -73,6 +73,20 @@ const PC = {
     return e;
   },
 
+  /* Make `nodes` (strings become text) the children of `parent`, as replaceChildren does,
+     but a node already there stays where it is instead of being taken out and put back:
+     an input in it keeps its focus and caret. */
+  setChildren(parent, nodes) {
+    const want = nodes.flat().filter((n) => n !== null && n !== undefined && n !== false)
+      .map((n) => (n instanceof Node ? n : document.createTextNode(String(n))));
+    const keep = new Set(want);
+    for (const n of [...parent.childNodes]) if (!keep.has(n)) n.remove();
+    want.forEach((n, i) => {
+      const at = parent.childNodes[i];
+      if (at !== n) parent.insertBefore(n, at || null);
+    });
+  },
+
   toast(text) {
     const t = document.getElementById("toast");
     if (!t) return;
