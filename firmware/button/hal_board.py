@@ -13,6 +13,7 @@ import board
 import digitalio
 import keypad
 import microcontroller
+import supervisor
 
 from panicbutton import boards
 from panicbutton.settings import KEYS
@@ -21,6 +22,9 @@ try:
     from watchdog import WatchDogMode
 except ImportError:  # a port without watchdog: feed() becomes a no-op
     WatchDogMode = None
+
+
+_TICKS_MASK = (1 << 29) - 1  # supervisor.ticks_ms() wraps here
 
 
 class BoardHal:
@@ -89,13 +93,18 @@ class BoardHal:
 
     # inputs and outputs
     def button_events(self):
+        """Edges with the time keypad's background scan saw them, not when we got round to
+        reading them: a radio transmission can hold the loop for a second, and five quick
+        TEST presses must not merge into one long (alarm) hold. keypad stamps events with
+        supervisor.ticks_ms(), which wraps at 2**29 ms (first ~65 s after power-on) and has
+        no relation to time.monotonic(): age = the wrapped difference of the two ticks."""
         out = []
         now = time.monotonic()
-        ticks = now * 1000
+        ticks = supervisor.ticks_ms()
         ev = self._event
         while self._keys.events.get_into(ev):
-            age = (ticks - ev.timestamp) / 1000.0 if hasattr(ev, "timestamp") else 0.0
-            t = now - age if 0 <= age < 60 else now
+            age_ms = (ticks - ev.timestamp) & _TICKS_MASK if hasattr(ev, "timestamp") else 0
+            t = now - age_ms / 1000.0 if age_ms < 60000 else now
             out.append((ev.pressed, t))
         return out
 

@@ -29,6 +29,7 @@ SHIMS = {
     "microcontroller.py": "nvm = bytearray(256)\n",
     "alarm.py": "sleep_memory = bytearray(64)\nwake_alarm = None\n",
     "usb_cdc.py": "data = None\n",
+    "supervisor.py": "def ticks_ms():\n    return 0\n",
     "watchdog.py": "class WatchDogMode:\n    RESET = 1\n",
 }
 CHECK = """

@@ -42,7 +42,7 @@ def module(b) -> SimpleNamespace:
             if n is None:
                 return False
             ev.key_number, ev.pressed, ev.released = n[0], n[1], not n[1]
-            ev.timestamp = int(n[2] * 1000)
+            ev.timestamp = int(n[2] * 1000) & (2**29 - 1)  # ticks_ms, as keypad stamps
             return True
 
         def clear(self) -> None:
