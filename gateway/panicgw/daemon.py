@@ -28,8 +28,8 @@ from typing import Any
 from aiohttp import web
 
 from panicgw import __version__
+from panicgw import pipeline as pl
 from panicgw.config import Config
-from panicgw.pipeline import processor as pl
 from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
 from panicgw.store import Store
 

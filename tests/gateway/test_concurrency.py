@@ -15,7 +15,7 @@ import threading
 
 from gwharness import GatewayThread, make_config
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 
 
 def test_rejection_counts_are_never_lost_between_threads():

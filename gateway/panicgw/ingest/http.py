@@ -37,7 +37,8 @@ from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from panicgw import __version__
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
+from panicgw.ratelimit import LogBudget
 from panicproto import frames
 
 log = logging.getLogger("panicgw.http")
@@ -98,7 +99,7 @@ class _RequestLog(logging.Logger):
     def __init__(self, ingest: HttpIngest) -> None:
         super().__init__("panicgw.http.requests", logging.DEBUG)
         self.ingest = ingest
-        self.budget = pl.LogBudget(3)
+        self.budget = LogBudget(3)
 
     def handle(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None

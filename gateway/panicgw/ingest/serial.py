@@ -32,8 +32,9 @@ from typing import Any
 
 import serial
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.ports import bridge_data_port
+from panicgw.ratelimit import LogBudget
 from panicproto import link
 from panicproto.errors import ProtocolError
 
@@ -115,8 +116,8 @@ class SerialIngest:
         self.tx_dropped = 0  # messages dropped: queue full, or port gone before writing
         # (the writer thread alone counts tx_frames, write_timeouts and writer_errors)
         self._reader_beat = time.monotonic()  # the reader loop passes here at least every 50 ms
-        self._log_budget = pl.LogBudget(LOG_LINES_PER_MIN)
-        self._bridge_log_budget = pl.LogBudget(LOG_LINES_PER_MIN)
+        self._log_budget = LogBudget(LOG_LINES_PER_MIN)
+        self._bridge_log_budget = LogBudget(LOG_LINES_PER_MIN)
         # radio settings pushed with CONFIG (contract C6)
         self.config_state = "not_sent"  # not_sent | sent | applied | mismatch | rejected | no_reply
         self.config_detail: str | None = None
