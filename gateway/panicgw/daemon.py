@@ -280,7 +280,7 @@ class Gateway:
         await self._status_runner.setup()
         site = web.TCPSite(self._status_runner, s["host"], s["port"])
         await site.start()
-        self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.status_port = self._status_runner.addresses[0][1]
         self._write_runtime()
 
     def _write_runtime(self) -> None:
@@ -484,12 +484,13 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from panicgw.ingest.http import HttpIngest, server_ssl_context
+        from panicgw.ingest.http import HttpIngest
+        from panicgw.tls import server_context
 
         self._tasks.append(asyncio.create_task(self.processor.run(), name="pipeline"))
         h = self.cfg.http
         if h["enabled"]:
-            ctx = server_ssl_context(h["tls_cert"], h["tls_key"]) if h["tls_cert"] else None
+            ctx = server_context(h["tls_cert"], h["tls_key"]) if h["tls_cert"] else None
             self.http = HttpIngest(
                 self.processor.submit, self.rejections, host=h["host"], port=h["port"],
                 max_body=h["max_body"], rate_per_s=h["rate_per_s"], rate_burst=h["rate_burst"],
