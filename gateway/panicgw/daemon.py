@@ -31,6 +31,7 @@ from panicgw import __version__
 from panicgw import pipeline as pl
 from panicgw.config import Config
 from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
+from panicgw.ratelimit import LogBudget
 from panicgw.store import Store
 
 log = logging.getLogger("panicgw.daemon")
@@ -325,7 +326,7 @@ class Gateway:
         ck = Store(self.cfg.db_path, check_same_thread=False)
         failing_since: float | None = None
         failures = 0
-        last_line = 0.0
+        lines = LogBudget.every(60.0)
         try:
             while True:
                 await asyncio.sleep(1.0)
@@ -335,10 +336,10 @@ class Gateway:
                     now = time.monotonic()
                     failures += 1
                     if failing_since is None:
-                        failing_since = last_line = now
+                        failing_since, lines = now, LogBudget.every(60.0)
+                        lines.take()  # the traceback is this minute's line
                         log.exception("WAL checkpoint failed")
-                    elif now - last_line >= 60.0:
-                        last_line = now
+                    elif lines.take() is not None:
                         log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
                                   failures, now - failing_since, e)
                     continue
