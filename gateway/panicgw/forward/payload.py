@@ -46,7 +46,6 @@ from panicgw.registry import PATHS, SITE_KINDS
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE
 
 SCHEMA_VERSION = 1
-SCHEMA_ID = "https://panic-button.invalid/schemas/dispatch-event/1"
 
 
 class PayloadError(ValueError):

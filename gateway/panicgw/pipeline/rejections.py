@@ -37,12 +37,6 @@ class Rejections:
         """A copy of the totals since start (reason -> count)."""
         return self.snapshot()
 
-    @property
-    def unsaved(self) -> dict[str, int]:
-        """A copy of the counts not yet written to the store."""
-        with self._lock:
-            return dict(self._unsaved)
-
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)

@@ -4,9 +4,9 @@ A frame passes only with a known device and a valid tag under that device's curr
 everything before that is unauthenticated input and is refused with a reason (never an
 exception: floods of forgeries are the normal case this stage is built for).
 
-The registry is cached here as the hot path needs it (keys, key generations, replay windows,
-supervision intervals); site and contact details stay in SQLite and are read only when an
-incident is stored (rare), which keeps 10,000 devices within the Pi's memory budget.
+The registry is cached here as the hot path needs it (keys, key generations, replay
+windows); site and contact details stay in SQLite and are read only when an incident is
+stored (rare), which keeps 10,000 devices within the Pi's memory budget.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from panicproto.errors import ProtocolError
 class Device:
     """A registered device as the hot path needs it."""
 
-    __slots__ = ("key", "window", "supervision_s", "key_gen")
+    __slots__ = ("key", "window", "key_gen")
 
-    def __init__(self, key: bytes, window: replay.ReplayWindow, supervision_s: int,
-                 key_gen: int = 1):
+    def __init__(self, key: bytes, window: replay.ReplayWindow, key_gen: int = 1):
         self.key = key
         self.window = window
-        self.supervision_s = supervision_s
         self.key_gen = key_gen
 
 
@@ -44,13 +42,13 @@ def load_devices(store: Store, replay_size: int) -> dict[int, Device]:
     """Keys, key generations and replay windows of every registered device, as committed."""
     states = store.device_states()
     devices: dict[int, Device] = {}
-    for device_id, key, supervision_s, key_gen in store.device_keys():
+    for device_id, key, _supervision_s, key_gen in store.device_keys():
         st = states.get(device_id)
         win = replay.ReplayWindow(replay_size)
         if st is not None and st.replay_highest >= 0:
             win = replay.ReplayWindow(replay_size, st.replay_highest,
                                       st.replay_bitmap & ((1 << replay_size) - 1))
-        devices[device_id] = Device(key, win, supervision_s, key_gen)
+        devices[device_id] = Device(key, win, key_gen)
     return devices
 
 
