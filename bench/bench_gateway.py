@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import Store
 from panicproto import airtime, frames, link
@@ -210,7 +210,8 @@ def memory(tmp: Path) -> None:
         proc.wait(20)
     floor = subprocess.run(
         [sys.executable, "-c", "import os, panicgw.daemon, panicgw.ingest.http, "
-         "panicgw.ingest.serial, panicgw.forward.forwarder, panicgw.supervise.rule, aiohttp.web\n"
+         "panicgw.ingest.serial, panicgw.forward.forwarder, panicgw.supervise.runner, "
+         "aiohttp.web\n"
          "print(open(f'/proc/{os.getpid()}/status').read())"],
         capture_output=True, text=True, check=True).stdout
     base = next(int(ln.split()[1]) for ln in floor.splitlines() if ln.startswith("VmRSS:"))

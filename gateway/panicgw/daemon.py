@@ -25,9 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from panicgw import __version__
+from panicgw import pipeline as pl
 from panicgw.config import Config
-from panicgw.pipeline import processor as pl
 from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
+from panicgw.ratelimit import LogBudget
 from panicgw.store import Store
 from panicgw.store.service import FORWARDER, STATUS, SUPERVISION, StoreService
 from panicgw.systemd import sd_notify, watchdog_interval
@@ -193,7 +194,7 @@ class Gateway:
         await self._status_runner.setup()
         site = web.TCPSite(self._status_runner, s["host"], s["port"])
         await site.start()
-        self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.status_port = self._status_runner.addresses[0][1]
         self._write_runtime()
 
     def _write_runtime(self) -> None:
@@ -236,7 +237,7 @@ class Gateway:
         line a minute while it lasts, and once more when it recovers."""
         failing_since: float | None = None
         failures = 0
-        last_line = 0.0
+        lines = LogBudget.every(60.0)
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -245,10 +246,10 @@ class Gateway:
                 now = time.monotonic()
                 failures += 1
                 if failing_since is None:
-                    failing_since = last_line = now
+                    failing_since, lines = now, LogBudget.every(60.0)
+                    lines.take()  # the traceback is this minute's line
                     log.exception("WAL checkpoint failed")
-                elif now - last_line >= 60.0:
-                    last_line = now
+                elif lines.take() is not None:
                     log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
                               failures, now - failing_since, e)
                 continue
@@ -373,12 +374,13 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from panicgw.ingest.http import HttpIngest, server_ssl_context
+        from panicgw.ingest.http import HttpIngest
+        from panicgw.tls import server_context
 
         self._tasks.append(asyncio.create_task(self.processor.run(), name="pipeline"))
         h = self.cfg.http
         if h["enabled"]:
-            ctx = server_ssl_context(h["tls_cert"], h["tls_key"]) if h["tls_cert"] else None
+            ctx = server_context(h["tls_cert"], h["tls_key"]) if h["tls_cert"] else None
             self.http = HttpIngest(
                 self.processor.submit, self.rejections, host=h["host"], port=h["port"],
                 max_body=h["max_body"], rate_per_s=h["rate_per_s"], rate_burst=h["rate_burst"],

@@ -241,7 +241,7 @@ def test_auth_failure_logs_at_a_bounded_rate(outbox: MemoryOutbox, caplog: Any) 
         await task
         await srv.stop()
         assert outbox.states() == {"pending": 1}
-    with caplog.at_level("WARNING", logger="panicgw.forward.forwarder"):
+    with caplog.at_level("WARNING", logger="panicgw.forwarder"):
         run(main())
     lines = [r for r in caplog.records if "credentials" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelname == "ERROR"

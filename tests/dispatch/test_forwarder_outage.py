@@ -114,7 +114,7 @@ def test_the_logged_next_attempt_is_when_it_really_happens(outbox: MemoryOutbox,
         await srv.stop()
         return item, [r.at for r in srv.received]
 
-    with caplog.at_level("WARNING", logger="panicgw.forward.forwarder"):
+    with caplog.at_level("WARNING", logger="panicgw.forwarder"):
         item, arrivals = run(main())
     logged = _logged_next(caplog)
     assert len(logged) >= 5

@@ -15,7 +15,7 @@ import threading
 
 from gwharness import GatewayThread, make_config
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.store.service import STATUS
 
 

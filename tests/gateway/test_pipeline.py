@@ -8,7 +8,7 @@ from gwkit import DEV, KEY, make_record, uplink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.store import PRIO_ALARM, Store
 from panicproto import frames
 

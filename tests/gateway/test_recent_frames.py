@@ -11,7 +11,7 @@ import pytest
 from gwharness import GatewayThread, make_config
 from gwkit import DEV, KEY, make_record, post_frame, uplink
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.pipeline.recent import RecentFrames
 from panicgw.store import Store
 from panicproto import frames

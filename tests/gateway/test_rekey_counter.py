@@ -22,10 +22,10 @@ from gwharness import DispatchThread, GatewayThread, make_config
 from gwkit import DEV, KEY, make_record, uplink, wait_until
 from typer.testing import CliRunner
 
+from panicgw import pipeline as pl
 from panicgw import registry
 from panicgw.cli import app as gw_app
 from panicgw.forward import payload as dp
-from panicgw.pipeline import processor as pl
 from panicgw.store import MIGRATIONS, Store
 from panicproto import frames
 

@@ -13,7 +13,7 @@ from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw.ingest.serial import radio_config, radio_mismatches
+from panicgw.ingest.bridge_radio import radio_config, radio_mismatches
 from panicgw.store import Store
 from panicproto import frames, link
 

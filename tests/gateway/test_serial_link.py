@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from panicgw import diag
 from panicgw.ingest import serial as ingest_serial
+from panicgw.ingest import serial_link
 from panicgw.store import Store
 from panicproto import frames, link
 
@@ -148,7 +149,7 @@ def test_reader_fault_logged_bounded_counted_and_link_reopened(tmp_path, monkeyp
             faults = [r for r in caplog.records if r.name == "panicgw.serial"
                       and r.levelno >= logging.ERROR]
             assert faults and faults[0].exc_info is not None  # the first has its traceback
-            assert len(faults) <= ingest_serial.LOG_LINES_PER_MIN < n  # bounded
+            assert len(faults) <= serial_link.LOG_LINES_PER_MIN < n  # bounded
     finally:
         bridge.unplug()
 
@@ -232,7 +233,7 @@ def test_stalled_serial_writes_do_not_stop_http_alarms(tmp_path):
                 assert down.kind == frames.ACK and down.counter == 0x00600001 + i
                 assert g.db(Store.find_event, 0xBEEF, 0x00600001 + i) is not None
             w = g.status()["bridge"]["writer"]
-            assert w["dropped"] > 0 and w["queued"] <= ingest_serial.TX_QUEUE_MAX
+            assert w["dropped"] > 0 and w["queued"] <= serial_link.TX_QUEUE_MAX
             # the bridge reads again: the link recovers (reopened if PINGs went unanswered)
             bridge.reading = True
             bridge.tx.clear()

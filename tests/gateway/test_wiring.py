@@ -17,7 +17,7 @@ import pytest
 from gwharness import DispatchThread, GatewayThread, make_config
 from gwkit import DEV, free_port, make_record, post_frame, uplink, wait_until
 
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.store import Store
 from panicproto import frames
 

@@ -19,7 +19,7 @@ from drivefakes import make_circuitpy
 from typer.testing import CliRunner
 
 from panicbutton import nvmstore
-from panicgw.pipeline import processor as pl
+from panicgw import pipeline as pl
 from panicgw.store import Store
 from panicproto import frames
 from panictool import identity

@@ -11,33 +11,30 @@ from __future__ import annotations
 
 import secrets
 
+from packaging.version import InvalidVersion, Version
+
 from panicbutton import nvmstore
 from panictool.transport import Transport
 
-SINCE = (0, 2, 0)
-SINCE_TEXT = ".".join(str(x) for x in SINCE)
+SINCE = Version("0.2.0")
+SINCE_TEXT = str(SINCE)
 
 
 def parse_version(text: str | None) -> tuple[int, ...] | None:
-    """(major, minor, patch) of "0.2.0" / "0.2.0-dev"; None when it is not a version."""
-    if not text:
+    """(major, minor, patch) of "0.2.0" / "0.2.0-dev"; None when it is not a version with
+    all three."""
+    try:
+        release = Version(text or "").release
+    except InvalidVersion:
         return None
-    parts = []
-    for p in str(text).split(".")[:3]:
-        digits = ""
-        for ch in p:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            return None
-        parts.append(int(digits))
-    return tuple(parts) if len(parts) == 3 else None
+    return release[:3] if len(release) >= 3 else None
 
 
 def supported(version: str | None) -> bool:
+    """The firmware can take a TEST request: 0.2.0 or later, any suffix ignored
+    ("0.2.0-dev" counts as 0.2.0, which packaging alone would order before it)."""
     v = parse_version(version)
-    return v is not None and v >= SINCE
+    return v is not None and Version(".".join(map(str, v))) >= SINCE
 
 
 def installed_firmware(t: Transport) -> str | None:

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from panicgw.dispatch_server.server import DispatchServer, Received
 from panicgw.forward.contract import EVENTS_PATH
+from panicgw.tls import server_context
 
 EXIT_USAGE = 2
 EXIT_CANNOT_LISTEN = 3
@@ -33,14 +34,11 @@ def _ssl_context(cert: Path | None, key: Path | None, client_ca: Path | None
         return None
     if cert is None or key is None:
         _fail("--tls-cert and --tls-key go together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        ctx.load_cert_chain(str(cert), str(key))
-        if client_ca is not None:
-            ctx.load_verify_locations(cafile=str(client_ca))
-            ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx = server_context(str(cert), str(key), str(client_ca) if client_ca else None)
     except (OSError, ssl.SSLError) as e:
         _fail(f"cannot load TLS files: {e}")
+        return None
     return ctx
 
 

@@ -139,8 +139,7 @@ class DispatchServer:
                            reuse_address=True)
         await site.start()
         if self.port == 0:
-            sock = site._server.sockets[0]  # type: ignore[union-attr]
-            self.port = int(sock.getsockname()[1])
+            self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop listening: clients now get connection refused."""

@@ -8,13 +8,7 @@ Why it is shaped this way:
   outage the forwarder sweeps everything pending (ignoring per-item backoff) in priority
   order, so alarms reach dispatch first.
 - One global pause after a transport failure (connection refused, timeout, 5xx, 429): a down
-  dispatch gets one probe per backoff step, not one POST per queued item. The probe is the
-  most urgent waiting message itself (one request per probe, nothing extra for dispatch),
-  so the first probe that succeeds delivers it. While an alarm waits, the step is short
-  (``alarm_probe_s``, default 2.5 s +-20 %: about 24 small requests a minute), so an alarm
-  reaches dispatch within a few seconds of dispatch coming back (issue 11.10; the
-  exponential steps of up to 45 s made it 41-43 s); with no alarm waiting the steps grow
-  to ``alarm_backoff_max_s`` (30 s) +-50 %. A ``Retry-After`` from dispatch is honoured.
+  dispatch gets one probe per backoff step, the most urgent waiting message (pacing.py).
 - Every failed delivery is rescheduled for when it will really be tried: the end of the
   global pause (the next probe). Its log line says so, and ``stats()`` exposes
   ``paused_until`` so `panicgw outbox list` shows the real next try of every waiting item.
@@ -28,37 +22,29 @@ Why it is shaped this way:
   repeating the same request cannot succeed. An ALARM is never dead-lettered: a lost alarm
   is the worst outcome, so it stays pending, is retried at the alarm backoff cap and is
   raised loudly (error log, ``alarms_refused`` in the stats, the outbox check of diag).
-- The body is signed (HMAC-SHA256 over ``<t>.<body>``) and carries an ``Idempotency-Key``
-  derived from the incident, equal on every gateway (see dispatch_payload.idempotency_key).
+- Each delivery is one signed POST whose answer is classified in delivery.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import hashlib
-import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
-from panicgw import __version__
-from panicgw.config import redact_url, url_secrets
-from panicgw.forward.contract import SIGNATURE_HEADER, sign
+from panicgw.forward.delivery import Answer, DispatchClient
+from panicgw.forward.pacing import Pacing
 from panicgw.forward.payload import rfc3339
+from panicgw.ratelimit import LogBudget
 from panicgw.store import PRIO_ALARM, PRIO_OTHER
 
 log = logging.getLogger("panicgw.forwarder")
 
-RETRYABLE_4XX = (408, 425, 429)
-ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered
-AUTH_FAILED = (401, 403)  # our credentials: fix the config, never drop what is queued
 LOUD_LOG_EVERY_S = 60.0  # auth failures / refused alarms: one error line a minute at most
 
 
@@ -80,24 +66,6 @@ class OutboxStore(Protocol):
 
 
 StoreCall = Callable[..., Awaitable[Any]]
-
-
-def make_ssl_context(ca_file: str | None = None, client_cert: str | None = None,
-                     client_key: str | None = None) -> ssl.SSLContext:
-    """Verified TLS: the system CAs, or only ``ca_file`` when given; optional client cert."""
-    ctx = ssl.create_default_context(cafile=ca_file or None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if client_cert:
-        ctx.load_cert_chain(client_cert, client_key or None)
-    return ctx
-
-
-class Outcome(NamedTuple):
-    kind: str  # "delivered" | "retry" | "dead" | "auth"
-    status: int | None
-    reason: str  # counter key: "http_500", "timeout", "connect", "tls", ...
-    detail: str
-    retry_after: float | None = None
 
 
 class Forwarder:
@@ -132,42 +100,25 @@ class Forwarder:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        if not url.startswith(("https://", "http://")):
-            raise ValueError("dispatch url must start with https:// (or http:// for local tests)")
         self.store = store
-        self.url = url
-        # The URL may carry credentials (user:password@): shown and logged only redacted.
-        self.shown_url = redact_url(url)
-        self._url_secrets = sorted(url_secrets(url), key=len, reverse=True)
-        self._log_filter = _Scrub(self.scrub) if self._url_secrets else None
-        self.gateway_id = gateway_id
-        self._token = token
-        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
-        self._ssl: ssl.SSLContext | None = (
-            make_ssl_context(ca_file, client_cert, client_key) if url.startswith("https://")
-            else None
-        )
-        self.timeout_s = timeout_s
+        self.client = DispatchClient(url, gateway_id=gateway_id, token=token, secret=secret,
+                                     ca_file=ca_file, client_cert=client_cert,
+                                     client_key=client_key, timeout_s=timeout_s, clock=clock)
         self.concurrency = max(2, concurrency)  # one slot is reserved for alarms
         self.batch = batch
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.alarm_backoff_max_s = alarm_backoff_max_s
-        self.alarm_probe_s = alarm_probe_s
+        self.pacing = Pacing(backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+                             alarm_backoff_max_s=alarm_backoff_max_s,
+                             alarm_probe_s=alarm_probe_s, rng=rng or random.Random())
         self.poll_s = poll_s
         # Periodic check-ins are pointless after a day; everything else waits for dispatch.
         self.expire_after_s = dict(expire_after_s if expire_after_s is not None
                                    else {PRIO_OTHER: 86400.0})
         self._call_store = call_store
         self._clock = clock
-        self._rng = rng or random.Random()
         self._kick = asyncio.Event()
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._pause_until = 0.0
-        self._failures_in_row = 0
-        self._alarm_waiting = False  # an alarm failed during this outage and is not delivered
         self.probes = 0  # deliveries started while dispatch was failing (one request each)
         self._sweep = True  # at start: everything pending is sent, backoff or not
         self._run_task: asyncio.Task[None] | None = None
@@ -190,8 +141,7 @@ class Forwarder:
         self.auth_failed_since: float | None = None
         self.alarms_refused = 0  # permanent 4xx answers to alarms (kept, retried)
         self.last_alarm_refused: str | None = None
-        self._loud_at: dict[str, float] = {}  # last error line per kind (bounded logging)
-        self._loud_suppressed: dict[str, int] = {}
+        self._loud_budgets: dict[str, LogBudget] = {}  # per kind of error line
 
     # -- public API ------------------------------------------------------------------------
 
@@ -208,13 +158,9 @@ class Forwarder:
             return
         fresh = sorted((i for i in items if i.id not in self._inflight),
                        key=lambda i: (i.priority, i.created_at))
-        healthy = self._clock() >= self._pause_until and not self._failures_in_row
+        healthy = self.pacing.healthy(self._clock())
         if not (healthy and fresh and self._admit(fresh) == len(fresh)):
             self._kick.set()
-
-    def wake_threadsafe(self, loop: asyncio.AbstractEventLoop) -> None:
-        """``wake()`` from another thread (e.g. the store thread after a commit)."""
-        loop.call_soon_threadsafe(self._kick.set)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Start nothing new; let in-flight POSTs finish (or cancel them after ``timeout``)."""
@@ -232,15 +178,15 @@ class Forwarder:
     def stats(self) -> dict[str, Any]:
         """Counters for diagnostics / the status API (no secrets)."""
         return {
-            "url": self.shown_url,
+            "url": self.client.shown_url,
             "sent": self.sent,
             "failed": dict(self.failed),
             "dead_lettered": self.dead_lettered,
             "expired": self.expired,
             "in_flight": len(self._inflight),
-            "failures_in_row": self._failures_in_row,
-            "paused_until": self._pause_until or None,
-            "alarm_waiting": self._alarm_waiting,
+            "failures_in_row": self.pacing.failures_in_row,
+            "paused_until": self.pacing.pause_until or None,
+            "alarm_waiting": self.pacing.alarm_waiting,
             "probes": self.probes,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
@@ -256,10 +202,11 @@ class Forwarder:
     async def run(self) -> None:
         """Forward until :meth:`stop`. Never raises for dispatch or store trouble."""
         self._run_task = asyncio.current_task()
-        if self._log_filter is not None:
-            log.addFilter(self._log_filter)
+        log_filter = self.client.log_filter
+        if log_filter is not None:
+            log.addFilter(log_filter)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self.client.timeout_s),
             connector=aiohttp.TCPConnector(limit=self.concurrency),
         )
         try:
@@ -278,8 +225,8 @@ class Forwarder:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await self._session.close()
             self._session = None
-            if self._log_filter is not None:
-                log.removeFilter(self._log_filter)
+            if log_filter is not None:
+                log.removeFilter(log_filter)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -291,8 +238,8 @@ class Forwarder:
     async def _step(self) -> float:
         """Start what may start now; return how long to sleep unless kicked."""
         now = self._clock()
-        paused = now < self._pause_until
-        failing = self._failures_in_row > 0
+        paused = now < self.pacing.pause_until
+        failing = self.pacing.failures_in_row > 0
         # During an outage per-item retry times do not matter: the global pause paces the
         # probes and the probe is always the most urgent item, so recovery starts with it.
         horizon = now if paused or not (self._sweep or failing) else float("inf")
@@ -318,7 +265,7 @@ class Forwarder:
         if failing or paused:
             self.probes += started
         if paused:
-            return max(0.001, min(self.poll_s, self._pause_until - now))
+            return max(0.001, min(self.poll_s, self.pacing.pause_until - now))
         if self._next_retry <= now:
             self._next_retry = float("inf")
         return max(0.001, min(self.poll_s, self._next_retry - now))
@@ -358,118 +305,30 @@ class Forwarder:
         log.warning("dispatch item %s (%s) dead-lettered: %s", item.id, item.incident_id, reason)
         return True
 
-    def _pause_after_failure(self, item: Any, out: Outcome, now: float) -> float:
-        """Set the global pause after a transport/auth failure of ``item``; returns its end
-        (the next probe). Exponential while no alarm waits; a flat, jittered step of
-        ``alarm_probe_s`` while one does (the probe is then that alarm: the most urgent
-        goes first)."""
-        if item.priority == PRIO_ALARM:
-            self._alarm_waiting = True
-        elif item.priority > PRIO_ALARM and not self._inflight_alarm():
-            # The probe is always the most urgent message: a failed non-alarm probe means
-            # no alarm is waiting (a new one probes at once when it arrives).
-            self._alarm_waiting = False
-        if self._alarm_waiting:  # a flat step: the alarm goes within one step of recovery
-            step = min(self.alarm_probe_s, self.alarm_backoff_max_s)
-            pause = step * self._rng.uniform(0.8, 1.2)
-        else:
-            pause = self._backoff(self._failures_in_row - 1, PRIO_ALARM)
-        if out.retry_after is not None:
-            pause = max(pause, min(out.retry_after, self.alarm_backoff_max_s))
-        if self._alarm_waiting and item.priority == PRIO_ALARM:
-            self._pause_until = now + pause  # may shorten a longer pause a non-alarm set
-        else:
-            self._pause_until = max(self._pause_until, now + pause)
-        return self._pause_until
-
     def _inflight_alarm(self) -> bool:
         return any(p == PRIO_ALARM for p, _ in self._inflight.values())
-
-    def _backoff(self, attempts: int, priority: int) -> float:
-        cap = self.alarm_backoff_max_s if priority == PRIO_ALARM else self.backoff_max_s
-        base = min(cap, self.backoff_base_s * (2 ** min(attempts, 30)))
-        return base * self._rng.uniform(0.5, 1.5)
 
     def _loud(self, kind: str, msg: str, *args: Any) -> None:
         """An error line at most every LOUD_LOG_EVERY_S per ``kind``, with how many were
         suppressed: a misconfigured gateway retrying for a weekend must not fill the disk."""
-        now = self._clock()
-        if now - self._loud_at.get(kind, float("-inf")) < LOUD_LOG_EVERY_S:
-            self._loud_suppressed[kind] = self._loud_suppressed.get(kind, 0) + 1
+        budget = self._loud_budgets.get(kind)
+        if budget is None:
+            budget = self._loud_budgets[kind] = LogBudget.every(LOUD_LOG_EVERY_S, self._clock)
+        suppressed = budget.take()
+        if suppressed is None:
             return
-        self._loud_at[kind] = now
-        suppressed = self._loud_suppressed.pop(kind, 0)
         log.error(msg + (" (%d similar lines suppressed)" if suppressed else ""),
                   *args, *((suppressed,) if suppressed else ()))
 
-    def scrub(self, text: str) -> str:
-        """``text`` without the dispatch URL's credentials (error texts can quote the URL)."""
-        for secret in self._url_secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _note_error(self, reason: str, detail: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1
-        self.last_error = self.scrub(f"{reason}: {detail}")[:300]
+        self.last_error = self.client.scrub(f"{reason}: {detail}")[:300]
         self.last_error_at = self._clock()
-
-    def _headers(self, item: Any, body: bytes) -> dict[str, str]:
-        payload = item.payload
-        key = payload.get("idempotency_key") or hashlib.sha256(
-            f"{item.incident_id}|{payload.get('event', '')}".encode()
-        ).hexdigest()[:32]
-        h = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": key,
-            "User-Agent": f"panicgw/{__version__}",
-            "X-Panic-Gateway": self.gateway_id,
-            "X-Panic-Attempt": str(item.attempts + 1),
-        }
-        if self._token:
-            h["Authorization"] = f"Bearer {self._token}"
-        if self._secret:
-            h[SIGNATURE_HEADER] = sign(self._secret, int(self._clock()), body)
-        return h
-
-    async def _post(self, item: Any) -> Outcome:
-        payload = copy.deepcopy(item.payload)
-        if isinstance(payload.get("times"), dict):
-            payload["times"]["forwarded"] = rfc3339(self._clock())
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        assert self._session is not None
-        try:
-            async with self._session.post(
-                self.url, data=body, headers=self._headers(item, body), ssl=self._ssl,
-                allow_redirects=False,
-            ) as resp:
-                text = (await resp.text(errors="replace"))[:2000]
-                status = resp.status
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
-            return Outcome("retry", None, "timeout", f"no answer within {self.timeout_s} s")
-        except aiohttp.ClientConnectorCertificateError as e:
-            return Outcome("retry", None, "tls", f"certificate rejected: {e.certificate_error}")
-        except aiohttp.ClientSSLError as e:
-            return Outcome("retry", None, "tls", str(e))
-        except aiohttp.ClientConnectorError as e:
-            return Outcome("retry", None, "connect", str(e.os_error or e))
-        except aiohttp.ClientError as e:
-            return Outcome("retry", None, "http_error", f"{type(e).__name__}: {e}")
-        except OSError as e:
-            return Outcome("retry", None, "connect", str(e))
-        except ValueError as e:  # a request aiohttp refuses to build (bad header, URL)
-            return Outcome("retry", None, "request", f"{type(e).__name__}: {e}")
-        if 200 <= status < 300 or status == ALREADY_HAVE:
-            return Outcome("delivered", status, "ok", text)
-        if status in AUTH_FAILED:
-            return Outcome("auth", status, f"http_{status}", text[:300], retry_after)
-        if 400 <= status < 500 and status not in RETRYABLE_4XX:
-            return Outcome("dead", status, f"http_{status}", text[:300])
-        return Outcome("retry", status, f"http_{status}", text[:300], retry_after)
 
     async def _deliver(self, item: Any) -> None:
         try:
-            out = await self._post(item)
+            assert self._session is not None
+            out: Answer = await self.client.post(self._session, item)
             now = self._clock()
             if out.kind == "delivered":
                 await self._store(self.store.delivered, item.id, now, out.status or 0, out.detail)
@@ -480,31 +339,30 @@ class Forwarder:
                     log.warning("dispatch accepts our credentials again after %d refusals",
                                 self.auth_failures)
                     self.auth_failed, self.auth_failed_since = False, None
-                if self._failures_in_row:
-                    log.info("dispatch reachable again after %d failures", self._failures_in_row)
+                failures = self.pacing.recovered()
+                if failures:
+                    log.info("dispatch reachable again after %d failures", failures)
                     self._sweep = True  # everything held back goes now, alarms first
-                self._failures_in_row = 0
-                self._pause_until = 0.0
-                self._alarm_waiting = False
             elif out.kind == "dead" and item.priority == PRIO_ALARM:
                 # Never dead-letter an alarm: keep it, retry at the alarm cap, say so loudly.
                 self.alarms_refused += 1
                 self.last_status = out.status
                 self._note_error(out.reason, out.detail)
-                self.last_alarm_refused = self.scrub(f"{item.incident_id}: HTTP {out.status}: "
-                                                     f"{out.detail}")[:300]
-                delay = self._backoff(item.attempts, item.priority)
+                scrub = self.client.scrub
+                self.last_alarm_refused = scrub(f"{item.incident_id}: HTTP {out.status}: "
+                                                f"{out.detail}")[:300]
+                delay = self.pacing.backoff(item.attempts, item.priority)
                 await self._store(self.store.reschedule, item.id, now + delay,
-                                  self.scrub(f"refused: HTTP {out.status}: {out.detail}")[:1000])
+                                  scrub(f"refused: HTTP {out.status}: {out.detail}")[:1000])
                 self._next_retry = min(self._next_retry, now + delay)
                 self._sweep = False  # honour its backoff: no tight loop, lower tiers go on
                 self._loud("alarm_refused",
                            "dispatch REFUSED ALARM %s (item %s) with HTTP %s: kept and retried "
                            "every <= %g s; fix the cause with the dispatch centre and phone "
                            "the alarm in", item.incident_id, item.id, out.status,
-                           self.alarm_backoff_max_s)
+                           self.pacing.alarm_backoff_max_s)
             elif out.kind == "dead":
-                reason = self.scrub(f"HTTP {out.status}: {out.detail}".strip())
+                reason = self.client.scrub(f"HTTP {out.status}: {out.detail}".strip())
                 await self._store(self.store.dead_letter, item.id, now, reason)
                 self.dead_lettered += 1
                 self.last_status = out.status
@@ -523,12 +381,12 @@ class Forwarder:
                                self.auth_failures, rfc3339(self.auth_failed_since or now))
                 self._note_error(out.reason, out.detail)
                 self.last_status = out.status
-                self._failures_in_row += 1
-                until = self._pause_after_failure(item, out, now)
+                until = self.pacing.failed(item.priority, out.retry_after, now,
+                                           self._inflight_alarm())
                 # It is tried again at the next probe (it is the most urgent waiting, or
                 # goes with the sweep after dispatch answers): never earlier than that.
                 await self._store(self.store.reschedule, item.id, until,
-                                  self.scrub(f"{out.reason}: {out.detail}")[:1000])
+                                  self.client.scrub(f"{out.reason}: {out.detail}")[:1000])
                 self._sweep = False
                 if out.kind != "auth":  # auth failures are logged by _loud, rate-bounded
                     log.warning("dispatch %s failed (%s): next attempt in %.1f s, at %s "
@@ -542,29 +400,3 @@ class Forwarder:
             if self._settled is not None:
                 self._settled.add(item.id)
             self._kick.set()
-
-
-class _Scrub(logging.Filter):
-    """Removes the dispatch URL's credentials from this module's log records (messages,
-    arguments and tracebacks), whatever quoted the URL."""
-
-    def __init__(self, scrub: Callable[[str], str]) -> None:
-        super().__init__()
-        self._scrub = scrub
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, None
-        record.msg, record.args = self._scrub(text), None
-        return True
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import ssl
 import threading
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from panicgw.forward.payload import device_hex, rfc3339
+from panicgw.tls import client_context
 
 log = logging.getLogger("panicgw.mqtt")
 
@@ -94,7 +94,7 @@ class MqttPublisher:
         if username:
             self._client.username_pw_set(username, password or None)
         if tls:
-            self._client.tls_set(ca_certs=ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            self._client.tls_set_context(client_context(ca_file))
         self._client.connect_timeout = connect_timeout_s
         self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
         self._client.max_queued_messages_set(max_buffered)

@@ -42,10 +42,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from panicgw.registry import PATHS, SITE_KINDS
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, PRIO_TROUBLE
 
 SCHEMA_VERSION = 1
-SCHEMA_ID = "https://panic-button.invalid/schemas/dispatch-event/1"
 
 
 class PayloadError(ValueError):
@@ -85,13 +85,7 @@ EVENTS: dict[str, EventSpec] = {
     "device_trouble": EventSpec(380, 1, "trouble", PRIO_TROUBLE, "Sensor trouble", True),
 }
 
-# The pipeline's frame kinds (panicproto type names) -> dispatch event kinds.
-FRAME_KIND_EVENT = {"alarm": "panic", "test": "test", "tamper": "tamper", "cancel": "cancel"}
-
-PANIC_AUDIBLE = 120
-PANIC_SILENT = 122
-PATHS = ("lora", "wifi")
-SITE_KINDS = ("shop", "home")
+PANIC_AUDIBLE = 120  # the one allowed override of an event's code (``silent=False``)
 MAX_TEXT = 500
 
 
@@ -143,6 +137,11 @@ def make_incident_id(device_id: int, first_counter: int, event: str, key_gen: in
     gen = _key_gen(key_gen)
     base = f"{device_hex(device_id)}-{first_counter:08X}-{event}"
     return base if gen == 1 else f"{base}-g{gen}"
+
+
+def incident_counter(incident_id: str) -> int:
+    """The first counter named by an id from :func:`make_incident_id`."""
+    return int(incident_id.split("-")[1], 16)
 
 
 def make_gateway_incident_id(gateway_id: str, event: str, at: float) -> str:

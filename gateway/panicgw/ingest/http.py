@@ -18,9 +18,12 @@ API's rejections) and logged through the rejection log budget, one line without 
 aiohttp's own per-request error records (an error-level traceback each, 13 MB per 200,000 bad
 requests before) come to :class:`_RequestLog` instead of the journal.
 
-Connection bookkeeping uses aiohttp's documented low-level server: the runner's
-``web.Server`` is the protocol factory of our own ``loop.create_server`` listener, wrapped in
-:class:`_Tracked`, which sees each connection come and go (no aiohttp internals patched).
+Only aiohttp's public API is used: the runner's low-level ``web.Server``
+(``AppRunner.server``) is the protocol factory of our own ``loop.create_server`` listener,
+wrapped in :class:`_Tracked`, which sees each connection come and go and keys its books by
+the connection's transport (``request.transport`` in a handler); aiohttp's request errors
+reach :class:`_RequestLog` through the runner's ``logger`` argument. Nothing in aiohttp is
+patched, and no private attribute is read.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import asyncio
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,14 +39,15 @@ from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from panicgw import __version__
-from panicgw.pipeline import processor as pl
-from panicproto import frames
+from panicgw import pipeline as pl
+from panicgw.ratelimit import Buckets, LogBudget
+from panicproto import errors, frames
 
 log = logging.getLogger("panicgw.http")
 
-MALFORMED = {"short", "long", "bad_version", "bad_type", "bad_field"}
+MALFORMED = {errors.SHORT, errors.LONG, errors.VERSION, errors.TYPE, errors.FIELD}
 # One answer to the network for all of these (see the module docstring).
-FORBIDDEN = {"bad_tag", "unknown_device", pl.COUNTER_EXHAUSTED}
+FORBIDDEN = {errors.TAG, pl.UNKNOWN_DEVICE, pl.COUNTER_EXHAUSTED}
 FORBIDDEN_BODY = "forbidden\n"
 
 # aiohttp's parser errors -> our rejection reasons (most specific class first).
@@ -98,7 +101,7 @@ class _RequestLog(logging.Logger):
     def __init__(self, ingest: HttpIngest) -> None:
         super().__init__("panicgw.http.requests", logging.DEBUG)
         self.ingest = ingest
-        self.budget = pl.LogBudget(3)
+        self.budget = LogBudget(3)
 
     def handle(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
@@ -120,41 +123,15 @@ class _RequestLog(logging.Logger):
 Submit = Callable[[pl.Frame], Awaitable[pl.Outcome]]
 
 
-class TokenBuckets:
-    """Per-client token buckets, at most ``max_clients`` remembered (least recent dropped)."""
-
-    def __init__(self, rate: float, burst: int, max_clients: int = 10000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self.clock = clock
-        self._b: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, client: str) -> tuple[bool, float]:
-        """(allowed, seconds until the next token)."""
-        now = self.clock()
-        tokens, last = self._b.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        ok = tokens >= 1.0
-        if ok:
-            tokens -= 1.0
-        self._b[client] = (tokens, now)
-        while len(self._b) > self.max_clients:
-            self._b.popitem(last=False)
-        return ok, 0.0 if ok else (1.0 - tokens) / self.rate
-
-
 class _Conn:
     """Books for one open connection: when it last finished something, whether a request
-    is in a handler, its transport, how many requests it carried."""
+    is in a handler, how many requests it carried."""
 
-    __slots__ = ("since", "busy", "transport", "requests")
+    __slots__ = ("since", "busy", "requests")
 
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
+    def __init__(self) -> None:
         self.since = time.monotonic()
         self.busy = False
-        self.transport = transport
         self.requests = 0
 
 
@@ -162,11 +139,12 @@ class _Tracked(asyncio.Protocol):
     """One connection: our books around aiohttp's protocol, which does all the HTTP. A
     connection over the cap is refused before aiohttp ever sees it."""
 
-    __slots__ = ("_ingest", "_inner")
+    __slots__ = ("_ingest", "_inner", "_transport")
 
     def __init__(self, ingest: HttpIngest) -> None:
         self._ingest = ingest
         self._inner: Any = None
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         ing = self._ingest
@@ -177,7 +155,8 @@ class _Tracked(asyncio.Protocol):
             return
         assert ing._runner is not None and ing._runner.server is not None
         self._inner = ing._runner.server()  # aiohttp's RequestHandler for this connection
-        ing._conns[self._inner] = _Conn(transport)
+        self._transport = transport
+        ing._conns[transport] = _Conn()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -189,9 +168,9 @@ class _Tracked(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._inner is not None:
-            self._ingest._conns.pop(self._inner, None)
+            self._ingest._conns.pop(self._transport, None)
             self._inner.connection_lost(exc)
-            self._inner = None
+            self._inner = self._transport = None
 
     def pause_writing(self) -> None:
         if self._inner is not None:
@@ -206,22 +185,20 @@ class HttpIngest:
     def __init__(self, submit: Submit, rejections: pl.Rejections, *, host: str = "127.0.0.1",
                  port: int = 8080, max_body: int = 64, rate_per_s: float = 5.0,
                  rate_burst: int = 20, client_timeout_s: float = 10.0, max_clients: int = 2000,
-                 ssl_context: ssl.SSLContext | None = None, gateway_id: str = "",
-                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, gateway_id: str = "") -> None:
         self.submit = submit
         self.rejections = rejections
         self.host = host
         self.port = port
         self.max_body = max_body
-        self.buckets = TokenBuckets(rate_per_s, rate_burst)
+        self.buckets = Buckets(rate_per_s, rate_burst)
         self.client_timeout_s = client_timeout_s
         self.max_clients = max_clients
         self.ssl_context = ssl_context
         self.gateway_id = gateway_id
-        self.health_extra = health
         self.requests = 0
         self.accepting = True
-        self._conns: dict[Any, _Conn] = {}  # aiohttp RequestHandler -> its books
+        self._conns: dict[Any, _Conn] = {}  # a connection's transport -> its books
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -239,7 +216,7 @@ class HttpIngest:
 
     @web.middleware
     async def _track(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        info = self._conns.get(request.protocol)
+        info = self._conns.get(request.transport)
         if info is not None:
             info.busy = True
             info.requests += 1
@@ -310,8 +287,6 @@ class HttpIngest:
             "protocol": frames.VERSION_1,
             "time": time.time(),
         }
-        if self.health_extra is not None:
-            body.update(self.health_extra())
         return web.json_response(body)
 
     # -- connection bookkeeping (slow clients, connection cap) ------------------------------------
@@ -321,15 +296,15 @@ class HttpIngest:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for handler, c in list(self._conns.items()):
+            for transport, c in list(self._conns.items()):
                 if not c.busy and now - c.since > self.client_timeout_s:
-                    self._conns.pop(handler, None)
+                    self._conns.pop(transport, None)
                     # Idle keep-alive after a request is normal; a connection that never
                     # completed a request line and headers in time is a slow client.
                     if c.requests == 0:
                         self.rejections.count("http_slow_client", "no request in time",
                                               path="wifi")
-                    c.transport.close()
+                    transport.close()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -364,10 +339,3 @@ class HttpIngest:
     def connections(self) -> int:
         return len(self._conns)
 
-
-def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
-    """TLS 1.2+ server context from PEM files."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx

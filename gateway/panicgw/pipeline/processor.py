@@ -1,31 +1,22 @@
-"""Frame pipeline: decode -> device lookup -> tag -> anti-replay -> dedupe -> incident -> store.
+"""The pipeline's driver: frames in, one verdict each, stage after stage, a batch at a time.
 
 ``Pipeline.process_batch`` takes frames as they came off the bridge or the HTTP server and
-returns one ``Outcome`` each, with the downlink to send back. Frames accepted in one batch
-are written in ONE SQLite transaction (event, receptions, outbox row, replay-window state,
-rejection counters) and acknowledged only after that commit: group commit is how one core
-stores thousands of frames a second with ``synchronous=FULL`` while never acknowledging
-anything that is not on disk.
+returns one ``Outcome`` each, with the downlink to send back. Each frame goes through the
+stages in order, each a module of its own:
 
-Rules (docs/gateway.md):
-- The dedupe key is (device id, key generation, counter): a rekey restarts the button's
-  counter and the replay window, so a counter of the new key is another frame than the same
-  counter of an old one. A verified copy of a stored frame (a retry, or the other path's
-  copy) is re-acknowledged and its path/RSSI/SNR recorded, never forwarded.
-- Each batch starts from the registry as committed (keys, key generations, windows): a rekey
-  takes effect at the next batch, and no frame verified with the old key can write its
-  window over the new key's.
-- A verified counter older than the replay window that we never stored gets a signed
-  RESYNC telling the button the next counter to use (the next epoch above the highest seen).
-- Repeat presses of one button within ``incident_window_s`` join one incident. Incident ids
-  derive from the first press's (device, counter) and the key generation, so a press
-  retried across a gateway crash, or heard by another gateway, always names the same
-  incident, and one after a rekey never names an incident from before it.
-- Every rejection gets a reason, is counted, and is logged at a bounded rate.
-- A dispatch payload that cannot be built (bad site data, a builder bug) never fails the
-  batch: the event is stored and acknowledged and the outbox gets a degraded body (the failed
-  parts replaced, ``detail`` starting with ``DEGRADED:``), see ``_payload``. Only when even
-  the minimal body fails is that one frame rolled back and rejected (``payload_error``).
+1. ``verify``: decode, device lookup, tag, and where the counter falls in the replay window;
+2. ``dedupe``: a verified copy of something stored is re-acknowledged, never forwarded;
+   a counter behind the window gets a signed RESYNC (``verify.resync_counter``), or, at the
+   top of the counter space, ``counter_trouble``;
+3. ``incident``: an alarm, tamper, cancel or test opens or joins an incident;
+4. ``commit``: the frame's rows and dispatch message (``dispatch_body``) in the batch's one
+   transaction, and the downlinks signed only after it is on disk.
+
+Each batch starts from the registry as committed (keys, key generations, windows): a rekey
+takes effect at the next batch, and no frame verified with the old key can write its window
+over the new key's. Every rejection gets a reason, is counted, and is logged at a bounded
+rate (``rejections``). ``Processor`` is the asynchronous front: a priority queue (alarms
+first) drained in batches on one thread.
 """
 
 from __future__ import annotations
@@ -34,221 +25,38 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from panicgw.forward import payload as dispatch_payload
 from panicgw.forward.payload import build_payload
-from panicgw.registry import DeviceRecord, SiteRecord
+from panicgw.pipeline import commit, counter_trouble, dedupe
+from panicgw.pipeline.dispatch_body import PayloadBuilder, PayloadFailed
+from panicgw.pipeline.frame import (
+    COUNTER_EXHAUSTED,
+    INTERNAL,
+    PAYLOAD_ERROR,
+    REJECTED,
+    REPLAY,
+    RESYNC,
+    Frame,
+    Outcome,
+)
+from panicgw.pipeline.incident import UPLINK_EVENT, open_or_join
+from panicgw.pipeline.rejections import Rejections
+from panicgw.pipeline.verify import Device, Refusal, load_devices, resync_counter, verify
 from panicgw.store import PRIO_ALARM, PRIO_EVENT, PRIO_OTHER, OutboxItem, Store
 from panicproto import frames, replay
-from panicproto.errors import ProtocolError
 
 log = logging.getLogger("panicgw.pipeline")
 
-# Rejection reasons beyond the protocol's own (panicproto.errors.REASONS).
-UNKNOWN_DEVICE = "unknown_device"
-REPLAY = "replay"
-COUNTER_EXHAUSTED = "counter_exhausted"  # stale, verified, and no epoch left to RESYNC to
-INTERNAL = "internal_error"
-PAYLOAD_ERROR = "payload_error"  # the dispatch payload builder failed (event still stored)
-
-# Dispatch event name, Contact ID code and outbox priority per uplink type.
-EVENT_KIND = {
-    frames.ALARM: ("panic", 122, PRIO_ALARM),  # silent panic: buttons are silent
-    frames.TAMPER: ("tamper", 137, PRIO_EVENT),
-    frames.CANCEL: ("cancel", 406, PRIO_EVENT),
-    frames.TEST: ("test", 601, PRIO_EVENT),
-}
-
-STORED = "stored"
-DUPLICATE = "duplicate"
-RESYNC = "resync"
-REJECTED = "rejected"
-
-
-@dataclass
-class Frame:
-    """One received copy of a radio frame, with where and how it was heard."""
-
-    data: bytes
-    path: str  # "lora" | "wifi"
-    rssi: float | None = None
-    snr: float | None = None
-    at: float | None = None  # wall-clock receive time; filled in by the pipeline if None
-    source: str = ""  # client address or serial port, for logs
-
-
-@dataclass
-class Outcome:
-    status: str  # STORED | DUPLICATE | RESYNC | REJECTED
-    reason: str | None = None
-    downlink: bytes | None = None
-    device_id: int | None = None
-    counter: int | None = None
-    kind: str | None = None
-    incident_id: str | None = None
-    priority: int = PRIO_OTHER
-    event: dict[str, Any] | None = None  # for MQTT, set when stored
-    outbox: OutboxItem | None = None  # the dispatch message committed with it (fast lane)
-    ack_status: int = frames.STORED  # DELIVERED on a re-ACK once dispatch confirmed it
-
-
-class LogBudget:
-    """A token bucket for log lines: at most ``per_min`` a minute (bursts up to that), and
-    how many were held back since the last one that got through. Thread-safe. Used
-    wherever outside input can make the gateway log (rejections, serial faults, malformed
-    HTTP): a flood must never flood the journal on a Pi's SD card."""
-
-    def __init__(self, per_min: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_min = float(per_min)
-        self._tokens = float(per_min)
-        self._clock = clock
-        self._last = clock()
-        self._held = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> int | None:
-        """None when this line must be dropped; else how many were dropped before it."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.per_min,
-                               self._tokens + (now - self._last) * self.per_min / 60.0)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                held, self._held = self._held, 0
-                return held
-            self._held += 1
-            return None
-
-
-class Rejections:
-    """Per-reason counters, plus a log budget so a flood never floods the journal.
-
-    The single owner of these counts: the pipeline thread (frames), the event loop (HTTP)
-    and the serial reader thread all count here, so every change happens under one lock
-    (before, unlocked read-modify-write from two threads could lose counts, and
-    ``take_unsaved`` could drop one counted between its read and its reset). Readers get
-    copies (``snapshot``)."""
-
-    def __init__(self, log_per_min: int = 20, clock: Callable[[], float] = time.monotonic):
-        self._counts: dict[str, int] = {}
-        self._unsaved: dict[str, int] = {}
-        self._budget = LogBudget(log_per_min, clock)
-        self._lock = threading.Lock()
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """A copy of the totals since start (reason -> count)."""
-        return self.snapshot()
-
-    @property
-    def unsaved(self) -> dict[str, int]:
-        """A copy of the counts not yet written to the store."""
-        with self._lock:
-            return dict(self._unsaved)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def count(self, reason: str, detail: str = "", n: int = 1, **fields: Any) -> None:
-        with self._lock:
-            self._counts[reason] = self._counts.get(reason, 0) + n
-            self._unsaved[reason] = self._unsaved.get(reason, 0) + n
-        held = self._budget.take()
-        if held is not None:
-            extra = {"reason": reason, **fields}
-            if held:
-                extra["suppressed"] = held
-            log.warning("rejected %s%s", reason, f": {detail}" if detail else "",
-                        extra={"fields": extra})
-
-    def take_unsaved(self) -> dict[str, int]:
-        with self._lock:
-            out, self._unsaved = self._unsaved, {}
-        return out
-
-    def restore_unsaved(self, counts: dict[str, int]) -> None:
-        with self._lock:
-            for r, n in counts.items():
-                self._unsaved[r] = self._unsaved.get(r, 0) + n
-
-
-PayloadBuilder = Callable[..., dict[str, Any]]
-
-
-_UNKNOWN_SITE = SiteRecord("(device removed from registry)", "shop", "", 0.0, 0.0)
-
-
-class PayloadFailed(Exception):
-    """Not even a minimal dispatch body could be built for a stored event."""
-
-
-def _safe_text(value: Any, limit: int = 500) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
-
-
-def _safe_site(site: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The site with every field the payload schema would refuse replaced; and their names."""
-    out: dict[str, Any] = {}
-    replaced: list[str] = []
-    name = _safe_text(site.get("name"))
-    out["name"] = name or "(site name unavailable)"
-    kind = site.get("kind")
-    out["kind"] = kind if kind in dispatch_payload.SITE_KINDS else "shop"
-    for k in ("address", "contact", "phone"):
-        v = _safe_text(site.get(k))
-        out[k] = v if v is not None else ""
-    for k, lim in (("lat", 90.0), ("lon", 180.0)):
-        v = site.get(k)
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) \
-            and -lim <= v <= lim
-        out[k] = float(v) if ok else 0.0
-    for k in ("name", "kind", "address", "contact", "phone", "lat", "lon"):
-        if out[k] != site.get(k):
-            replaced.append(f"site.{k}")
-    return out, replaced
-
-
-class _Dev:
-    """A registered device as the hot path needs it: key, key generation, replay window,
-    supervision interval. Site and contact details stay in SQLite and are read only when an
-    incident is stored (rare), which keeps 10,000 devices within the Pi's memory budget."""
-
-    __slots__ = ("key", "window", "supervision_s", "key_gen")
-
-    def __init__(self, key: bytes, window: replay.ReplayWindow, supervision_s: int,
-                 key_gen: int = 1):
-        self.key = key
-        self.window = window
-        self.supervision_s = supervision_s
-        self.key_gen = key_gen
-
-
-def incident_id_for(device_id: int, counter: int, event: str, key_gen: int = 1) -> str:
-    """Same on every gateway that heard the incident's first frame (dispatch_payload's rule:
-    device, first counter, event kind, and the key generation from the second on)."""
-    return dispatch_payload.make_incident_id(device_id, counter, event, key_gen)
-
-
-def resync_counter(highest: int) -> int | None:
-    """First counter of the epoch after the highest one seen; None when the highest epoch
-    is the last one (0xFFFF): no counter above it exists, so no RESYNC can help and the
-    device must be rekeyed (docs/protocol.md, "The top of the counter space")."""
-    epoch, _ = frames.split_counter(max(highest, 0))
-    if epoch >= 0xFFFF:
-        return None
-    return frames.make_counter(epoch + 1, 0)
-
 
 class Pipeline:
+    """Frames through the stages, one batch per store transaction. Owns the registry cache
+    (``devices``) and the verdict counters (``stats``); runs on one thread at a time (the
+    Processor's pipeline thread)."""
+
     def __init__(self, store: Store, gateway_id: str, *, replay_size: int = 64,
                  incident_window_s: float = 300.0, rejections: Rejections | None = None,
                  payload_builder: PayloadBuilder | None = None,
@@ -260,7 +68,7 @@ class Pipeline:
         self.rejections = rejections or Rejections()
         self.build_payload = payload_builder or build_payload
         self.clock = clock
-        self.devices: dict[int, _Dev] = {}
+        self.devices: dict[int, Device] = {}
         self.generation = -1
         self.stats = {"stored": 0, "duplicate": 0, "resync": 0, "rejected": 0,
                       "payload_degraded": 0, "acked_delivered": 0, "counter_exhausted": 0}
@@ -271,16 +79,7 @@ class Pipeline:
     def reload_devices(self) -> None:
         """(Re)load keys and replay windows from the DB (at start, and after CLI changes)."""
         self.generation = self.store.registry_generation()
-        states = self.store.device_states()
-        devices: dict[int, _Dev] = {}
-        for device_id, key, supervision_s, key_gen in self.store.device_keys():
-            st = states.get(device_id)
-            win = replay.ReplayWindow(self.replay_size)
-            if st is not None and st.replay_highest >= 0:
-                win = replay.ReplayWindow(self.replay_size, st.replay_highest,
-                                          st.replay_bitmap & ((1 << self.replay_size) - 1))
-            devices[device_id] = _Dev(key, win, supervision_s, key_gen)
-        self.devices = devices
+        self.devices = load_devices(self.store, self.replay_size)
 
     def maybe_reload(self) -> bool:
         """Reload when the registry changed (a CLI's import, rekey or remove bumps its
@@ -298,33 +97,12 @@ class Pipeline:
     def process(self, frame: Frame) -> Outcome:
         return self.process_batch([frame])[0]
 
-    def _reject(self, f: Frame, reason: str, detail: str = "",
-                device_id: int | None = None) -> Outcome:
-        self.rejections.count(reason, detail, path=f.path, source=f.source,
-                              device_id=device_id)
-        self.stats["rejected"] += 1
-        return Outcome(REJECTED, reason, device_id=device_id)
-
-    def _verify(self, f: Frame) -> tuple[_Dev, frames.Uplink] | Outcome:
-        try:
-            up = frames.decode_uplink(f.data)
-        except ProtocolError as e:
-            return self._reject(f, e.reason, e.detail)
-        dev = self.devices.get(up.device_id)
-        if dev is None:
-            return self._reject(f, UNKNOWN_DEVICE, f"0x{up.device_id:08X}", up.device_id)
-        try:
-            frames.verify(dev.key, frames.DIR_UP, f.data)
-        except ProtocolError as e:
-            return self._reject(f, e.reason, f"device 0x{up.device_id:08X}", up.device_id)
-        return dev, up
-
     def process_batch(self, batch: list[Frame]) -> list[Outcome]:
         """Process frames in arrival order; all stores share one durable transaction."""
         now = self.clock()
         outcomes: list[Outcome | None] = [None] * len(batch)
         touched: dict[int, tuple[int, int]] = {}  # device -> window state before the batch
-        acks: list[tuple[int, _Dev, frames.Uplink, Outcome]] = []
+        acks: list[commit.Ack] = []
         unsaved: dict[str, int] = {}
         try:
             with self.store.transaction():
@@ -332,14 +110,14 @@ class Pipeline:
                 for i, f in enumerate(batch):
                     if f.at is None:
                         f.at = now
-                    checked = self._verify(f)
-                    if isinstance(checked, Outcome):
-                        outcomes[i] = checked
+                    checked = verify(self.devices, f.data)
+                    if isinstance(checked, Refusal):
+                        outcomes[i] = self._reject(f, *checked)
                         continue
                     dev, up = checked
                     if up.device_id not in touched:
                         touched[up.device_id] = dev.window.state()
-                    out = self._store_one(f, dev, up)
+                    out = self._judge(f, dev, up)
                     outcomes[i] = out
                     if out.status != REJECTED:
                         acks.append((i, dev, up, out))
@@ -348,239 +126,85 @@ class Pipeline:
                 unsaved = self.rejections.take_unsaved()
                 self.store.add_rejections(unsaved, now)
         except Exception as e:
-            # Nothing was committed: restore in-memory windows and do not acknowledge.
-            for dev_id, (highest, bitmap) in touched.items():
-                d = self.devices.get(dev_id)
-                if d is not None:
-                    d.window.highest, d.window.bitmap = highest, bitmap
-            self.rejections.restore_unsaved(unsaved)
-            log.exception("store transaction failed; %d frames not acknowledged", len(batch))
-            lost = [i for i, _, _, _ in acks] + [i for i, o in enumerate(outcomes) if o is None]
-            for _, _, _, out in acks:
-                out.status, out.reason, out.downlink, out.outbox = REJECTED, INTERNAL, None, None
-            for o in outcomes:
-                if o is not None:
-                    o.outbox = None  # nothing of this batch is in the outbox
-            for i in lost:
-                out = outcomes[i] or Outcome(REJECTED, INTERNAL)
-                outcomes[i] = out
-                # Counted like any rejection (docs/gateway.md): the status API and diag show
-                # why buttons get 503s (e.g. a full disk), not just the log.
-                self.rejections.count(INTERNAL, f"store could not commit: {e}",
-                                      path=batch[i].path, source=batch[i].source,
-                                      device_id=out.device_id)
-                self.stats["rejected"] += 1
-            return [o for o in outcomes if o is not None]
-        # Committed: now, and only now, sign the downlinks.
-        for _, dev, up, out in acks:
-            if out.status == RESYNC:
-                down = frames.Downlink(frames.RESYNC, up.device_id, out.counter or 0, 0)
-            else:
-                down = frames.Downlink(frames.ACK, up.device_id, up.counter, out.ack_status)
-                if out.ack_status == frames.DELIVERED:
-                    self.stats["acked_delivered"] += 1
-            out.downlink = frames.encode_downlink(dev.key, down)
-            self.stats[out.status] += 1
+            return commit.undo_batch(e, batch, outcomes, acks, self.devices, touched,
+                                     self.rejections, unsaved, self.stats)
+        commit.sign_downlinks(acks, self.stats)
         return [o for o in outcomes if o is not None]
 
-    def _store_one(self, f: Frame, dev: _Dev, up: frames.Uplink) -> Outcome:
-        st = self.store
+    def _reject(self, f: Frame, reason: str, detail: str = "",
+                device_id: int | None = None) -> Outcome:
+        self.rejections.count(reason, detail, path=f.path, source=f.source,
+                              device_id=device_id)
+        self.stats["rejected"] += 1
+        return Outcome(REJECTED, reason, device_id=device_id)
+
+    def _judge(self, f: Frame, dev: Device, up: frames.Uplink) -> Outcome:
+        """A verified frame: a copy of something stored, behind the window, or new."""
         at = float(f.at or 0.0)
-        kind_name = frames.TYPE_NAMES[up.kind]
         verdict = dev.window.check(up.counter)
-        existing = None
-        if verdict != replay.NEW:
-            existing = st.find_event(up.device_id, up.counter, dev.key_gen)
+        existing = dedupe.stored_copy(self.store, dev, up, verdict)
         if existing is not None or verdict == replay.DUPLICATE:
-            # A copy of something stored: record the path, re-acknowledge, never forward.
-            # The re-ACK says DELIVERED once dispatch confirmed this event (contract C1):
-            # the button, asking again after STORED, learns the police have it.
-            delivered = False
-            if existing is not None:
-                st.add_reception(existing[0], f.path, f.rssi, f.snr, at, True)
-                delivered = st.dispatch_confirmed(existing[0], existing[1])
-            st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
-            return Outcome(DUPLICATE, None, device_id=up.device_id, counter=up.counter,
-                           kind=kind_name, incident_id=existing[1] if existing else None,
-                           ack_status=frames.DELIVERED if delivered else frames.STORED)
+            return dedupe.re_acknowledge(self.store, f, up, existing, at)
         if verdict == replay.STALE:
-            nxt = resync_counter(dev.window.highest)
-            if nxt is None:
-                return self._exhausted(f, dev, up, kind_name, at)
+            return self._stale(f, dev, up, at)
+        return self._new(f, dev, up, at)
+
+    def _stale(self, f: Frame, dev: Device, up: frames.Uplink, at: float) -> Outcome:
+        """Verified, never stored, older than the window: a signed RESYNC telling the button
+        the next counter to use (the next epoch above the highest seen); at the last epoch
+        there is none, and the device must be rekeyed (counter_trouble)."""
+        kind_name = frames.TYPE_NAMES[up.kind]
+        nxt = resync_counter(dev.window.highest)
+        if nxt is not None:
             self.rejections.count(REPLAY, f"device 0x{up.device_id:08X} counter "
                                   f"0x{up.counter:08X} behind window; RESYNC to 0x{nxt:08X}",
                                   path=f.path, source=f.source, device_id=up.device_id)
             return Outcome(RESYNC, REPLAY, device_id=up.device_id, counter=nxt,
                            kind=kind_name)
-        # New frame.
-        incident_id = None
-        prio = PRIO_OTHER
-        event_fields: dict[str, Any] | None = None
-        outbox: OutboxItem | None = None
-        window_before = dev.window.state()
-        if up.kind in EVENT_KIND:
-            # Events only (rare; heartbeats skip it): lets _payload's last resort undo just
-            # this frame inside the batch's transaction.
-            st.db.execute("SAVEPOINT frame")
-            event, code, prio = EVENT_KIND[up.kind]
-            since = at - self.incident_window_s
-            found = st.open_incident(up.device_id, kind_name, since, dev.key_gen)
-            if found is not None and self.incident_window_s > 0:
-                incident_id, first_heard, _ = found
-                press_count = st.touch_incident(incident_id, at)
-                first_counter = int(incident_id.split("-")[1], 16)
-            else:
-                incident_id = incident_id_for(up.device_id, up.counter, event, dev.key_gen)
-                first_counter = up.counter
-                first_heard, press_count = at, 1
-                st.create_incident(incident_id, up.device_id, kind_name, at, dev.key_gen)
-            event_fields = {"incident_id": incident_id, "event": event, "contact_id": code,
-                            "press_count": press_count}
-        event_id = st.insert_event(up.device_id, up.counter, kind_name, incident_id, at,
-                                   up.attempt, up.flags, up.battery_mv, f.data, dev.key_gen)
-        st.add_reception(event_id, f.path, f.rssi, f.snr, at, False)
-        dev.window.accept(up.counter)
-        highest, bitmap = dev.window.state()
-        st.save_replay(up.device_id, highest, bitmap)
-        st.heard(up.device_id, at, f.path, f.rssi, f.snr, up.battery_mv, up.low_battery)
-        if incident_id is not None and event_fields is not None:
-            rec = st.get_device(up.device_id)
-            if rec is None:  # removed between reload and now: still store and forward
-                rec = DeviceRecord(up.device_id, dev.key, _UNKNOWN_SITE, "(unregistered)")
-            try:
-                payload = self._payload(
-                    incident_id=incident_id,
-                    event=event_fields["event"],
-                    gateway_id=self.gateway_id,
-                    first_heard=first_heard,
-                    last_heard=at,
-                    site=rec.site.to_dict(),
-                    device={"id": rec.device_id, "label": rec.label,
-                            "battery_mv": up.battery_mv, "low_battery": up.low_battery,
-                            "firmware": rec.firmware},
-                    paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-                    press_count=event_fields["press_count"],
-                    counter=first_counter,
-                    frame_counter=up.counter,  # a repeat press is a new document for dispatch
-                    key_gen=dev.key_gen,
-                )
-            except PayloadFailed as e:
-                # Undo this frame only (event, incident, reception, replay state): the rest
-                # of the batch commits; the button is not acknowledged and retries.
-                st.db.execute("ROLLBACK TO frame")
-                st.db.execute("RELEASE frame")
-                dev.window.highest, dev.window.bitmap = window_before
-                self.rejections.count(PAYLOAD_ERROR, str(e), path=f.path, source=f.source,
-                                      device_id=up.device_id)
-                self.stats["rejected"] += 1
-                return Outcome(REJECTED, PAYLOAD_ERROR, device_id=up.device_id,
-                               counter=up.counter, kind=kind_name)
-            st.db.execute("RELEASE frame")
-            item_id = st.enqueue(incident_id, prio, payload, at, event_id)
-            outbox = OutboxItem(item_id, incident_id, prio, payload, 0, at)
-        return Outcome(STORED, None, device_id=up.device_id, counter=up.counter, kind=kind_name,
-                       incident_id=incident_id, priority=prio, outbox=outbox,
-                       event={"device_id": up.device_id, "counter": up.counter,
-                              "type": kind_name, "path": f.path, "rssi": f.rssi,
-                              "snr": f.snr, "battery_mv": up.battery_mv, "at": at,
-                              "incident_id": incident_id})
-
-
-    def _exhausted(self, f: Frame, dev: _Dev, up: frames.Uplink, kind_name: str,
-                   at: float) -> Outcome:
-        """A verified frame below the window of a device whose highest epoch is 0xFFFF: a
-        RESYNC would have to carry a counter above 0xFFFFFFFF, so there is none. Refuse
-        the frame (no ACK: nothing was stored) and raise one ``device_trouble`` event
-        naming the device, stored and forwarded like other trouble; later frames are only
-        counted. The fix is a new key (``panictool rekey``), which resets the counter."""
-        st = self.store
         self.stats["counter_exhausted"] += 1
         self.stats["rejected"] += 1
-        self.rejections.count(COUNTER_EXHAUSTED,
-                              f"device 0x{up.device_id:08X} counter 0x{up.counter:08X} is "
-                              "below its window at the last epoch 0xFFFF: rekey it "
-                              "(panictool rekey)", path=f.path, source=f.source,
-                              device_id=up.device_id)
+        self.rejections.count(COUNTER_EXHAUSTED, counter_trouble.describe(up), path=f.path,
+                              source=f.source, device_id=up.device_id)
         out = Outcome(REJECTED, COUNTER_EXHAUSTED, device_id=up.device_id, counter=up.counter,
                       kind=kind_name)
-        incident_id = dispatch_payload.make_incident_id(up.device_id, dev.window.highest,
-                                                        "device_trouble", dev.key_gen)
-        if st.incident(incident_id) is not None:
-            return out  # already raised for this device and counter state
-        rec = st.get_device(up.device_id)
-        if rec is None:
-            return out
-        detail = (f"Button 0x{up.device_id:08X} ({rec.label}) cannot be heard any more: its "
-                  f"counter space is used up (highest counter 0x{dev.window.highest:08X}, "
-                  f"epoch 0xFFFF), so the gateway refuses its frames, alarms included "
-                  f"(last refused: {kind_name}). An installer must rekey it with "
-                  "`panictool rekey`.")
-        st.db.execute("SAVEPOINT trouble")
-        try:
-            st.create_incident(incident_id, up.device_id, "device_trouble", at, dev.key_gen)
-            payload = dispatch_payload.build_payload(
-                incident_id=incident_id, event="device_trouble", gateway_id=self.gateway_id,
-                first_heard=at, site=rec.site.to_dict(),
-                device={"id": up.device_id, "label": rec.label, "battery_mv": up.battery_mv,
-                        "low_battery": up.low_battery, "firmware": rec.firmware},
-                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-                counter=dev.window.highest, detail=detail[:500], key_gen=dev.key_gen)
-            prio = dispatch_payload.priority_for("device_trouble")
-            item_id = st.enqueue(incident_id, prio, payload, at)
-        except Exception:
-            # The frame is refused either way; the next one tries to raise it again.
-            st.db.execute("ROLLBACK TO trouble")
-            st.db.execute("RELEASE trouble")
-            log.exception("could not raise device_trouble for 0x%08X", up.device_id)
-            return out
-        st.db.execute("RELEASE trouble")
-        log.error("device 0x%08X: counter space exhausted; device_trouble raised, rekey it "
-                  "with panictool rekey", up.device_id,
-                  extra={"fields": {"device_id": up.device_id, "incident_id": incident_id}})
-        out.incident_id = incident_id
-        out.priority = prio
-        out.outbox = OutboxItem(item_id, incident_id, prio, payload, 0, at)
+        item = counter_trouble.raise_trouble(self.store, self.gateway_id, f, dev, up, at)
+        if item is not None:
+            out.incident_id, out.priority, out.outbox = item.incident_id, item.priority, item
         return out
 
-    def _payload(self, **kw: Any) -> dict[str, Any]:
-        """The dispatch body for a stored event, degraded rather than lost.
-
-        1. the configured builder with everything; 2. on any exception, the same builder
-        with the site's unusable fields replaced; 3. the reference builder with the bare
-        minimum (device id, battery, event, times). A degraded body says so in ``detail``
-        ("DEGRADED: ..."; the schema allows no extra field), is logged at error level and
-        counted (``payload_degraded`` in the status API's frames). Raises PayloadFailed only
-        when even step 3 fails (a gateway-wide fault such as an invalid gateway id).
-        """
+    def _new(self, f: Frame, dev: Device, up: frames.Uplink, at: float) -> Outcome:
+        """A new frame: stored; an event frame also opens or joins an incident and queues
+        its dispatch message."""
+        st = self.store
+        if up.kind not in UPLINK_EVENT:  # heartbeats: no incident, no dispatch message
+            commit.write_frame(st, f, dev, up, None, at)
+            return commit.stored(f, up, at)
+        window_before = dev.window.state()
+        # Events only (rare): lets the dispatch body's last resort undo just this frame
+        # inside the batch's transaction.
+        st.db.execute("SAVEPOINT frame")
+        inc = open_or_join(st, up, dev.key_gen, at, self.incident_window_s)
+        event_id = commit.write_frame(st, f, dev, up, inc.incident_id, at)
         try:
-            return self.build_payload(**kw)
-        except Exception as e:  # a bug or bad registry data must not lose a stored alarm
-            first = f"{type(e).__name__}: {e}"
-        site, replaced = _safe_site(kw["site"])
-        dev = kw["device"]
-        attempts = [
-            (self.build_payload, {**kw, "site": site}, replaced),
-            (dispatch_payload.build_payload, {
-                **kw, "site": site, "paths": [],
-                "device": {"id": dev["id"], "label": "", "firmware": None,
-                           "low_battery": bool(dev.get("low_battery")),
-                           "battery_mv": min(max(int(dev.get("battery_mv") or 0), 0), 10000)}},
-             [*replaced, "device.label", "device.firmware", "paths"]),
-        ]
-        for builder, args, parts in attempts:
-            note = (f"DEGRADED: the gateway could not build this message normally ({first}); "
-                    f"replaced: {', '.join(parts) or 'nothing'}. Verify site and caller by "
-                    "phone.")
-            try:
-                body = builder(**{**args, "detail": note[:500]})
-            except Exception as e:
-                last = f"{type(e).__name__}: {e}"
-                continue
+            body, degraded = commit.dispatch_body(st, self.build_payload, self.gateway_id, f,
+                                                  dev, up, inc, at)
+        except PayloadFailed as e:
+            # Undo this frame only (event, incident, reception, replay state): the rest
+            # of the batch commits; the button is not acknowledged and retries.
+            st.db.execute("ROLLBACK TO frame")
+            st.db.execute("RELEASE frame")
+            dev.window.highest, dev.window.bitmap = window_before
+            self.rejections.count(PAYLOAD_ERROR, str(e), path=f.path, source=f.source,
+                                  device_id=up.device_id)
+            self.stats["rejected"] += 1
+            return Outcome(REJECTED, PAYLOAD_ERROR, device_id=up.device_id,
+                           counter=up.counter, kind=frames.TYPE_NAMES[up.kind])
+        st.db.execute("RELEASE frame")
+        if degraded:
             self.stats["payload_degraded"] += 1
-            log.error("dispatch payload for %s degraded: %s", kw["incident_id"], first,
-                      extra={"fields": {"incident_id": kw["incident_id"], "replaced": parts}})
-            return body
-        raise PayloadFailed(f"{first}; minimal body: {last}")
+        item_id = st.enqueue(inc.incident_id, inc.priority, body, at, event_id)
+        outbox = OutboxItem(item_id, inc.incident_id, inc.priority, body, 0, at)
+        return commit.stored(f, up, at, inc, outbox)
 
 
 def frame_priority(data: bytes) -> int:
@@ -591,7 +215,7 @@ def frame_priority(data: bytes) -> int:
     kind = data[0] & 0x0F
     if kind == frames.ALARM:
         return PRIO_ALARM
-    if kind in EVENT_KIND:
+    if kind in UPLINK_EVENT:
         return PRIO_EVENT
     return PRIO_OTHER
 

@@ -18,22 +18,30 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from panicgw.pipeline import processor as pl
+from panicgw.pipeline.frame import (
+    COUNTER_EXHAUSTED,
+    DUPLICATE,
+    INTERNAL,
+    PAYLOAD_ERROR,
+    REJECTED,
+    REPLAY,
+    RESYNC,
+    STORED,
+    UNKNOWN_DEVICE,
+    Frame,
+    Outcome,
+)
 from panicproto import errors, frames
 
 DEFAULT_SIZE = 2000
 MAX_LIMIT = 2000
-
-STORED = "stored"
-DUPLICATE = "duplicate"
-REJECTED = "rejected"
 
 # Rejection reasons that belong to one judged frame (and so appear in the ring). Every other
 # counted reason (http_*, link_*) is about a request or link message that never became a
 # frame; monitors show those as counter deltas.
 FRAME_REASONS = frozenset(
     (errors.SHORT, errors.LONG, errors.VERSION, errors.TYPE, errors.TAG, errors.FIELD,
-     pl.UNKNOWN_DEVICE, pl.REPLAY, pl.COUNTER_EXHAUSTED, pl.INTERNAL, pl.PAYLOAD_ERROR)
+     UNKNOWN_DEVICE, REPLAY, COUNTER_EXHAUSTED, INTERNAL, PAYLOAD_ERROR)
 )
 
 FIELDS = ("seq", "at", "path", "rssi", "snr", "device_id", "counter", "kind", "verdict",
@@ -80,21 +88,21 @@ class RecentFrames:
         """Seq of the oldest entry still held (``seq + 1`` when empty)."""
         return self._ring[0][0] if self._ring else self.seq + 1
 
-    def record(self, batch: Iterable[pl.Frame], outcomes: Iterable[pl.Outcome]) -> None:
+    def record(self, batch: Iterable[Frame], outcomes: Iterable[Outcome]) -> None:
         """One entry per (frame, outcome) of a processed batch, in arrival order."""
         for f, out in zip(batch, outcomes, strict=True):
             self.add(f, out)
 
-    def add(self, f: pl.Frame, out: pl.Outcome) -> None:
+    def add(self, f: Frame, out: Outcome) -> None:
         device_id, counter, kind, attempt, battery = peek(f.data)
         if out.device_id is not None:
             device_id = out.device_id
-        if out.status == pl.STORED:
+        if out.status == STORED:
             verdict, reason = STORED, out.reason
-        elif out.status == pl.DUPLICATE:
+        elif out.status == DUPLICATE:
             verdict, reason = DUPLICATE, out.reason
         else:  # REJECTED, and RESYNC (a replay answered with a signed resync)
-            verdict, reason = REJECTED, out.reason or (pl.REPLAY if out.status == pl.RESYNC
+            verdict, reason = REJECTED, out.reason or (REPLAY if out.status == RESYNC
                                                        else "rejected")
         if out.kind is not None:
             kind = out.kind

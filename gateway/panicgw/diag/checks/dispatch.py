@@ -18,6 +18,7 @@ import urllib.request
 from panicgw.diag.context import FAIL, PASS, SKIP, WARN, Context, Result
 from panicgw.diag.redact import url_without_userinfo
 from panicgw.diag.wording import fmt_age, reason
+from panicgw.tls import client_context
 
 PROBE_BODY = b'{"probe":"panicgw-diag"}'
 AUTH_TITLE = "Dispatch accepts our credentials"
@@ -52,8 +53,6 @@ def dispatch_probe(url: str, token: str, secret: str, sctx: ssl.SSLContext | Non
 
 
 def check_dispatch(ctx: Context) -> list[Result]:
-    from panicgw.forward.forwarder import make_ssl_context
-
     title = "Dispatch reachable"
     if ctx.cfg is None:
         return [Result("dispatch", title, SKIP, "not checked: the configuration is invalid")]
@@ -68,7 +67,7 @@ def check_dispatch(ctx: Context) -> list[Result]:
     parts = urllib.parse.urlsplit(url)
     out: list[Result] = []
     try:
-        sctx = make_ssl_context(d["ca_file"], d["client_cert"], d["client_key"]) if (
+        sctx = client_context(d["ca_file"], d["client_cert"], d["client_key"]) if (
             parts.scheme == "https") else None
     except (OSError, ssl.SSLError) as e:
         return [Result("dispatch", title, FAIL, f"cannot load TLS files: {reason(e)}",
