@@ -156,10 +156,9 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
     def _io(self, no_answer: Callable[[Exception], str] | None = None) -> Iterator[None]:
         """Serial I/O here and in mpremote, its errors as TransportErrors with a hint.
         ``no_answer`` words mpremote's own TransportError (the board answered wrongly or
-        not at all); its prints go nowhere."""
+        not at all)."""
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
+            yield
         except TransportError:
             raise
         except serial.SerialTimeoutException:
@@ -171,6 +170,14 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
             self.in_raw_repl = False  # where the board is now is unknown: enter afresh
             text = no_answer(e) if no_answer else f"the board on {self.port} does not answer"
             raise TransportError(text, NO_ANSWER_HINT) from None
+
+    @contextlib.contextmanager
+    def _mpremote(self, no_answer: Callable[[Exception], str]) -> Iterator[None]:
+        """A call into mpremote's raw-REPL code: ``_io``'s errors, and what it prints when
+        the board answers wrongly (the bytes it got) kept off stdout, where --json output
+        goes (panictool is single-threaded: nothing else prints meanwhile)."""
+        with self._io(no_answer), contextlib.redirect_stdout(io.StringIO()):
+            yield
 
     def _write(self, data: bytes) -> None:
         with self._io():
@@ -235,8 +242,8 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
         for attempt in range(3):
             self.interrupt()
             try:
-                with self._io(lambda e: f"the board on {self.port} does not enter the raw "
-                              "REPL"):
+                with self._mpremote(lambda e: f"the board on {self.port} does not enter "
+                                    "the raw REPL"):
                     super().enter_raw_repl(soft_reset=soft_reset, timeout_overall=(
                         timeout_overall or self.answer_timeout / 2))
                 return
@@ -319,8 +326,8 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
         REPL first when this session is not in it; (stdout, stderr) with ``\\n`` lines."""
         if not self.in_raw_repl:
             self.enter_raw_repl()
-        with self._io(lambda e: f"no answer from the board on {self.port} within "
-                      f"{timeout:.0f} s ({e})"):
+        with self._mpremote(lambda e: f"the board on {self.port} does not answer as a raw "
+                            f"REPL ({e})"):
             out, err = super().exec_raw(command, timeout, data_consumer)
         self.execs += 1
         return out.replace(b"\r\n", b"\n"), err.replace(b"\r\n", b"\n")
