@@ -1,17 +1,22 @@
 """The raw REPL over a USB serial port: mpremote's SerialTransport, with CircuitPython's ways.
 
-mpremote (``mpremote.transport_serial.SerialTransport``) speaks the raw REPL: entering it
-(``enter_raw_repl``), raw-paste with its flow-control window and the plain raw mode where
-a board lacks it (``exec_raw_no_follow``, ``raw_paste_write``), the ``OK`` / stdout /
-``\\x04`` / stderr / ``\\x04`` answer (``follow``), reading up to a marker (``read_until``)
-and closing the port. This subclass uses all of those as they are and adds:
+mpremote (``mpremote.transport_serial.SerialTransport``) speaks the raw REPL. This
+subclass runs its code as it is for sending code (raw-paste with its flow-control window,
+or plain raw mode where a board lacks it: ``exec_raw_no_follow``, ``raw_paste_write``),
+for the ``OK`` / stdout / ``\\x04`` / stderr / ``\\x04`` answer (``follow``), for reading
+up to a marker (``read_until``) and for closing the port, and adds what CircuitPython needs:
 
 * Stopping a CircuitPython board: after Ctrl-C it prints "Press any key to enter the
   REPL. Use CTRL-D to reload." and waits for a key, and a board a tool left in the raw
   REPL answers Ctrl-C with nothing. mpremote sends Ctrl-C and Ctrl-A back to back, so
   the Ctrl-A is taken as that key (or arrives while code.py is still stopping);
-  ``interrupt`` gets the board to a prompt first, then mpremote's ``enter_raw_repl`` runs
-  (retried: a board auto-reloading after a file copy swallows the first attempt).
+  ``interrupt`` gets the board to a prompt first (retried: a board auto-reloading after
+  a file copy swallows the first attempt), then Ctrl-A: mpremote's ``enter_raw_repl``
+  without its first step, "\\r" and Ctrl-C. At a prompt that Ctrl-C is one too many: a
+  board that turns Ctrl-C into an interrupt (MicroPython's unix port, the test suite's
+  real board, via SIGINT) can take it while it handles the "\\r" line, keep it pending
+  and raise it in the next command (the test suite's board then hangs in the raw-paste
+  exchange).
 * Restarting code.py: a button whose code.py a tool stopped sends nothing, alarms
   included, until it runs again, so the session is a context manager that restarts it on
   every way out (done, refused, failed, Ctrl-C in the tool); ``run_code`` leaves the raw
@@ -214,9 +219,9 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
         (code.py's last output, banners)."""
         seen = bytearray()
         self.halted = True  # from here on code.py may be stopped: close() restarts it
+        # One Ctrl-C, then another only on silence: one sent blindly reaches a board that
+        # has already stopped, between two of its prompts (see the module docstring).
         self._write(b"\r\x03")
-        time.sleep(0.05)
-        self._write(b"\x03")
         deadline = time.monotonic() + self.answer_timeout
         pressed = False
         while time.monotonic() < deadline:
@@ -237,21 +242,30 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
 
     def enter_raw_repl(self, soft_reset: bool = False, timeout_overall: float | None = None,
                        ) -> None:
-        """Interrupt whatever runs, then mpremote's ``enter_raw_repl`` (``soft_reset``: a
-        soft reboot inside the raw REPL, which keeps code.py stopped); tried three times."""
+        """Interrupt whatever runs, then Ctrl-A and the raw REPL's banner, as mpremote's
+        ``enter_raw_repl`` (whose own leading Ctrl-C is left out: see the module docstring);
+        tried three times. ``soft_reset``: then a soft reboot inside the raw REPL, which
+        keeps code.py stopped."""
+        wait = timeout_overall or self.answer_timeout / 2
+        banner = RAW_BANNER + b"\r\n"
         for attempt in range(3):
             self.interrupt()
-            try:
-                with self._mpremote(lambda e: f"the board on {self.port} does not enter "
-                                    "the raw REPL"):
-                    super().enter_raw_repl(soft_reset=soft_reset, timeout_overall=(
-                        timeout_overall or self.answer_timeout / 2))
-                return
-            except TransportError:
-                if attempt == 2:
-                    raise
+            self._write(b"\r\x01")
+            if self.read_until(1, banner, timeout=wait, timeout_overall=wait).endswith(banner):
+                break
+            if attempt == 2:
+                raise TransportError(f"the board on {self.port} does not enter the raw REPL",
+                                     NO_ANSWER_HINT)
             self._write(b"\x02")
             self.drain()
+        if soft_reset:
+            self._write(b"\x04")
+            if not (self.read_until(1, b"soft reboot\r\n", timeout_overall=wait)
+                    .endswith(b"soft reboot\r\n")
+                    and self.read_until(1, banner, timeout_overall=wait).endswith(banner)):
+                raise TransportError(f"the board on {self.port} did not come back after a "
+                                     "soft reboot", NO_ANSWER_HINT)
+        self.in_raw_repl = True  # its ">" prompt is left for mpremote's exec to read
 
     def read_until(self, min_num_bytes: int, ending: bytes, timeout: float = 10,
                    data_consumer: Callable[[bytes], None] | None = None,
