@@ -13,11 +13,17 @@ import math
 import tomllib
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from panicgw.forward.sia.settings import ReceiverSettings as SiaReceiver
+from panicgw.forward.sia.settings import SiaConfigError, from_table
+from panicgw.urls import redact_url, url_secrets
 from panicproto import airtime, frames
+
+__all__ = ["SCHEMA", "Config", "ConfigError", "SiaReceiver", "from_dict", "load", "redact_url",
+           "url_secrets"]
 
 
 class ConfigError(ValueError):
@@ -91,33 +97,6 @@ def _url(v: Any) -> str | None:
     if v and not urllib.parse.urlsplit(v).hostname:
         return "must name a host, e.g. https://dispatch.example.go.id/v1/events"
     return None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any userinfo (``user:password@``) replaced by ``***@``: the dispatch URL
-    is shown in the status API, MQTT, diag and logs, its credentials never are."""
-    try:
-        p = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "***"
-    if "@" not in p.netloc:
-        return url
-    host = p.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((p.scheme, f"***@{host}", p.path, p.query, p.fragment))
-
-
-def url_secrets(url: str) -> list[str]:
-    """The userinfo parts of ``url`` (raw and percent-decoded), for redactors."""
-    try:
-        p = urllib.parse.urlsplit(url)
-    except ValueError:
-        return []
-    userinfo = p.netloc.rpartition("@")[0] if "@" in p.netloc else ""
-    out = [userinfo] if userinfo else []
-    for part in (p.username, p.password):
-        if part:
-            out += [part, urllib.parse.unquote(part)]
-    return [x for x in dict.fromkeys(out) if x]
 
 
 # Keys holding a file path: a relative one is relative to the config file's directory
@@ -206,6 +185,7 @@ class Config:
 
     values: dict[str, dict[str, Any]]
     source: str = "<defaults>"
+    sia: list[SiaReceiver] = field(default_factory=list)  # [[sia]]: DC-09 receivers
 
     def section(self, name: str) -> dict[str, Any]:
         return self.values[name]
@@ -231,7 +211,37 @@ class Config:
             if out[sec][key]:
                 out[sec][key] = "***"
         out["dispatch"]["url"] = redact_url(out["dispatch"]["url"])
+        out["sia"] = [_shown_receiver(r) for r in self.sia]  # type: ignore[assignment]
         return out
+
+
+def _shown_receiver(r: SiaReceiver) -> dict[str, Any]:
+    """One ``[[sia]]`` receiver as ``run --check`` prints it: the AES key never shown."""
+    return {"name": r.name, "primary": str(r.primary),
+            "backup": str(r.backup) if r.backup else "", "receiver": r.receiver,
+            "line": r.line, "account": r.account, "key": "***" if r.encrypted else "",
+            "format": r.format, "xdata": list(r.xdata), "link_test_s": r.link_test_s,
+            "ack_timeout_s": r.ack_timeout_s, "tries": r.tries}
+
+
+def _sia_receivers(body: Any, source: str) -> list[SiaReceiver]:
+    """``[[sia]]``: one table per receiving centre, each checked by forward.sia.settings;
+    names must differ (they name the route in the outbox, logs and diag)."""
+    if not isinstance(body, list):
+        raise ConfigError(f"{source}: [sia] must be written [[sia]] (double brackets): one "
+                          "table per receiving centre (docs/sia.md section 4)")
+    out: list[SiaReceiver] = []
+    for n, table in enumerate(body, 1):
+        try:
+            r = from_table(table, f"{source}: [[sia]] #{n}")
+        except SiaConfigError as e:
+            raise ConfigError(str(e)) from None
+        if any(o.name == r.name for o in out):
+            raise ConfigError(
+                f"{source}: [[sia]] #{n} name {r.name!r} is used by another [[sia]] table: give "
+                "each receiver its own name (it names its delivery state in the outbox)")
+        out.append(r)
+    return out
 
 
 def _suggest(word: str, options: list[str]) -> str:
@@ -242,10 +252,15 @@ def _suggest(word: str, options: list[str]) -> str:
 def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML document over the defaults; raises ConfigError."""
     values = {s: {k: d for k, (d, _) in keys.items()} for s, keys in SCHEMA.items()}
+    sia: list[SiaReceiver] = []
     for section, body in doc.items():
+        if section == "sia":
+            sia = _sia_receivers(body, source)
+            continue
         if section not in SCHEMA:
             raise ConfigError(
-                f"{source}: unknown section [{section}]{_suggest(section, list(SCHEMA))}"
+                f"{source}: unknown section [{section}]"
+                f"{_suggest(section, [*SCHEMA, 'sia'])}"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
@@ -292,7 +307,7 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>", base_dir: Path | None
                                                   and v == "auto"):
                 continue
             values[sec][key] = str(base_dir / v)
-    return Config(values, source)
+    return Config(values, source, sia)
 
 
 def _check_radio(s: dict[str, Any], source: str) -> None:

@@ -88,6 +88,10 @@ class Gateway:
         self.rejections = pl.Rejections(cfg.pipeline["reject_log_per_min"])
         # One writer, whose thread runs the pipeline's batches; read lanes; the checkpointer.
         self.store = StoreService(cfg.db_path)
+        # Every new outbox item gets a delivery row per [[sia]] receiver, in its transaction.
+        from panicgw.forward.sia.route import route_name
+
+        self.store.writer.store.routes = tuple(route_name(r) for r in cfg.sia)
         self.pipeline = pl.Pipeline(
             self.store.writer.store, self.gateway_id,
             replay_size=cfg.pipeline["replay_window"],
@@ -104,6 +108,7 @@ class Gateway:
         self.serial: Any = None
         self.forwarder: Any = None
         self.mqtt: Any = None
+        self.sia_routes: list[Any] = []  # forward.sia.route.SiaRoute, one per [[sia]]
         self.commit_listeners: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_runner: web.AppRunner | None = None
@@ -113,6 +118,8 @@ class Gateway:
     # -- hooks ---------------------------------------------------------------------------------
 
     def _on_commit(self, outs: list[pl.Outcome]) -> None:
+        if self.sia_routes and any(o.outbox is not None for o in outs):
+            self._wake_routes()
         if self.forwarder is not None:
             # Stored events, and trouble raised by a refused frame (device_trouble).
             fresh = [o.outbox for o in outs if o.outbox is not None]
@@ -123,6 +130,10 @@ class Gateway:
             return
         for listener in self.commit_listeners:
             listener(stored)
+
+    def _wake_routes(self) -> None:
+        for route in self.sia_routes:
+            route.wake()
 
     # -- status --------------------------------------------------------------------------------
 
@@ -148,6 +159,8 @@ class Gateway:
             "broker": (self.mqtt.stats() if self.mqtt is not None else {"state": "disabled"}),
             "dispatch": (self.forwarder.stats() if self.forwarder is not None
                          else {"state": "disabled"}),
+            "sia": [{**r.stats(), "outbox": db["routes"].get(r.route, _NO_ROUTE_ROWS)}
+                    for r in self.sia_routes],
             "dead_letters": db["dead_letters"],
         }
 
@@ -177,8 +190,10 @@ class Gateway:
     async def _wake_handler(self, request: web.Request) -> web.Response:
         """``POST /v1/outbox/wake``: `panicgw outbox requeue` changed the outbox from another
         process; look at it now instead of at the next poll. Harmless when repeated."""
+        self._wake_routes()
         if self.forwarder is None:
-            return web.json_response({"woken": False, "reason": "no dispatch url"})
+            return web.json_response({"woken": bool(self.sia_routes),
+                                      "reason": "no dispatch url"})
         self.forwarder.wake()
         return web.json_response({"woken": True})
 
@@ -288,6 +303,21 @@ class Gateway:
         )
         self._tasks.append(asyncio.create_task(self.forwarder.run(), name="forwarder"))
 
+    def _start_sia(self) -> None:
+        """One DC-09 route per [[sia]] receiver, each with its own outbox state, read lane,
+        pacing and link tests (forward.sia.route)."""
+        from panicgw.forward.sia.route import SiaRoute, route_name
+
+        for settings in self.cfg.sia:
+            route = SiaRoute(settings, self.store.route(route_name(settings)),
+                             alarm_probe_s=self.cfg.dispatch["alarm_probe_s"])
+            self.sia_routes.append(route)
+            self._tasks.append(asyncio.create_task(route.run(), name=route.route))
+            log.info("SIA DC-09 route started", extra={"fields": {
+                "route": route.route, "primary": str(settings.primary),
+                "backup": str(settings.backup) if settings.backup else None,
+                "encrypted": settings.encrypted, "format": settings.format}})
+
     def _start_mqtt(self) -> None:
         m = self.cfg.mqtt
         if not m["enabled"]:
@@ -351,7 +381,8 @@ class Gateway:
                 undo = sr.undo_point(sup)
                 events = await self.store.read(
                     SUPERVISION, sr.evaluate, sup, time.time(), bridge_last_seen=last_seen,
-                    bridge_enabled=serial is not None, checkins=self.forwarder is not None)
+                    bridge_enabled=serial is not None,
+                    checkins=self.forwarder is not None or bool(self.sia_routes))
                 try:
                     stored = await self.store.write(sr.store_events, self.gateway_id,
                                                     events) if events else []
@@ -367,6 +398,7 @@ class Gateway:
                             "device_id": ev.device_id, "detail": ev.detail}})
                     if self.forwarder is not None:
                         self.forwarder.wake()
+                    self._wake_routes()
             except Exception:
                 log.exception("supervision tick failed")
             await asyncio.sleep(self.supervise_every_s)
@@ -394,6 +426,7 @@ class Gateway:
             self.serial = SerialIngest(self.processor, self.rejections, self.cfg.serial)
             self.serial.start()
         self._start_forwarder()
+        self._start_sia()
         self._start_mqtt()
         await self._start_status()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -437,6 +470,7 @@ class Gateway:
             await self.http.stop()
         if self.forwarder is not None:
             await self.forwarder.stop(timeout=3.0)
+        await asyncio.gather(*(r.stop(timeout=3.0) for r in self.sia_routes))
         if self.mqtt is not None:
             self.mqtt.stop()
         if self._status_runner is not None:
@@ -461,4 +495,7 @@ async def run(cfg: Config) -> int:
 def _db_status(st: Store) -> dict[str, Any]:
     """The status parts that come from SQLite (on the status lane)."""
     return {"outbox": st.outbox_counts(), "rejections_total": st.rejections(),
-            "dead_letters": st.dead_letters(20)}
+            "dead_letters": st.dead_letters(20), "routes": st.route_counts()}
+
+
+_NO_ROUTE_ROWS = {"pending": 0, "delivered": 0, "dead": 0, "pending_alarms": 0}

@@ -20,11 +20,13 @@ from panicgw.store import Store
 PANICGW = str(Path(sys.executable).parent / "panicgw")
 
 
-def _toml(doc: dict[str, dict[str, Any]]) -> str:
+def _toml(doc: dict[str, Any]) -> str:
+    """Tables, and arrays of tables (a list of dicts: ``[[sia]]``)."""
     lines = []
-    for sec, kv in doc.items():
-        lines.append(f"[{sec}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in kv.items()]
+    for sec, body in doc.items():
+        for kv in body if isinstance(body, list) else [body]:
+            lines.append(f"[[{sec}]]" if isinstance(body, list) else f"[{sec}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in kv.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -32,10 +34,10 @@ class GatewayProcess:
     """``with GatewayProcess(tmp, serial={...}) as gw: gw.status(), gw.http_port``."""
 
     def __init__(self, tmp: Path, devices: list[Any] | None = None,
-                 **sections: dict[str, Any]) -> None:
+                 **sections: dict[str, Any] | list[dict[str, Any]]) -> None:
         self.tmp = tmp
         self.data = tmp / "data"
-        doc: dict[str, dict[str, Any]] = {
+        doc: dict[str, Any] = {
             "gateway": {"id": "gw-proc", "data_dir": str(self.data)},
             "http": {"host": "127.0.0.1", "port": 0, "rate_per_s": 10000.0,
                      "rate_burst": 10000},
@@ -43,7 +45,10 @@ class GatewayProcess:
             "status": {"port": 0},
         }
         for name, body in sections.items():
-            doc.setdefault(name, {}).update(body)
+            if isinstance(body, list):
+                doc[name] = body
+            else:
+                doc.setdefault(name, {}).update(body)
         self.config = tmp / "gateway.toml"
         self.config.write_text(_toml(doc))
         self.log_path = tmp / "gateway.log"

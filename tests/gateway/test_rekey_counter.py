@@ -116,7 +116,7 @@ def test_migration_to_v4_keeps_events_receptions_and_incidents(tmp_path):
     db.close()
     s = Store(path, create=False)
     try:
-        assert s.schema_version == len(MIGRATIONS) == 4
+        assert s.schema_version == len(MIGRATIONS) >= 4  # v5 (routes) came later
         assert s.find_event(DEV, C, 1) == (7, "0000BEEF-00010001-panic")
         assert s.find_event(DEV, C) == (7, "0000BEEF-00010001-panic")  # current generation
         assert s.receptions(7)[0]["path"] == "lora"

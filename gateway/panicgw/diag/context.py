@@ -152,6 +152,11 @@ def load_context(config_path: Path | None, thresholds: Thresholds | None = None,
         ctx.redactor.add(ctx.cfg.values[sec][key])
     for part in gwconfig.url_secrets(ctx.cfg.dispatch["url"]):
         ctx.redactor.add(part)
+    for receiver in ctx.cfg.sia:  # the DC-09 AES keys, as hex or as the text form
+        if receiver.key:
+            for form in (receiver.key.hex(), receiver.key.hex().upper(),
+                         receiver.key.decode("latin-1")):
+                ctx.redactor.add(form)
     ctx.status, ctx.status_error, ctx.status_url = fetch_status(
         ctx.cfg, ctx.thresholds.probe_timeout_s)
     db = ctx.db()

@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from panicgw import __version__
-from panicgw.config import redact_url, url_secrets
 from panicgw.forward.contract import SIGNATURE_HEADER, sign
 from panicgw.forward.payload import rfc3339
 from panicgw.tls import client_context
+from panicgw.urls import redact_url, url_secrets
 
 RETRYABLE_4XX = (408, 425, 429)
 ALREADY_HAVE = 409  # dispatch already holds this Idempotency-Key: delivered

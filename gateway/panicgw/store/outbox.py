@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from panicgw.store.connection import Connection
+from panicgw.store.routes import RouteRepository
 
 PRIO_ALARM = 0
 PRIO_EVENT = 1  # tamper, cancel, test
@@ -31,7 +31,7 @@ class OutboxItem(NamedTuple):
     created_at: float
 
 
-class OutboxRepository(Connection):
+class OutboxRepository(RouteRepository):
     def enqueue(self, incident_id: str, priority: int, payload: dict[str, Any], at: float,
                 event_id: int | None = None) -> int:
         cur = self.db.execute(
@@ -40,7 +40,10 @@ class OutboxRepository(Connection):
             (incident_id, event_id, priority, json.dumps(payload, separators=(",", ":")), at,
              at),
         )
-        return int(cur.lastrowid or 0)
+        item_id = int(cur.lastrowid or 0)
+        if self.routes:  # the other routes' rows, in the caller's transaction
+            self.add_routes(item_id, at)
+        return item_id
 
     def due(self, now: float, limit: int) -> list[OutboxItem]:
         """Pending items whose retry time has come: most urgent priority first, then oldest."""

@@ -172,6 +172,27 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (device_id, fingerprint)
     );
     """,
+    # v5: delivery routes beside dispatch (issue 13, SIA DC-09). The outbox row's own state
+    # stays the JSON dispatch route, unchanged; every other route (``sia:<name>``) has a row
+    # per outbox item here, written in the same transaction as the item. ``seq`` is the
+    # item's DC-09 sequence number, stored before its first send so every resend (after a
+    # restart too) carries it; route_sequences holds each route's last number handed out.
+    """
+    CREATE TABLE outbox_routes (
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+        route TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        seq INTEGER,
+        delivered_at REAL,
+        last_error TEXT,
+        PRIMARY KEY (outbox_id, route)
+    );
+    CREATE INDEX outbox_routes_due ON outbox_routes (route, next_at) WHERE state = 'pending';
+    CREATE TABLE route_sequences (route TEXT PRIMARY KEY, last INTEGER NOT NULL)
+    """,
 ]
 
 

@@ -31,6 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from panicgw.store.db import Store
 from panicgw.store.outbox import OutboxItem
+from panicgw.store.routes import RouteItem
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,6 +106,10 @@ class StoreService:
         """The forwarder's outbox on this service (see :class:`OutboxPort`)."""
         return OutboxPort(self, lane)
 
+    def route(self, route: str) -> RoutePort:
+        """A delivery route's outbox beside dispatch (see :class:`RoutePort`)."""
+        return RoutePort(self, route)
+
     def close(self) -> None:
         """Close every connection, the writer last (its close may checkpoint the WAL)."""
         for lane in (*self._readers.values(), self._checkpoints):
@@ -139,3 +144,32 @@ class OutboxPort:
 
     async def dead_letter(self, item_id: int, at: float, reason: str) -> None:
         await self._service.write(Store.dead_letter, item_id, at, reason)
+
+
+class RoutePort:
+    """One delivery route's outbox (``sia:<name>``) on the service: ``due`` reads on the
+    route's own lane (one route's reads never wait for another's), every record is a write
+    through the one writer."""
+
+    def __init__(self, service: StoreService, route: str) -> None:
+        self._service = service
+        self.route = route
+        self._lane = f"route-{route}"
+
+    async def due(self, now: float, limit: int) -> list[RouteItem]:
+        return await self._service.read(self._lane, Store.route_due, self.route, now, limit)
+
+    async def take_seq(self, item_id: int | None) -> int:
+        return await self._service.write(Store.take_route_seq, self.route, item_id)
+
+    async def last_seq(self) -> int:
+        return await self._service.read(self._lane, Store.route_seq, self.route)
+
+    async def delivered(self, item_id: int, at: float, detail: str) -> None:
+        await self._service.write(Store.route_delivered, item_id, self.route, at, detail)
+
+    async def reschedule(self, item_id: int, at: float, error: str) -> None:
+        await self._service.write(Store.route_reschedule, item_id, self.route, at, error)
+
+    async def dead(self, item_id: int, reason: str) -> None:
+        await self._service.write(Store.route_dead, item_id, self.route, reason)
