@@ -17,22 +17,21 @@ settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 # worker starts one of them while the others run out of work. A file missing here only
 # starts later; nothing else changes.
 LONG_FIRST = [
-    "tests/gateway/test_db_access_cli.py",
+    "tests/demo/test_demo.py",
     "tests/gateway/test_fault.py",
     "tests/tools/test_tool_sim_e2e.py",
-    "tests/demo/test_demo.py",
     "tests/tools/test_tool_leaves_running.py",
     "tests/tools/test_tool_sim_cli.py",
     "tests/journeys/test_installer_day.py",
     "tests/e2e/test_e2e.py",
     "tests/e2e/test_e2e_verify.py",
     "tests/journeys/test_gateway_install.py",
+    "tests/gateway/test_db_access_cli.py",
     "tests/console/test_console_browser_sound.py",
     "tests/tools/test_tool_verify_remote.py",
     "tests/console/test_console_browser_map.py",
     "tests/gateway/test_setup.py",
     "tests/diag/test_diag_checks.py",
-    "tests/gateway/test_outbox_cli.py",
     "tests/diag/test_diag_running.py",
     "tests/tools/test_tool_console_cli.py",
     "tests/console/test_console_browser_gateway.py",
@@ -41,6 +40,9 @@ LONG_FIRST = [
     "tests/journeys/test_counter_top.py",
     "tests/console/test_console_browser_live.py",
     "tests/dispatch/test_secrets_exposure.py",
+    "tests/diag/test_diag_auth.py",
+    "tests/dispatch/test_supervision_daemon.py",
+    "tests/console/test_console_contract.py",
 ]
 RANK = {path: i for i, path in enumerate(LONG_FIRST)}
 
