@@ -1,7 +1,11 @@
 """Issue 10.3 / contract C3, panicgw side: `panicgw devices`, `events`, `outbox`, `monitor`
 and `diag` open the gateway DB only through panicgw.access. Given a path where there is no
 DB, or a file that is not a gateway DB, each refuses with the fix and leaves no file behind
-(and never changes the foreign file)."""
+(and never changes the foreign file).
+
+The matrix of commands x paths runs the `panicgw` app in this process (typer's CliRunner: the
+same app the console script runs, without 27 interpreter start-ups); the config-based cases
+run the installed console script."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ from pathlib import Path
 
 import pytest
 from gwkit import make_record
+from typer.testing import CliRunner
 
 from panicgw import registry
+from panicgw.cli import app
 
 PANICGW = str(Path(sys.executable).parent / "panicgw")
 
@@ -71,9 +77,8 @@ def test_db_commands_refuse_a_path_without_a_gateway_db(tmp_path, export, argv, 
     out.parent.mkdir()
     args = [a.format(export=export, out=out) for a in argv]
     before = _snapshot(tmp_path)
-    r = subprocess.run([PANICGW, *args, "--gateway-db", str(db)], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 3, (args, r.stdout, r.stderr)
+    r = CliRunner().invoke(app, [*args, "--gateway-db", str(db)])
+    assert r.exit_code == 3, (args, r.stdout, r.stderr)
     msg = r.stderr
     if kind == "missing":
         assert f"no gateway DB at {db}" in msg and "panicgw run" in msg, msg

@@ -5,23 +5,26 @@ daemon stopped: sent when it starts) and delivered; exit codes; diag's hint name
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gwharness import DispatchThread, GatewayThread, make_config
 from gwkit import make_record, uplink, wait_until
+from typer.testing import CliRunner
 
+from panicgw.cli import app
 from panicgw.store import Store
 from panicproto import frames
 
-CLI = [sys.executable, "-c", "from panicgw.cli import app; app()"]
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+def _cli(*args: str) -> SimpleNamespace:
+    """`panicgw <args>` run in this process (the app the console script runs), its exit code,
+    stdout and stderr as a finished process's: 15 interpreter start-ups saved."""
+    r = CliRunner().invoke(app, list(args))
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
 
 
 

@@ -53,9 +53,10 @@ def _ack(bridge: PtyBridge, counter: int, timeout: float = 10.0) -> frames.Downl
     return found
 
 
-def _serial_cfg(tmp, tty, **http):
+def _serial_cfg(tmp, tty, ping_interval_s: float = 0.3, **http):
     return make_config(tmp, http={"enabled": bool(http), **http}, serial={
-        "enabled": True, "port": str(tty), "ping_interval_s": 0.3, "reconnect_max_s": 0.3})
+        "enabled": True, "port": str(tty), "ping_interval_s": ping_interval_s,
+        "reconnect_max_s": 0.3})
 
 
 def _register(cfg) -> None:
@@ -210,8 +211,11 @@ def test_stalled_serial_writes_do_not_stop_http_alarms(tmp_path):
     stall. HTTP alarms are still ACKed and stored (timing is bench/'s)."""
     bridge = PtyBridge(tmp_path / "tty")
     bridge.plug()
-    cfg = _serial_cfg(tmp_path, tmp_path / "tty", host="127.0.0.1", port=0,
-                      rate_per_s=1000.0, rate_burst=1000)
+    # PINGs far apart: a reopen for unanswered PINGs (after 3 of them) empties the port's
+    # input, and RX frames in it would never be stored; on a busy machine the stall below
+    # can outlast a few short intervals.
+    cfg = _serial_cfg(tmp_path, tmp_path / "tty", ping_interval_s=30.0, host="127.0.0.1",
+                      port=0, rate_per_s=1000.0, rate_burst=1000)
     _register(cfg)
     try:
         with GatewayThread(cfg) as g:

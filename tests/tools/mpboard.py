@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 STANDINS = ROOT / "tests" / "gates" / "standins"
 SX127X = ROOT / "tools" / "panicsim" / "sx127x.py"
+CLOSED_POLL_S = 0.01  # how soon the relay looks again at a pty side nobody has open
 
 MICROCONTROLLER = '''
 NVM_FILE = "%(nvm)s"
@@ -379,16 +380,24 @@ class MpBoard:
     def _relay(self) -> None:
         vm, host = self._masters
         peer = {vm: host, host: vm}
+        closed_until = {vm: 0.0, host: 0.0}
         while not self._stop.is_set():
+            now = time.monotonic()
+            watch = [fd for fd in (vm, host) if closed_until[fd] <= now]
             try:
-                ready, _, _ = select.select([vm, host], [], [], 0.05)
+                timeout = 0.05 if len(watch) == 2 else CLOSED_POLL_S
+                ready, _, _ = select.select(watch, [], [], timeout)
             except (OSError, ValueError):
                 return
             for fd in ready:
                 try:
                     data = os.read(fd, 4096)
                 except OSError:
-                    data = b""  # EIO: the other side is closed for now
+                    # EIO: nobody has the other side open for now (the host port between
+                    # two tools). A closed side stays readable: look again a little later,
+                    # not in a busy loop.
+                    data = b""
+                    closed_until[fd] = time.monotonic() + CLOSED_POLL_S
                 if data:
                     if fd == vm:
                         with self._out_lock:

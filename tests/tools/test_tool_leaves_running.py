@@ -63,13 +63,17 @@ class Board:
         return self.btn.wait_for_line(lambda ln: ln.startswith("PANIC-BUTTON "), 10,
                                       mark) is not None
 
-    def answers_test(self, within: float = 10.0) -> bool:
-        """A TEST press now gets the firmware's press line: code.py runs and acts on it."""
+    def answers_test(self, within: float = 10.0, tries: int = 3) -> bool:
+        """A TEST press now gets the firmware's press line: code.py runs and acts on it.
+        Like an installer who saw no reaction, click again (``tries`` in all): the tool's
+        soft reload may still be booting code.py when the first clicks come, and a boot does
+        not see them (a busy machine stretches it). A halted board answers none."""
         start = len(self.btn.console)
-        self.btn.test()
-        if self.btn.wait_for_line(lambda ln: PRESS.search(ln) is not None, within,
-                                  start) is not None:
-            return True
+        for _ in range(tries):
+            self.btn.test()
+            if self.btn.wait_for_line(lambda ln: PRESS.search(ln) is not None,
+                                      within / tries, start) is not None:
+                return True
         print("no press line; console since the press:", self.btn.console[start:],
               "console before:", self.btn.console[max(0, start - 8):start],
               "usb state:", self.usb.state)
