@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,9 @@ def test_cmd(
         raise typer.Exit(EXIT_USAGE)
     cfg = cli_db.load_config(config, EXIT_USAGE)
     settings = _pick(cfg.sia, name)
+    # The transmitter's log lines speak for the daemon ("retried later"); here the advice
+    # below says what happened.
+    logging.getLogger("panicgw.sia").disabled = True
     result = asyncio.run(_exchange(settings, event, str(cfg.gateway["id"]), cfg.db_path))
     code = {DELIVERED: EXIT_ACK, REFUSED: EXIT_REFUSED}.get(result.outcome, EXIT_NO_ANSWER)
     doc = _doc(settings, event, result)
@@ -161,5 +165,8 @@ def test_cmd(
             typer.echo(f"<- {x['endpoint']}  {r}")
         if not x["replies"]:
             typer.echo(f"<- {x['endpoint']}  ({x['outcome']}: nothing)")
+    if not doc["exchanges"]:
+        typer.echo(f"-> {', '.join(str(e) for e in settings.endpoints)}  (nothing sent: "
+                   f"{result.reason})")
     typer.echo(doc["advice"], err=code != EXIT_ACK)
     raise typer.Exit(code)
