@@ -133,3 +133,15 @@ def test_receiver_down_and_bad_arguments(tmp_path: Path) -> None:
     assert res.returncode == 2 and "configured: centre" in res.stderr
     res = _cli("-c", str(toml), "--event", "panic")
     assert res.returncode == 2 and "link or test" in res.stderr
+
+
+def test_the_docs_example_is_what_the_command_prints() -> None:
+    """docs/sia.md's `panicgw sia test` example: real frames, spelled as the command does."""
+    from panicgw.cli.sia import spell
+    from panicgw.forward.sia.frame import wrap
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sia.md").read_text()
+    sent = spell(wrap('"NULL"0042R1L1#1234[]_12:00:00,05-01-2024'))
+    reply = spell(wrap('"ACK"0042R1L1#1234[]'))
+    assert f"-> tcp://receiver.centre.example:12000  {sent}\n" in doc
+    assert f"<- tcp://receiver.centre.example:12000  {reply}\n" in doc
