@@ -5,22 +5,39 @@ without a running daemon."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
+_TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_TESTS / "gateway"), str(_TESTS / "sia")]
 
 from gwkit import post_frame, uplink, wait_until  # noqa: E402
 from gwproc import GatewayProcess  # noqa: E402
-
-from .siakit import ScriptedReceiver, ack, dead_endpoint, nak  # noqa: E402
-from .test_sia_gateway import LoopThread  # noqa: E402
+from siakit import ScriptedReceiver, ack, dead_endpoint, nak  # noqa: E402
 
 CLI = [sys.executable, "-c", "from panicgw.cli import app; app()"]
+
+
+class LoopThread:
+    """The receiver's asyncio loop on a thread; the gateway and diag run as processes."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
 
 
 def _sia(port: int, **kw: Any) -> dict[str, Any]:
