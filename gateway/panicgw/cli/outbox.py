@@ -169,7 +169,7 @@ def _row(r: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 ROUTE_OPT = typer.Option(None, "--route", "-r", help="Only this route: dispatch or "
-                         "sia:<name> (a [[sia]] receiver; see `panicgw outbox`).")
+                         "sia:<name> (a \\[\\[sia]] receiver; see `panicgw outbox`).")
 
 
 def _check_route(route: str) -> None:
@@ -208,7 +208,7 @@ def summary(
                               help="At most this many items per route."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Alone: each delivery route (dispatch, and sia:<name> per [[sia]] receiver) with its
+    """Alone: each delivery route (dispatch, and sia:<name> per \\[\\[sia]] receiver) with its
     pending/delivered/dead counts and the messages not delivered on it. Subcommands list
     them in detail and requeue dead letters.
 
@@ -337,7 +337,7 @@ def requeue_cmd(
                                     show_default=False),
     all_dead: bool = typer.Option(False, "--all-dead", help="Every dead letter."),
     route: str = typer.Option(DISPATCH, "--route", "-r", help="The route the items are dead "
-                              "on: dispatch or sia:<name> (a [[sia]] receiver)."),
+                              "on: dispatch or sia:<name> (a \\[\\[sia]] receiver)."),
     config: Path = CONFIG_OPT,
     db: Path = DB_OPT,
     as_json: bool = JSON_OPT,

@@ -31,7 +31,7 @@ EXIT_REFUSED = 1  # DUH
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 4
 
-app = typer.Typer(help="SIA DC-09 receivers ([[sia]], docs/sia.md): test the link.",
+app = typer.Typer(help="SIA DC-09 receivers (\\[\\[sia]], docs/sia.md): test the link.",
                   no_args_is_help=True)
 
 
@@ -128,7 +128,7 @@ def _doc(settings: ReceiverSettings, event: str, result: Result) -> dict[str, An
 
 @app.command("test")
 def test_cmd(
-    name: str = typer.Option(None, "--name", "-n", help="The [[sia]] receiver's name "
+    name: str = typer.Option(None, "--name", "-n", help="The \\[\\[sia]] receiver's name "
                              "(needed when more than one is configured)."),
     event: str = typer.Option("link", "--event", "-e", help="link: a NULL message (link "
                               "test); test: a TEST event (RX / 1601 at zone 000)."),
