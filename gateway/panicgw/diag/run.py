@@ -20,6 +20,7 @@ from panicgw.diag.checks.http import check_http
 from panicgw.diag.checks.mqtt import check_mqtt
 from panicgw.diag.checks.outbox import check_dead_letters, check_outbox
 from panicgw.diag.checks.rejections import check_rejections
+from panicgw.diag.checks.sia import check_sia
 from panicgw.diag.context import FAIL, Context, Result, Thresholds, exit_code, load_context
 
 CheckFn = Callable[[Context], "Result | list[Result]"]
@@ -32,6 +33,7 @@ CHECKS: list[tuple[str, CheckFn]] = [
     ("http", check_http),
     ("mqtt", check_mqtt),
     ("dispatch", check_dispatch),
+    ("sia", check_sia),
     ("outbox", check_outbox),
     ("dead_letters", check_dead_letters),
     ("devices", check_devices),

@@ -134,3 +134,23 @@ class RouteRepository(Connection):
         keys = ("id", "route", "incident_id", "priority", "state", "attempts", "created_at",
                 "next_at", "last_error", "seq", "event")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def route_requeue(self, route: str, item_ids: list[int] | None, at: float) -> list[int]:
+        """Move ``route``'s dead rows (``None``: all of them) back to pending, due at ``at``,
+        attempts reset (`panicgw outbox requeue --route`). The sequence number stays: the
+        receiver may have seen it. Returns the ids moved; others are left alone."""
+        with self.transaction():
+            if item_ids is None:
+                ids = [int(r[0]) for r in self.db.execute(
+                    "SELECT outbox_id FROM outbox_routes WHERE route = ? AND state = 'dead' "
+                    "ORDER BY outbox_id", (route,))]
+            else:
+                ids = [i for i in dict.fromkeys(item_ids) if self.db.execute(
+                    "SELECT 1 FROM outbox_routes WHERE outbox_id = ? AND route = ? AND "
+                    "state = 'dead'", (i, route)).fetchone()]
+            for i in ids:
+                self.db.execute(
+                    "UPDATE outbox_routes SET state = 'pending', attempts = 0, next_at = ?, "
+                    "last_error = substr('requeued (was: ' || coalesce(last_error, '?') || ')',"
+                    " 1, 1000) WHERE outbox_id = ? AND route = ?", (at, i, route))
+        return ids
