@@ -11,6 +11,7 @@ from panicgw.cli.monitor import monitor
 from panicgw.cli.outbox import app as outbox_app
 from panicgw.cli.run import run
 from panicgw.cli.setup import setup
+from panicgw.cli.sia import app as sia_app
 from panicgw.dispatch_server.cli import dispatch_server
 
 app = typer.Typer(
@@ -44,4 +45,4 @@ app.command("dispatch-server")(dispatch_server)
 app.add_typer(devices_app, name="devices")
 app.add_typer(outbox_app, name="outbox")
 app.command("setup")(setup)
-app.add_typer(__import__("panicgw.cli.sia", fromlist=["app"]).app, name="sia")
+app.add_typer(sia_app, name="sia")
