@@ -27,10 +27,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from panicgw.registry import DeviceRecord, SiteRecord, write_export
-from panicgw.store import Store
+from panicconsole import db as console_db
+from panicconsole.alarms import intake
+from panicgw import access
+from panicgw.access import DeviceRecord, SiteRecord
+from panicgw.store.inspect import Inspector, ReadError
 from panicproto import frames
 from panicsim import Air, SimButton, SimClock, VirtualBridge, start_virtual_bridge
 from panicsim.clock import Halted
@@ -42,6 +45,7 @@ WIFI_SSID = "toko-wifi"
 WIFI_PASSWORD = "demo-password"  # the simulated shop network's, not a secret of the system
 SILENT_SUPERVISION_S = 60  # the registry minimum, for the button that goes silent
 SUPERVISION_TIME_SCALE = 42.0  # 2 x 60 s + 300 s grace = 420 s -> 10 s in the demo
+T = TypeVar("T")
 BRIDGE_MISSING_S = 5  # [serial] missing_trouble_s: bridge trouble (330) after 5 s unplugged
 
 STREETS = ("Jl. Malioboro", "Jl. Kaliurang", "Jl. Parangtritis", "Jl. Solo", "Jl. Magelang",
@@ -261,12 +265,11 @@ secret = "{self.secret}"
     def received(self) -> list[Receipt]:
         """Every request the console answered, oldest first (read-only, beside the writer)."""
         try:
-            db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
+            db = console_db.connect(self.db, readonly=True, timeout=5)
+        except console_db.StoreError:
             return []
         try:
-            rows = db.execute("SELECT at, status, verdict, body, errors FROM receipts "
-                              "ORDER BY id").fetchall()
+            rows = intake.receipts(db)
         except sqlite3.Error:
             return []
         finally:
@@ -375,8 +378,8 @@ class World:
             else "none answering, MQTT off (never needed for alarms)"), "dim")
         self.records = self._records()
         self.records[self.silent_index].supervision_s = SILENT_SUPERVISION_S
-        write_export(self.workdir / "registry.json", self.records)
-        store = Store(self.db_path)
+        access.write_export(self.workdir / "registry.json", self.records)
+        store = access.Store(self.db_path)  # created here, as the daemon would at its start
         try:
             store.upsert_devices(self.records)
         finally:
@@ -517,16 +520,17 @@ port = 1883
         except (OSError, ValueError):
             return None
 
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the gateway's database (read-only; WAL lets us read while it writes)."""
+    def inspect(self, question: Callable[[Inspector], T], default: T) -> T:
+        """Ask the gateway's database (read-only; WAL lets us read while it writes);
+        ``default`` when it cannot be read."""
         try:
-            db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
-            return []
+            db = Inspector.open(self.db_path)
+        except (access.StoreError, ReadError):
+            return default
         try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.Error:
-            return []
+            return question(db)
+        except ReadError:
+            return default
         finally:
             db.close()
 
