@@ -1,9 +1,9 @@
 """The dispatch contract (docs/dispatch-api.md), as the gateway defines it.
 
 This is the ONLY module of the console that imports from ``panicgw``: the signature check,
-the header name, the events path and the body's JSON Schema come from the gateway's contract
-module (``panicgw.forward.contract``), so the console checks exactly what the gateway signs
-and ``panicgw dispatch-server`` checks.
+the header name, the events path, the body's JSON Schema and the site kinds and reception
+paths it allows come from the gateway's contract module (``panicgw.forward.contract``), so
+the console checks exactly what the gateway signs and ``panicgw dispatch-server`` checks.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from typing import Any
 from panicgw.forward.contract import (
     EVENTS_PATH,
     MAX_BODY,
+    PATHS,
     SCHEMA_PATH,
     SIGNATURE_HEADER,
+    SITE_KINDS,
     schema_errors,
     verify_signature,
 )
 
-__all__ = ["EVENTS_PATH", "MAX_BODY", "SCHEMA_PATH", "SIGNATURE_HEADER", "Verdict", "check",
-           "schema_path"]
+__all__ = ["EVENTS_PATH", "MAX_BODY", "PATHS", "SCHEMA_PATH", "SIGNATURE_HEADER", "SITE_KINDS",
+           "Verdict", "check", "schema_path"]
 
 
 @dataclass

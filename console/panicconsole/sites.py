@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from panicconsole.alarms.directory import upsert_device, upsert_site
+from panicconsole.contract import PATHS, SITE_KINDS
 
 REGISTRY_FORMAT = "panic-button-registry/1"
-SITE_KINDS = ("shop", "home")
 
 
 class SitesError(ValueError):
@@ -72,7 +72,7 @@ def _registry(doc: dict[str, Any], src: str) -> list[Entry]:
         if not isinstance(label, str):
             raise SitesError(f"{where}: field 'label' must be a string")
         paths = d.get("paths", [])
-        if not isinstance(paths, list) or any(p not in ("lora", "wifi") for p in paths):
+        if not isinstance(paths, list) or any(p not in PATHS for p in paths):
             raise SitesError(f"{where}: field 'paths' must be a list of 'lora'/'wifi'")
         fw = d.get("firmware")
         out.append(Entry(_site(d.get("site"), where),

@@ -12,6 +12,7 @@ tool that only looks opens it read-only (``readonly=True``: SQLite ``mode=ro``).
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from panicgw import config as gwconfig
@@ -37,15 +38,16 @@ from panicgw.registry import (
 from panicgw.store import Store, StoreError
 
 __all__ = [
-    "DEFAULT_CONFIG", "ENV_CONFIG", "FORMAT", "KEY_LEN", "PATHS", "SITE_KINDS", "AccessError",
-    "DeviceRecord", "KeyConflictError", "KeyFile", "RegistryError", "SiteRecord", "Store",
-    "StoreError", "default_config", "locate_db", "open_db", "read_export", "read_key_file",
-    "read_key_file_full", "record_from_dict", "register", "validate", "write_export",
-    "write_key_file", "write_private",
+    "DEFAULT_CONFIG", "ENV_CONFIG", "FORMAT", "KEY_LEN", "PATHS", "SERVICE_USER", "SITE_KINDS",
+    "AccessError", "DeviceRecord", "KeyConflictError", "KeyFile", "RegistryError", "SiteRecord",
+    "Store", "StoreError", "default_config", "import_command", "locate_db", "open_db",
+    "read_export", "read_key_file", "read_key_file_full", "record_from_dict", "register",
+    "validate", "write_export", "write_key_file", "write_private",
 ]
 
 DEFAULT_CONFIG = Path("/etc/panicgw/gateway.toml")
 ENV_CONFIG = "PANICGW_CONFIG"  # overrides DEFAULT_CONFIG (tests, non-standard installs)
+SERVICE_USER = "panicgw"  # `panicgw setup`'s user: owns the config (0600) and the DB (0600)
 
 
 class AccessError(RuntimeError):
@@ -54,6 +56,15 @@ class AccessError(RuntimeError):
 
 def default_config() -> Path:
     return Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def import_command(export: str | os.PathLike[str] | None, user: str = SERVICE_USER,
+                   options: tuple[str, ...] = ()) -> str:
+    """How the gateway's admin imports an export file: as ``user``, who owns the config and
+    the DB, with the file (0600, the admin's own) read by the admin's shell onto stdin.
+    ``export`` None: ``FILE``; ``user`` and ``options`` are shell words already."""
+    src = "FILE" if export is None else shlex.quote(str(export))
+    return " ".join(["sudo -u", user, "panicgw devices import -", *options, "<", src])
 
 
 def locate_db(db: str | os.PathLike[str] | None = None,

@@ -254,15 +254,21 @@ def read_export(path: str | os.PathLike[str]) -> list[DeviceRecord]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    return parse_export(text, str(path))
+
+
+def parse_export(text: str, source: str) -> list[DeviceRecord]:
+    """:func:`read_export` of text already read (``panicgw devices import -``: stdin);
+    ``source`` names it in errors."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RegistryError(f"{path}: not JSON (line {e.lineno}: {e.msg})") from None
+        raise RegistryError(f"{source}: not JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise RegistryError(f"{path}: field 'format' must be {FORMAT!r}")
+        raise RegistryError(f"{source}: field 'format' must be {FORMAT!r}")
     devices = doc.get("devices")
     if not isinstance(devices, list):
-        raise RegistryError(f"{path}: field 'devices' must be a list")
+        raise RegistryError(f"{source}: field 'devices' must be a list")
     out: list[DeviceRecord] = []
     seen: set[int] = set()
     for i, obj in enumerate(devices):

@@ -72,7 +72,7 @@ def test_summary_fails_on_double_delivery_and_missing_rejections():
     world = SimpleNamespace(
         dispatch=SimpleNamespace(received=lambda: [_Rec(10.5, panic), _Rec(11.0, panic)]),
         buttons=[_Btn(dev, [(10.0, "alarm", 0x00010001)])], records=[],
-        query=lambda sql, args=(): [(0, 0)], air=SimpleNamespace(dropped=[]),
+        inspect=lambda question, default: default, air=SimpleNamespace(dropped=[]),
         n_lora=1, n_wifi=0, gateway_id="gw", mqtt_broker=False, started_at=0.0)
     roles = Roles(ack_lost=2, silent=3, replay_victim=4, test=5, forged_target=6,
                   dual_path=dev)

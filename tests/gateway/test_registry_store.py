@@ -139,6 +139,22 @@ def test_outbox_priority_and_lifecycle(tmp_path):
     s.close()
 
 
+def test_savepoint_undoes_only_its_block(tmp_path):
+    """The pipeline's per-frame undo: the failed block's rows go, the transaction's stay."""
+    s = store.Store(tmp_path / "gw.db")
+    with s.transaction():
+        kept = s.enqueue("i-kept", store.PRIO_EVENT, {"k": "kept"}, at=1.0)
+        with pytest.raises(RuntimeError), s.savepoint("frame"):
+            s.enqueue("i-undone", store.PRIO_ALARM, {"k": "undone"}, at=2.0)
+            raise RuntimeError("payload failed")
+        with s.savepoint("frame"):
+            done = s.enqueue("i-done", store.PRIO_ALARM, {"k": "done"}, at=3.0)
+    assert sorted(i.id for i in s.due(10.0, 10)) == sorted([kept, done])
+    with pytest.raises(ValueError):
+        s.savepoint("x; DROP TABLE outbox").__enter__()
+    s.close()
+
+
 def test_heartbeat_pruning_keeps_alarms_and_recent(tmp_path):
     s = store.Store(tmp_path / "gw.db")
     with s.transaction():

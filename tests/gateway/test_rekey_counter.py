@@ -91,6 +91,14 @@ def test_generation_one_ids_are_exactly_as_before_and_later_ones_differ():
         dp.make_incident_id(DEV, C, "panic", 0)
 
 
+def test_incident_ids_read_back_and_the_gateways_own_are_not_a_devices():
+    for g in (1, 2):
+        iid = dp.make_incident_id(DEV, C, "panic", g)
+        assert dp.incident_key(iid) == (DEV, C) and dp.incident_counter(iid) == C
+    assert dp.incident_key(dp.make_gateway_incident_id("gw-1", "gateway_checkin", 1.7e9)) is None
+    assert dp.incident_key(dp.make_gateway_incident_id("cafe", "gateway_checkin", 1.7e9)) is None
+
+
 # -- the store ---------------------------------------------------------------------------------
 
 

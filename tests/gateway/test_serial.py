@@ -13,7 +13,8 @@ from gwptybridge import PtyBridge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panicgw.ingest.bridge_radio import radio_config, radio_mismatches
+from panicgw.ingest.bridge_radio import radio_config
+from panicgw.radio import radio_mismatches
 from panicgw.store import Store
 from panicproto import frames, link
 

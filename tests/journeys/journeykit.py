@@ -87,6 +87,19 @@ def fenced_commands(body: str) -> list[str]:
     return out
 
 
+def run_as(cmd: str) -> tuple[str | None, list[str], str | None]:
+    """A doc's command line as (the user of its ``sudo -u USER`` or None, argv, the file its
+    ``< FILE`` gives on stdin or None)."""
+    argv = shlex.split(cmd)
+    user = None
+    if argv[:2] == ["sudo", "-u"]:
+        user, argv = argv[2], argv[3:]
+    stdin = None
+    if len(argv) >= 2 and argv[-2] == "<":
+        stdin, argv = argv[-1], argv[:-2]
+    return user, argv, stdin
+
+
 def doc_section(title: str, doc: Path = DOC) -> str:
     text = doc.read_text()
     return text.split(f"\n## {title}", 1)[1].split("\n## ", 1)[0]
@@ -302,15 +315,21 @@ class Laptop:
         """Run a doc's command line; ``on_gateway``: on the Pi itself, where the default
         config is the gateway's (the doc's /etc/panicgw/gateway.toml is ``gateway.config``,
         a Gateway's or an installed Pi's)."""
-        argv = [a.replace("/etc/panicgw/gateway.toml", str(gateway.config))
-                for a in shlex.split(cmd)]
+        user, argv, stdin = run_as(cmd)
+        argv = [a.replace("/etc/panicgw/gateway.toml", str(gateway.config)) for a in argv]
         if argv[0] == "panictool":
             return CliRunner().invoke(tool_app, argv[1:], env={
                 "PANICGW_CONFIG": str(gateway.config) if on_gateway else self.no_gateway})
         assert argv[0] == "panicgw", cmd
         # On the gateway its admin's commands find the DB from the default config, which
-        # PANICGW_CONFIG points at (/etc/panicgw/gateway.toml on a real Pi).
-        return CliRunner().invoke(gw_app, argv[1:], env={"PANICGW_CONFIG": str(gateway.config)})
+        # PANICGW_CONFIG points at (/etc/panicgw/gateway.toml on a real Pi). `sudo -u panicgw`
+        # is the service user the gateway's files belong to: here the test's own user, who
+        # owns them (tests/gateway/test_import_permissions.py runs it as another); the
+        # admin's shell reads the `< FILE` it gives on stdin.
+        assert user in (None, access.SERVICE_USER), cmd
+        data = (self.home / stdin).read_bytes() if stdin is not None else None
+        return CliRunner().invoke(gw_app, argv[1:], input=data,
+                                  env={"PANICGW_CONFIG": str(gateway.config)})
 
 
 # -- the board --------------------------------------------------------------------------------

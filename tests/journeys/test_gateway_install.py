@@ -42,6 +42,7 @@ from journeykit import (
     day_commands,
     edit_config,
     free_port,
+    run_as,
     wait_for,
 )
 
@@ -157,9 +158,12 @@ class Pi:
         self.token, self.secret = "tok-" + os.urandom(8).hex(), "sig-" + os.urandom(16).hex()
         self.record = tmp / "dispatch.jsonl"
 
-    def panicgw(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "panicgw"), *args], capture_output=True, text=True,
-                              timeout=timeout, env=self.env)
+    def panicgw(self, *args: str, timeout: float = 120,
+                stdin: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """``stdin``: a file the admin's shell gives the command (`< FILE`)."""
+        with open(stdin or os.devnull, "rb") as f:
+            return subprocess.run([str(BIN / "panicgw"), *args], capture_output=True,
+                                  text=True, timeout=timeout, env=self.env, stdin=f)
 
     def start_dispatch(self) -> int:
         port = free_port()
@@ -316,11 +320,12 @@ def test_gateway_install_into_a_fresh_root_then_a_button_on_it(tmp_path, air, pk
         assert r.exit_code == 0, r.output
         r = laptop.run(provision, pi)
         assert r.exit_code == 0, r.output
-        cmd = step("panicgw devices import FILE --config /etc/panicgw/gateway.toml")
-        argv = [str(laptop.home / "today.json") if a == "FILE" else
-                str(pi.config) if a == "/etc/panicgw/gateway.toml" else a
-                for a in shlex.split(cmd)[1:]]
-        r = pi.panicgw(*argv)
+        cmd = step("sudo -u panicgw panicgw devices import - --config "
+                   "/etc/panicgw/gateway.toml < FILE")
+        user, argv, stdin = run_as(cmd)
+        assert (user, stdin) == ("panicgw", "FILE")  # setup's user; the export on stdin
+        argv = [str(pi.config) if a == "/etc/panicgw/gateway.toml" else a for a in argv[1:]]
+        r = pi.panicgw(*argv, stdin=laptop.home / "today.json")
         assert r.returncode == 0, r.stdout + r.stderr
         # "The running gateway picks the device up within seconds" (docs/installing.md).
         wait_for(lambda: pi.status().get("devices") == 1, 15, "the daemon to load the device")

@@ -6,7 +6,8 @@ doc gives them, with no option added:
 
     laptop:   panictool flash --uf2 <the doc's .uf2>   (blank board in its bootloader)
     laptop:   panictool provision ... --export today.json
-    gateway:  panicgw devices import today.json          (default config: PANICGW_CONFIG)
+    gateway:  sudo -u panicgw panicgw devices import - < today.json
+              (default config: PANICGW_CONFIG; the file on stdin, read by the admin's shell)
     laptop:   panictool verify
 
 on the simulated board and on the MicroPython VM (journeykit: the world). The output the
@@ -24,7 +25,17 @@ import shlex
 
 import pytest
 from drivefakes import uf2_image
-from journeykit import ROOT, RSSI, SNR, Board, day_commands, doc_command, doc_section, wait_for
+from journeykit import (
+    ROOT,
+    RSSI,
+    SNR,
+    Board,
+    day_commands,
+    doc_command,
+    doc_section,
+    run_as,
+    wait_for,
+)
 
 from panicgw import registry
 from panicproto import frames
@@ -34,10 +45,13 @@ RP2040 = 0xE48BFF56  # the UF2 family id of the doc's Feather RP2040 image
 
 def test_the_day_is_three_commands_on_the_laptop():
     cmds = day_commands()
-    words = [" ".join(shlex.split(c)[:2 if c.startswith("panictool") else 3]) for c in cmds]
+    argvs = [run_as(c)[1] for c in cmds]  # the gateway's as its user (sudo -u), from stdin
+    words = [" ".join(a[:2 if a[0] == "panictool" else 3]) for a in argvs]
     assert words == ["panictool flash", "panictool provision", "panicgw devices import",
                      "panictool verify"], cmds
     assert sum(w.startswith("panictool") for w in words) == 3
+    # The import runs as the user owning the gateway's config and DB, the file on stdin.
+    assert run_as(cmds[2])[0] == "panicgw" and run_as(cmds[2])[2] == "today.json", cmds[2]
     text = (ROOT / "docs" / "installing.md").read_text()
     assert "From a blank board to a verified button: 3 commands on your laptop" in text
 

@@ -138,7 +138,7 @@ def test_export_file_and_refusing_a_provisioned_board(mpboard, tmp_path):
     assert "s3cret-pass" not in r.output
     assert 'PB_WIFI_PASSWORD = "s3cret-pass"' in (cp / "settings.toml").read_text()
     # the next step names the import on the gateway, then a verify that sends a TEST
-    assert f"`panicgw devices import {export}`" in r.output
+    assert f"`sudo -u panicgw panicgw devices import - < {export}`" in r.output
     assert f"`panictool verify --port {mpboard.port}`" in r.output
     recs = registry.read_export(export)
     assert len(recs) == 1 and recs[0].paths == ["lora", "wifi"]

@@ -21,7 +21,7 @@ from panicgw.store import Store
 from panicsim import Air, SimButton, SimClock, start_virtual_bridge
 from panictool import identity, verify
 from panictool.cli import app
-from panictool.cmd_sim import Press, Tracker
+from panictool.sim_load import Press, Tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 PANICGW = ROOT / ".venv" / "bin" / "panicgw"

@@ -15,6 +15,7 @@ from typing import Any
 
 from panicdemo.scenario import Scenario
 from panicdemo.world import World
+from panicgw.forward.payload import incident_key
 from panicproto import frames
 
 
@@ -37,17 +38,6 @@ def percentile(values: list[float], p: float) -> float | None:
     return s[k - 1]
 
 
-def _incident_parts(incident_id: str) -> tuple[int, int] | None:
-    """(device id, first counter) from ``DDDDDDDD-CCCCCCCC-event`` incident ids."""
-    parts = incident_id.split("-")
-    if len(parts) < 3:
-        return None
-    try:
-        return int(parts[0], 16), int(parts[1], 16)
-    except ValueError:
-        return None
-
-
 def _device_id(body: dict[str, Any]) -> int | None:
     dev = body.get("device")
     if not isinstance(dev, dict):
@@ -60,10 +50,7 @@ def _device_id(body: dict[str, Any]) -> int | None:
 
 def evidence_paths(world: World, device_id: int, counter: int) -> list[str]:
     """Paths over which the gateway received (device, counter), from its receptions table."""
-    rows = world.query(
-        "SELECT r.path FROM receptions r JOIN events e ON e.id = r.event_id "
-        "WHERE e.device_id = ? AND e.counter = ? ORDER BY r.id", (device_id, counter))
-    return [r[0] for r in rows]
+    return world.inspect(lambda db: db.paths_heard(device_id, counter), [])
 
 
 def build(world: World, sc: Scenario, status: dict[str, Any] | None,
@@ -95,7 +82,7 @@ def build(world: World, sc: Scenario, status: dict[str, Any] | None,
     for r in accepted:
         if r.body["event"] != "panic":
             continue
-        key = _incident_parts(r.body["incident_id"])
+        key = incident_key(r.body["incident_id"])
         if key is not None:
             panic_at.setdefault(key, []).append(r.at)
     latencies = [min(ts) - press_at[k] for k, ts in panic_at.items() if k in press_at]
@@ -104,11 +91,8 @@ def build(world: World, sc: Scenario, status: dict[str, Any] | None,
     rejections = {k: int(v) for k, v in (st.get("rejections") or {}).items()}
     frames_st = st.get("frames") or {}
     bridge = st.get("bridge") or {}
-    hb_rows = world.query("SELECT count(*), count(DISTINCT device_id) FROM events "
-                          "WHERE kind = 'heartbeat'")
-    heartbeats, hb_devices = (hb_rows[0] if hb_rows else (0, 0))
-    heard = world.query("SELECT count(*) FROM device_state WHERE last_heard IS NOT NULL")
-    devices_heard = heard[0][0] if heard else 0
+    heartbeats, hb_devices = world.inspect(lambda db: db.heartbeats(), (0, 0))
+    devices_heard = world.inspect(lambda db: db.devices_heard(), 0)
 
     exp: list[Expectation] = []
 

@@ -1,7 +1,8 @@
 """The demo's parts, all real: the police dispatch console (`panicconsole serve`, its own
-process, over HTTPS), the gateway daemon in its own process, a virtual LoRa bridge on a
-pseudo-terminal running the bridge firmware, and simulated buttons running the button
-firmware (LoRa over the simulated air, Wi-Fi over real sockets to the gateway's HTTP ingest).
+process, over HTTPS: dispatch.py), the gateway daemon in its own process, a virtual LoRa
+bridge on a pseudo-terminal running the bridge firmware, and simulated buttons running the
+button firmware (LoRa over the simulated air, Wi-Fi over real sockets to the gateway's HTTP
+ingest).
 
 The air is scripted the way a field test would be: an ACK can be lost, an attacker can jam a
 button's frame while recording it, and anybody can transmit forged bytes.
@@ -16,7 +17,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -27,13 +27,17 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from panicgw.registry import DeviceRecord, SiteRecord, write_export
-from panicgw.store import Store
+from panicdemo.dispatch import ConsoleDispatch, SetupError
+from panicgw import access
+from panicgw.access import DeviceRecord, SiteRecord
+from panicgw.store.inspect import Inspector, ReadError
 from panicproto import frames
 from panicsim import Air, SimButton, SimClock, VirtualBridge, start_virtual_bridge
 from panicsim.clock import Halted
+
+T = TypeVar("T")
 
 FREQ_MHZ = 921.4
 SF = 7  # short airtime so 20+ buttons share one channel within a 30 s run
@@ -178,123 +182,7 @@ def _quiet_sim_halts() -> None:
     threading.excepthook = hook
 
 
-# -- dispatch: the police console in its own process ------------------------------------------
-
-
-@dataclass
-class Receipt:
-    """One request as the console recorded it (its dispatch log)."""
-
-    at: float
-    status: int
-    verdict: str
-    body: Any
-    errors: list[str]
-
-
-class ConsoleDispatch:
-    """`panicconsole serve` as the demo's dispatch endpoint: HTTPS with a certificate made for
-    this run (the gateway trusts it with [dispatch] ca_file), an account to sign in with.
-    Driven only through its command line and database: the gateway never imports it."""
-
-    def __init__(self, workdir: Path, token: str, secret: str) -> None:
-        self.dir = workdir / "console"
-        self.token, self.secret = token, secret
-        self.password = secrets.token_urlsafe(9)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.cert = self.dir / "tls" / "console.crt"
-        self.db = self.dir / "data" / "console.db"
-        self.log = self.dir / "console.log"
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/"
-
-    @property
-    def events_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/v1/events"
-
-    def _cli(self, *args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "panicconsole", *args], capture_output=True,
-                           text=True, timeout=60)
-        if r.returncode != 0:
-            raise SetupError(f"panicconsole {args[0]} failed: {r.stderr.strip()}")
-
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._cli("cert", "selfsigned", "--out-dir", str(self.dir / "tls"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        cfg = self.dir / "console.toml"
-        cfg.write_text(f"""# written by `panicdemo`
-[console]
-name = "Demo dispatch console"
-data_dir = "{self.dir / 'data'}"
-language = "en"
-[server]
-host = "127.0.0.1"
-port = {self.port}
-tls_cert = "{self.cert}"
-tls_key = "{self.dir / 'tls' / 'console.key'}"
-[dispatch]
-token = "{self.token}"
-secret = "{self.secret}"
-""")
-        os.chmod(cfg, 0o600)
-        pw = self.dir / "password"
-        pw.write_text(self.password + "\n")
-        os.chmod(pw, 0o600)
-        self._cli("user", "add", "demo", "--role", "admin", "--password-file", str(pw),
-                  "--config", str(cfg))
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "panicconsole", "serve",
-                                          "--config", str(cfg)], stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not (self.dir / "data" / "runtime.json").exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SetupError(f"the dispatch console did not start; see {self.log}")
-            time.sleep(0.05)
-
-    def received(self) -> list[Receipt]:
-        """Every request the console answered, oldest first (read-only, beside the writer)."""
-        try:
-            db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
-            return []
-        try:
-            rows = db.execute("SELECT at, status, verdict, body, errors FROM receipts "
-                              "ORDER BY id").fetchall()
-        except sqlite3.Error:
-            return []
-        finally:
-            db.close()
-        out = []
-        for at, status, verdict, body, errors in rows:
-            try:
-                doc = json.loads(body) if body else None
-            except ValueError:
-                doc = None
-            out.append(Receipt(at, status, verdict, doc, json.loads(errors or "[]")))
-        return out
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 # -- the world ------------------------------------------------------------------------------
-
-
-class SetupError(RuntimeError):
-    """A part of the demo could not start; the message says which and where its log is."""
 
 
 @dataclass
@@ -375,8 +263,8 @@ class World:
             else "none answering, MQTT off (never needed for alarms)"), "dim")
         self.records = self._records()
         self.records[self.silent_index].supervision_s = SILENT_SUPERVISION_S
-        write_export(self.workdir / "registry.json", self.records)
-        store = Store(self.db_path)
+        access.write_export(self.workdir / "registry.json", self.records)
+        store = access.Store(self.db_path)  # created here, as the daemon would at its start
         try:
             store.upsert_devices(self.records)
         finally:
@@ -517,16 +405,17 @@ port = 1883
         except (OSError, ValueError):
             return None
 
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the gateway's database (read-only; WAL lets us read while it writes)."""
+    def inspect(self, question: Callable[[Inspector], T], default: T) -> T:
+        """Ask the gateway's database (read-only; WAL lets us read while it writes);
+        ``default`` when it cannot be read."""
         try:
-            db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
-            return []
+            db = Inspector.open(self.db_path)
+        except (access.StoreError, ReadError):
+            return default
         try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.Error:
-            return []
+            return question(db)
+        except ReadError:
+            return default
         finally:
             db.close()
 

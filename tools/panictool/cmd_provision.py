@@ -38,7 +38,8 @@ Examples:
   panictool provision --site-name "Toko Maju" --kind shop \\
       --address "Jl. Merdeka 12, Bandung" --lat -6.9147 --lon 107.6098 \\
       --contact "Ibu Sari" --phone "+62 812 5555 0101" --export today.json
-                                   # laptop; then on the Pi: panicgw devices import today.json
+                                   # laptop; then on the Pi:
+                                   # sudo -u panicgw panicgw devices import - < today.json
   panictool provision ... --config /etc/panicgw/gateway.toml
                                    # on the Pi: straight into the DB the daemon opens
   panictool provision ... --wifi-ssid TokoMaju --gateway-url http://192.168.1.10:8080
@@ -123,7 +124,7 @@ def open_registry(gateway_db: Path | None, config: Path | None, export: Path | N
             common.fail(common.REGISTRY, str(e), as_json=as_json)
     elif export is None:
         common.fail(common.USAGE, "say where to register the device",
-                    "on a laptop --export FILE (then `panicgw devices import FILE` on the "
+                    f"on a laptop --export FILE (then `{access.import_command(None)}` on the "
                     "gateway); on the gateway --config (default /etc/panicgw/gateway.toml) "
                     "or --gateway-db <data_dir>/gateway.db", as_json)
     existing: list[access.DeviceRecord] = []
@@ -315,7 +316,7 @@ def _provision(store: access.Store | None, in_export: list[access.DeviceRecord],
         common.fail(common.FILES, f"the device is registered but writing a file failed: {e}",
                     as_json=as_json, extra={"device_id": device_id})
     verify_cmd = "panictool verify" + (f" --port {port}" if port else "")
-    result["next"] = ([f"panicgw devices import {export}"] if export is not None and
+    result["next"] = ([access.import_command(export)] if export is not None and
                       store is None else []) + [verify_cmd]
     if as_json:
         typer.echo(json.dumps(result))

@@ -92,3 +92,10 @@ def record_receipt(conn: sqlite3.Connection, now: float, status: int, verdict: s
     conn.execute("INSERT INTO receipts (at, status, verdict, idempotency_key, gateway, attempt, "
                  "remote, errors, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (now, status, verdict, key, gateway, attempt, remote, dumps(errors), body))
+
+
+def receipts(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every receipt with the body it answered, oldest first (the demo's evidence of what
+    dispatch received)."""
+    return conn.execute("SELECT at, status, verdict, body, errors FROM receipts "
+                        "ORDER BY id").fetchall()

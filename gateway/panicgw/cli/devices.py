@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from panicgw import registry
+from panicgw import access, registry
 from panicgw.cli import db as cli_db
 from panicgw.store import Store
 from panicproto import mac
@@ -129,8 +130,57 @@ def show(device_id: str = typer.Argument(..., help="Device id, 8 hex digits (as 
                    f" incident {e['incident_id'] or '-'}")
 
 
+IMPORT_FILE_HELP = ("Export file from `panictool provision`, or - to read it from stdin: "
+                    f"`{access.import_command('today.json')}` (the config and DB are the "
+                    f"{access.SERVICE_USER} user's; the file stays yours, read by your shell).")
+
+
+def _import_as(file: Path, config: Path | None, db: Path | None, allow_older_key: bool,
+               as_json: bool) -> cli_db.Retry:
+    """The import as ``user`` would run it, the file on stdin (only its owner reads it)."""
+    opts: list[str] = []
+    if config is not None and config != access.DEFAULT_CONFIG:
+        opts += ["--config", shlex.quote(str(config))]
+    if db is not None:
+        opts += ["--gateway-db", shlex.quote(str(db))]
+    opts += ["--allow-older-key"] * allow_older_key + ["--json"] * as_json
+    export = None if str(file) == "-" else file
+    return lambda user: access.import_command(export, user, tuple(opts))
+
+
+def _read_import(file: Path, retry: cli_db.Retry) -> list[registry.DeviceRecord]:
+    """The records of ``file`` (``-``: stdin), or the error that says what to run."""
+    try:
+        if str(file) == "-":
+            stdin = typer.get_binary_stream("stdin")
+            if stdin.isatty():
+                typer.echo("error: - reads the export file from stdin: `panicgw devices "
+                           "import - < FILE`", err=True)
+                raise typer.Exit(EXIT_USAGE)
+            raw, source = stdin.read(), "stdin"
+        else:
+            try:
+                raw, source = file.read_bytes(), str(file)
+            except PermissionError:
+                user = cli_db.user_name(os.geteuid())
+                typer.echo(f"error: permission denied: {file} is not readable by {user} (an "
+                           "export is 0600, its owner's); let your shell read it and give it "
+                           f"on stdin: `{retry(user)}`", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            except OSError as e:
+                raise registry.RegistryError(f"cannot read {file}: {e.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise registry.RegistryError(f"{source}: not UTF-8 text") from None
+        return registry.parse_export(text, source)
+    except registry.RegistryError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 @app.command("import")
-def import_(file: Path = typer.Argument(..., help="Export file from `panictool provision`."),
+def import_(file: Path = typer.Argument(..., help=IMPORT_FILE_HELP),
             config: Path = CONFIG_OPT, db: Path = DB_OPT,
             allow_older_key: bool = typer.Option(
                 False, "--allow-older-key",
@@ -140,19 +190,23 @@ def import_(file: Path = typer.Argument(..., help="Export file from `panictool p
             as_json: bool = JSON_OPT) -> None:
     """Register (or update) every device in a panic-button-registry/1 file, all or nothing.
 
+    On the gateway, as its admin: `sudo -u panicgw panicgw devices import - < today.json`.
+    The gateway's config and DB belong to its service user (mode 0600), so the import runs
+    as that user, and the export file (0600, yours) is read by your shell and given on
+    stdin (-). Run as another user it fails with a permission error naming that command.
+
     A device whose key was replaced since the file was written (`panicgw devices rekey`,
     `panictool rekey`: the gateway's key generation is newer) is refused, as is a different
     key of the same generation: importing an old export would lock the button out.
 
     Exit codes: 0 imported, 1 refused (a key older than the gateway's; the message names
-    the device and both generations), 2 bad file, arguments or config, 3 no gateway DB.
+    the device and both generations), 2 bad file, arguments or config (or the config not
+    readable by this user), 3 no gateway DB (or not reachable by this user).
     """
-    try:
-        recs = registry.read_export(file)
-    except registry.RegistryError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    s = _open(config, db)
+    retry = _import_as(file, config, db, allow_older_key, as_json)
+    recs = _read_import(file, retry)
+    s = cli_db.open_store(config, db, readonly=False, config_exit=EXIT_USAGE,
+                          db_exit=EXIT_STORE, retry=retry)[0]
     try:
         s.upsert_devices(recs, allow_older_key=allow_older_key)
     except registry.KeyConflictError as e:

@@ -18,6 +18,7 @@ from panicgw import access
 from panicgw import config as gwconfig
 from panicgw.diag.redact import Redactor, secrets_in_toml
 from panicgw.diag.status_api import fetch_status
+from panicgw.radio import FREQUENCY_TOLERANCE_MHZ
 from panicgw.store import StoreError
 from panicgw.store.inspect import Inspector, ReadError
 
@@ -47,7 +48,7 @@ class Thresholds:
     tls_expiry_warn_days: float = 21.0
     probe_timeout_s: float = 3.0
     bridge_timeout_s: float = 2.0
-    frequency_tolerance_mhz: float = 0.01
+    frequency_tolerance_mhz: float = FREQUENCY_TOLERANCE_MHZ
 
     def set(self, assignment: str) -> None:
         """Apply ``name=value``; raises ValueError naming the bad part."""

@@ -1,6 +1,7 @@
 """The dispatch contract (docs/dispatch-api.md) in code: the events path, the body's JSON
-Schema and the ``X-Panic-Signature`` HMAC. The forwarder signs with it; the reference
-receiver and the police console check with it, so all three agree by construction.
+Schema (and the site kinds and reception paths it allows) and the ``X-Panic-Signature``
+HMAC. The forwarder signs with it; the reference receiver and the police console check with
+it, so all three agree by construction.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ def schema() -> dict[str, Any]:
 def validator() -> jsonschema.Draft202012Validator:
     jsonschema.Draft202012Validator.check_schema(schema())
     return jsonschema.Draft202012Validator(schema())
+
+
+def _site_object() -> dict[str, Any]:
+    return next(alt for alt in schema()["properties"]["site"]["oneOf"]
+                if alt.get("type") == "object")
+
+
+# What a body's ``site.kind`` and ``paths[].path`` may be: the schema's enums (the gateway's
+# registry.SITE_KINDS/PATHS must equal them; tests/dispatch/test_contract_enums.py).
+SITE_KINDS: tuple[str, ...] = tuple(_site_object()["properties"]["kind"]["enum"])
+PATHS: tuple[str, ...] = tuple(schema()["properties"]["paths"]["items"]["properties"]["path"]
+                               ["enum"])
 
 
 def schema_errors(body: Any) -> list[str]:

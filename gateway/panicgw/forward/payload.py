@@ -139,9 +139,24 @@ def make_incident_id(device_id: int, first_counter: int, event: str, key_gen: in
     return base if gen == 1 else f"{base}-g{gen}"
 
 
+def incident_key(incident_id: str) -> tuple[int, int] | None:
+    """(device id, first counter) named by an id from :func:`make_incident_id`; None for
+    any other id (the gateway's own incidents, :func:`make_gateway_incident_id`)."""
+    parts = incident_id.split("-")
+    if len(parts) < 3 or len(parts[0]) != 8 or len(parts[1]) != 8 or parts[2] not in EVENTS:
+        return None
+    try:
+        return int(parts[0], 16), int(parts[1], 16)
+    except ValueError:
+        return None
+
+
 def incident_counter(incident_id: str) -> int:
     """The first counter named by an id from :func:`make_incident_id`."""
-    return int(incident_id.split("-")[1], 16)
+    key = incident_key(incident_id)
+    if key is None:
+        raise ValueError(f"not a button incident id: {incident_id!r}")
+    return key[1]
 
 
 def make_gateway_incident_id(gateway_id: str, event: str, at: float) -> str:

@@ -3,9 +3,10 @@ bridge's STATUS compared with it (contract C6).
 
 The bridge (firmware/lib/panicbridge) takes CONFIG as JSON with the keys of
 ``panicbridge.config`` (frequency_mhz, sf, bw_hz, cr, tx_power) and reports the same keys
-under ``radio`` in its STATUS (``radio`` is null when its radio failed at start). It
-answers a CONFIG with STATUS (applied) or with LOG "config rejected: ..." under the CONFIG's
-seq. :class:`RadioConfig` is that exchange's state, as the status API shows it:
+under ``radio`` in its STATUS (``radio`` is null when its radio failed at start); the
+comparison is :mod:`panicgw.radio`, diag's too. It answers a CONFIG with STATUS (applied)
+or with LOG "config rejected: ..." under the CONFIG's seq. :class:`RadioConfig` is that
+exchange's state, as the status API shows it:
 ``not_sent | sent | applied | mismatch | rejected | no_reply``.
 """
 
@@ -14,41 +15,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-# [serial] config key -> the bridge's key for it (CONFIG and STATUS alike).
-BRIDGE_KEYS = {
-    "frequency_mhz": "frequency_mhz",
-    "spreading_factor": "sf",
-    "bandwidth_hz": "bw_hz",
-    "coding_rate": "cr",
-    "tx_power_dbm": "tx_power",
-}
+from panicgw.radio import BRIDGE_KEYS
+
 CONFIG_REPLY_S = 3.0  # the bridge answers CONFIG at once; no answer by then = "no_reply"
 CONFIG_RETRY_S = 30.0  # re-push after no reply, or when a STATUS shows other settings
 
 
 def radio_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The CONFIG message for the bridge from ``[serial]``."""
-    return {"frequency_mhz": float(cfg["frequency_mhz"]), "sf": int(cfg["spreading_factor"]),
-            "bw_hz": int(cfg["bandwidth_hz"]), "cr": int(cfg["coding_rate"]),
-            "tx_power": int(cfg["tx_power_dbm"])}
-
-
-def radio_mismatches(status: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
-    """Human-readable differences between the bridge's radio settings (a STATUS, or its
-    ``radio`` part) and the config."""
-    out = []
-    radio = status.get("radio") if isinstance(status.get("radio"), dict) else status
-    for key, name in BRIDGE_KEYS.items():
-        if key not in cfg or name not in radio:
-            continue
-        have, want = radio[name], cfg[key]
-        try:
-            same = abs(float(have) - float(want)) < 1e-3
-        except (TypeError, ValueError):
-            same = False
-        if not same:
-            out.append(f"{key}: bridge {have}, config {want}")
-    return out
+    return {name: float(cfg[key]) if key == "frequency_mhz" else int(cfg[key])
+            for key, name in BRIDGE_KEYS.items()}
 
 
 class RadioConfig:

@@ -20,8 +20,9 @@ from typing import Any
 import serial
 
 from panicgw import pipeline as pl
-from panicgw.ingest.bridge_radio import RadioConfig, radio_mismatches
+from panicgw.ingest.bridge_radio import RadioConfig
 from panicgw.ingest.serial_link import LOG_LINES_PER_MIN, SerialLink
+from panicgw.radio import radio_mismatches
 from panicgw.ratelimit import LogBudget
 from panicproto import link
 from panicproto.errors import ProtocolError

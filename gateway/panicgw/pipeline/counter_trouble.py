@@ -47,24 +47,21 @@ def raise_trouble(store: Store, gateway_id: str, f: Frame, dev: Device, up: fram
               f"epoch 0xFFFF), so the gateway refuses its frames, alarms included "
               f"(last refused: {kind_name}). An installer must rekey it with "
               "`panictool rekey`.")
-    store.db.execute("SAVEPOINT trouble")
     try:
-        store.create_incident(incident_id, up.device_id, EVENT, at, dev.key_gen)
-        payload = dispatch_payload.build_payload(
-            incident_id=incident_id, event=EVENT, gateway_id=gateway_id,
-            first_heard=at, site=rec.site.to_dict(),
-            device={"id": up.device_id, "label": rec.label, "battery_mv": up.battery_mv,
-                    "low_battery": up.low_battery, "firmware": rec.firmware},
-            paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
-            counter=dev.window.highest, detail=detail[:500], key_gen=dev.key_gen)
-        prio = dispatch_payload.priority_for(EVENT)
-        item_id = store.enqueue(incident_id, prio, payload, at)
+        with store.savepoint("trouble"):
+            store.create_incident(incident_id, up.device_id, EVENT, at, dev.key_gen)
+            payload = dispatch_payload.build_payload(
+                incident_id=incident_id, event=EVENT, gateway_id=gateway_id,
+                first_heard=at, site=rec.site.to_dict(),
+                device={"id": up.device_id, "label": rec.label, "battery_mv": up.battery_mv,
+                        "low_battery": up.low_battery, "firmware": rec.firmware},
+                paths=[{"path": f.path, "rssi": f.rssi, "snr": f.snr, "at": at}],
+                counter=dev.window.highest, detail=detail[:500], key_gen=dev.key_gen)
+            prio = dispatch_payload.priority_for(EVENT)
+            item_id = store.enqueue(incident_id, prio, payload, at)
     except Exception:
-        store.db.execute("ROLLBACK TO trouble")
-        store.db.execute("RELEASE trouble")
         log.exception("could not raise device_trouble for 0x%08X", up.device_id)
         return None
-    store.db.execute("RELEASE trouble")
     log.error("device 0x%08X: counter space exhausted; device_trouble raised, rekey it "
               "with panictool rekey", up.device_id,
               extra={"fields": {"device_id": up.device_id, "incident_id": incident_id}})

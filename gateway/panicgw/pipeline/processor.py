@@ -182,24 +182,22 @@ class Pipeline:
         window_before = dev.window.state()
         # Events only (rare): lets the dispatch body's last resort undo just this frame
         # inside the batch's transaction.
-        st.db.execute("SAVEPOINT frame")
-        inc = open_or_join(st, up, dev.key_gen, at, self.incident_window_s)
-        event_id = commit.write_frame(st, f, dev, up, inc.incident_id, at)
         try:
-            body, degraded = commit.dispatch_body(st, self.build_payload, self.gateway_id, f,
-                                                  dev, up, inc, at)
+            with st.savepoint("frame"):
+                inc = open_or_join(st, up, dev.key_gen, at, self.incident_window_s)
+                event_id = commit.write_frame(st, f, dev, up, inc.incident_id, at)
+                body, degraded = commit.dispatch_body(st, self.build_payload, self.gateway_id,
+                                                      f, dev, up, inc, at)
         except PayloadFailed as e:
-            # Undo this frame only (event, incident, reception, replay state): the rest
-            # of the batch commits; the button is not acknowledged and retries.
-            st.db.execute("ROLLBACK TO frame")
-            st.db.execute("RELEASE frame")
+            # The savepoint undid this frame only (event, incident, reception, replay state;
+            # the cached window is put back here): the rest of the batch commits; the
+            # button is not acknowledged and retries.
             dev.window.highest, dev.window.bitmap = window_before
             self.rejections.count(PAYLOAD_ERROR, str(e), path=f.path, source=f.source,
                                   device_id=up.device_id)
             self.stats["rejected"] += 1
             return Outcome(REJECTED, PAYLOAD_ERROR, device_id=up.device_id,
                            counter=up.counter, kind=frames.TYPE_NAMES[up.kind])
-        st.db.execute("RELEASE frame")
         if degraded:
             self.stats["payload_degraded"] += 1
         item_id = st.enqueue(inc.incident_id, inc.priority, body, at, event_id)

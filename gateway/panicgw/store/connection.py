@@ -131,3 +131,19 @@ class Connection:
             raise
         self._in_tx = False
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """Inside :meth:`transaction`: on an exception, undo just what this block wrote
+        (ROLLBACK TO) and re-raise; the outer transaction goes on. ``name`` is a fixed
+        identifier, never data."""
+        if not name.isidentifier():
+            raise ValueError(f"savepoint name must be an identifier: {name!r}")
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.db.execute(f"ROLLBACK TO {name}")
+            self.db.execute(f"RELEASE {name}")
+            raise
+        self.db.execute(f"RELEASE {name}")

@@ -1,5 +1,6 @@
 """Read-only views of the gateway DB for the technician's commands (`panicgw diag`, its
-support bundle, `monitor`, `events`): every question they ask the DB, in one place.
+support bundle, `monitor`, `events`) and the demo's summary: every question they ask the
+DB, in one place.
 
 Why a module of its own: these readers run beside the daemon on a connection opened
 read-only (``mode=ro``: nothing they do can change what the daemon stores), and they must
@@ -284,6 +285,23 @@ class Inspector:
             "JOIN events e ON e.id = r.event_id LEFT JOIN devices d ON "
             "d.device_id = e.device_id LEFT JOIN sites s ON s.id = d.site_id WHERE r.id > ? "
             "ORDER BY r.id LIMIT ?", (after_id, limit))]
+
+    def paths_heard(self, device_id: int, counter: int) -> list[str]:
+        """The path of every copy heard of the stored frame (device, counter), in order."""
+        return [p for (p,) in self.db.execute(
+            "SELECT r.path FROM receptions r JOIN events e ON e.id = r.event_id "
+            "WHERE e.device_id = ? AND e.counter = ? ORDER BY r.id", (device_id, counter))]
+
+    def heartbeats(self) -> tuple[int, int]:
+        """(heartbeats stored, devices they came from)."""
+        n, devices = self.db.execute("SELECT count(*), count(DISTINCT device_id) FROM events "
+                                     "WHERE kind = 'heartbeat'").fetchone()
+        return int(n), int(devices)
+
+    def devices_heard(self) -> int:
+        """Registered devices heard at least once."""
+        return int(self.db.execute("SELECT count(*) FROM device_state WHERE last_heard IS "
+                                   "NOT NULL").fetchone()[0])
 
     def events(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` events with their receptions (:func:`query_events`)."""

@@ -13,7 +13,6 @@ from typing import Any
 from panicgw import radio
 from panicgw.diag.context import FAIL, PASS, SKIP, WARN, Context, Result
 
-NOISE_KEYS = ("noise_floor_dbm", "noise_floor", "noise_dbm", "rssi_floor")
 RESTART = "`sudo systemctl restart panicgw`"
 TITLE = "Bridge radio settings"
 
@@ -82,7 +81,7 @@ def _settings(ctx: Context, cfg_serial: dict[str, Any], status_doc: dict[str, An
 
 def _noise(ctx: Context, status_doc: dict[str, Any]) -> Result:
     limit = ctx.thresholds.noise_floor_warn_dbm
-    noise = radio.find(status_doc, NOISE_KEYS)
+    noise = status_doc.get("noise_floor_dbm")  # panicbridge's STATUS; None before a sample
     if not isinstance(noise, int | float) or isinstance(noise, bool):
         return Result("bridge.noise", "Radio noise floor", SKIP,
                       "the bridge does not report a noise floor")
