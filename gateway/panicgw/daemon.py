@@ -28,7 +28,6 @@ from panicgw import __version__
 from panicgw import pipeline as pl
 from panicgw.config import Config
 from panicgw.pipeline.recent import MAX_LIMIT, RecentFrames
-from panicgw.ratelimit import LogBudget
 from panicgw.store import Store
 from panicgw.store.service import FORWARDER, STATUS, SUPERVISION, StoreService
 from panicgw.systemd import sd_notify, watchdog_interval
@@ -246,32 +245,6 @@ class Gateway:
             except Exception:
                 log.exception("housekeeping failed")
 
-    async def _checkpointer(self) -> None:
-        """WAL checkpoints off the commit path, on the store service's checkpoint lane. A
-        failing checkpoint (a full disk) is logged once with its traceback, then at most one
-        line a minute while it lasts, and once more when it recovers."""
-        failing_since: float | None = None
-        failures = 0
-        lines = LogBudget.every(60.0)
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                await self.store.checkpoint()
-            except Exception as e:
-                now = time.monotonic()
-                failures += 1
-                if failing_since is None:
-                    failing_since, lines = now, LogBudget.every(60.0)
-                    lines.take()  # the traceback is this minute's line
-                    log.exception("WAL checkpoint failed")
-                elif lines.take() is not None:
-                    log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
-                              failures, now - failing_since, e)
-                continue
-            if failing_since is not None:
-                log.warning("WAL checkpoint recovered after %d failed attempts", failures)
-                failing_since, failures = None, 0
-
     async def _watchdog(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -430,7 +403,8 @@ class Gateway:
         self._start_mqtt()
         await self._start_status()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
-        self._tasks.append(asyncio.create_task(self._checkpointer(), name="checkpointer"))
+        self._tasks.append(asyncio.create_task(self.store.checkpoint_forever(),
+                                               name="checkpointer"))
         self._tasks.append(asyncio.create_task(self._supervise(), name="supervision"))
         wd = watchdog_interval()
         if wd:

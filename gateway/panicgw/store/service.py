@@ -23,15 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from panicgw.ratelimit import LogBudget
 from panicgw.store.db import Store
 from panicgw.store.outbox import OutboxItem
 from panicgw.store.routes import RouteItem
+
+log = logging.getLogger("panicgw.daemon")  # the checkpointer logs as the daemon did
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -101,6 +106,32 @@ class StoreService:
             self._checkpoints = Lane("checkpoint", Store(self.path, check_same_thread=False,
                                                          create=False))
         return await self._checkpoints.call(Store.checkpoint)
+
+    async def checkpoint_forever(self, every_s: float = 1.0) -> None:
+        """Checkpoint every ``every_s`` until cancelled. A failing checkpoint (a full disk) is
+        logged once with its traceback, then at most one line a minute while it lasts, and
+        once more when it recovers."""
+        failing_since: float | None = None
+        failures = 0
+        lines = LogBudget.every(60.0)
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.checkpoint()
+            except Exception as e:
+                now = time.monotonic()
+                failures += 1
+                if failing_since is None:
+                    failing_since, lines = now, LogBudget.every(60.0)
+                    lines.take()  # the traceback is this minute's line
+                    log.exception("WAL checkpoint failed")
+                elif lines.take() is not None:
+                    log.error("WAL checkpoint still failing (%d attempts in %.0f s): %s",
+                              failures, now - failing_since, e)
+                continue
+            if failing_since is not None:
+                log.warning("WAL checkpoint recovered after %d failed attempts", failures)
+                failing_since, failures = None, 0
 
     def outbox(self, lane: str = FORWARDER) -> OutboxPort:
         """The forwarder's outbox on this service (see :class:`OutboxPort`)."""
