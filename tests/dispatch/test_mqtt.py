@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -17,58 +14,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from mosquittokit import Broker, need_mosquitto
 
 from panicgw.forward.mqtt import MqttPublisher
 
 from .conftest import free_port
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-)
-
-
-def _need_mosquitto() -> str:
-    if MOSQUITTO is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("mosquitto is required in CI (apt-get install mosquitto)")
-        pytest.skip("mosquitto not installed")
-    return MOSQUITTO
-
-
-class Broker:
-    """A private mosquitto on 127.0.0.1:port, no persistence; start/stop on the same port."""
-
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.port = port
-        self.conf = tmp / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([_need_mosquitto(), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert wait(self._listening, 10), "mosquitto did not start"
-
-    def _listening(self) -> bool:
-        import socket
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            assert self.proc is not None and self.proc.poll() is None, "mosquitto exited"
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        self.proc = None
-
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    _need_mosquitto()
+    need_mosquitto()
     b = Broker(tmp_path, free_port())
     b.start()
     yield b
@@ -187,7 +142,7 @@ def test_last_will_when_the_gateway_dies(broker: Broker) -> None:
 
 
 def test_broker_down_never_blocks_and_reconnects(tmp_path: Path) -> None:
-    _need_mosquitto()
+    need_mosquitto()
     port = free_port()
     b = Broker(tmp_path, port)
     pub = publisher(port, "gw-r")
