@@ -32,6 +32,7 @@ from typing import Any
 
 from panicgw import registry
 from panicgw.dispatch_server.server import DispatchServer
+from panicgw.forward.payload import make_incident_id
 from panicproto import frames
 
 CYCLES = int(sys.argv[1]) if len(sys.argv) > 1 else 30
@@ -121,7 +122,7 @@ def main() -> None:
                 status = c.getresponse().status
                 c.close()
                 if status == 200:
-                    return f"{dev:08X}-00010001-panic"
+                    return make_incident_id(dev, 0x00010001, "panic")
                 time.sleep(0.02)
             raise SystemExit(f"gateway answered {status}")
 

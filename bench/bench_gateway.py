@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from panicgw import pipeline as pl
+from panicgw.forward.payload import make_incident_id
 from panicgw.registry import DeviceRecord, SiteRecord
 from panicgw.store import Store
 from panicproto import airtime, frames, link
@@ -414,7 +415,7 @@ def dispatch_latency(tmp: Path, alarms: int = 400, hb_rate: float = 1000.0) -> N
             ctr = frames.make_counter(4, n + 1)
             up = frames.encode_uplink(_key(i), frames.Uplink(
                 frames.ALARM, 0x10000000 + i, ctr, battery_mv=3700))
-            incident = f"{0x10000000 + i:08X}-{ctr:08X}-panic"
+            incident = make_incident_id(0x10000000 + i, ctr, "panic")
             lora = n % 2 == 1  # every other alarm arrives over the LoRa bridge (serial RX)
             if lora:
                 t0 = time.perf_counter()

@@ -35,6 +35,7 @@ from bench_gateway import LOAD, N_DEVICES, _key, _panicgw, _populate, _wait_port
 from gwharness import DispatchThread  # noqa: E402
 from siakit import PySiaReceiver  # noqa: E402
 
+from panicgw.forward.payload import make_incident_id  # noqa: E402
 from panicproto import frames  # noqa: E402
 
 ROUTE = "sia:centre"
@@ -138,7 +139,7 @@ def sia_latency(tmp: Path, alarms: int = 400, hb_rate: float = 1000.0) -> None:
             ctr = frames.make_counter(4, n + 1)
             up = frames.encode_uplink(_key(i), frames.Uplink(
                 frames.ALARM, 0x10000000 + i, ctr, battery_mv=3700))
-            incident = f"{0x10000000 + i:08X}-{ctr:08X}-panic"
+            incident = make_incident_id(0x10000000 + i, ctr, "panic")
             t0 = time.time()
             c.request("POST", "/v1/frames", body=up,
                       headers={"Content-Type": "application/octet-stream"})
