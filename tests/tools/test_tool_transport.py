@@ -69,9 +69,9 @@ def test_reopen_interrupts_a_running_program(mpboard):
     with SerialTransport(mpboard.port) as t:
         t.enter_raw_repl()
         t.write_console(b"import time\nwhile True:\n time.sleep(0.01)\n\x04")
-        t.in_raw_repl = True
-        assert t.read_until(1, b"OK", timeout=2.0).endswith(b"OK")
-        t.in_raw_repl = False  # force the full interrupt path
+        t.in_raw = True
+        assert t.read_until(b"OK", 2.0).endswith(b"OK")
+        t.in_raw = False  # force the full interrupt path
         assert t.eval("40 + 2") == 42
 
 

@@ -105,9 +105,9 @@ def rekey(
     history stay.
 
     The new key goes into the board's NVM over the serial raw REPL together with a
-    restarted counter (one write, read back; the key is checked by its fingerprint), and
-    into the gateway's DB (--config/--gateway-db, which bumps the device's key generation
-    and restarts its replay window) or is taken from the gateway (--use-key,
+    restarted counter (one write, read back; the key is checked as a fingerprint computed on
+    the board), and into the gateway's DB (--config/--gateway-db, which bumps the device's
+    key generation and restarts its replay window) or is taken from the gateway (--use-key,
     after `panicgw devices rekey`, which did the same there). This is also the way out for a
     button at the top of its counter space (`panicgw diag`: devices.counter_space). The
     button runs its code.py again afterwards, whatever happened.

@@ -34,7 +34,7 @@ Examples:
                                     # on the Pi as yourself: the DB is the service's (0600)
   panictool verify --export today.json --no-test          # identity checks only
 
-It reads the board's identity from NVM (device id and key fingerprint),
+It reads the board's identity from NVM (the key fingerprint is computed on the board),
 writes a TEST request into NVM, restarts code.py and reads the PANIC-BUTTON boot report;
 the firmware erases the request and sends one TEST (exactly as 5 quick presses would).
 The gateway stores it and answers with an ACK signed with the button's key; the button

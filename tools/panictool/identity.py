@@ -1,8 +1,7 @@
 """Device identities: new id and key, the NVM record, and a key fingerprint.
 
-The fingerprint lets the tools show and compare a key without showing the key: the
-identity record read from NVM (as every NVM write is read back) is checked with the
-firmware's own reader, and only the key's hash is printed.
+The fingerprint lets ``verify`` prove the board and the gateway hold the same key without
+the key leaving the board: the board hashes its own NVM key and prints only the hash.
 
 A rekey writes the new key together with a restarted counter (:func:`write_new_key`): the
 gateway restarts the device's replay window with every new key, so both ends start the new
@@ -36,13 +35,33 @@ def fingerprint(key: bytes) -> str:
 
 
 def board_identity(t: Transport) -> tuple[int, str] | None:
-    """(device id, key fingerprint) of the identity in the board's NVM, None when the board
-    is not provisioned. The record is checked here by the firmware's own reader (its magic
-    and CRC); the key is only fingerprinted, never printed or kept."""
-    found = nvmstore.read_identity(t.nvm_read(0, nvmstore.NVM_MIN))
-    if found is None:
+    """(device id, key fingerprint) of the identity in the board's NVM, computed on the board
+    (the key is never sent to this computer); None when the board is not provisioned."""
+    code = (
+        "import microcontroller, struct, binascii\n"
+        "try:\n from hashlib import sha256 as _h\n _H=lambda b:_h(b)\n"
+        "except ImportError:\n import hashlib as _hl\n _H=lambda b:_hl.new('sha256',b)\n"
+        "def _crc(d):\n"
+        " c=0xFFFF\n"
+        " for b in d:\n"
+        "  c^=b<<8\n"
+        "  for _ in range(8):\n"
+        "   c=((c<<1)^0x1021) if c&0x8000 else (c<<1)\n"
+        "  c&=0xFFFF\n"
+        " return c\n"
+        f"_r=bytes(microcontroller.nvm[0:{nvmstore.IDENTITY_LEN}])\n"
+        "if _r[0:4]!=b'PBK1' or struct.unpack('>H',_r[24:26])[0]!=_crc(_r[0:24]):\n"
+        " print('NONE')\nelse:\n"
+        f" print(struct.unpack('>I',_r[4:8])[0], binascii.hexlify(_H({FP_PREFIX!r}+_r[8:24])"
+        f".digest()).decode()[:{FP_HEX}])\n"
+    )
+    out = t.exec(code).strip()
+    if out == "NONE":
         return None
-    return found[0], fingerprint(found[1])
+    parts = out.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        raise TransportError(f"board answered something unexpected: {out[:60]!r}")
+    return int(parts[0]), parts[1]
 
 
 def write_identity(t: Transport, device_id: int, key: bytes) -> None:

@@ -1,66 +1,41 @@
-"""File and NVM operations on a CircuitPython/MicroPython board, on mpremote's transport.
+"""File and NVM operations on a CircuitPython/MicroPython board, built on two primitives.
 
-As in mpremote (``mpremote.transport.Transport``), a concrete transport provides
-``exec_raw(code) -> (stdout, stderr)`` and everything here is Python source run in the
-board's raw REPL. Reading, writing, stat, mkdir and remove are mpremote's own ``fs_*``
-operations; this class adds what they lack for a panic button:
-
-* ``exec``/``eval`` return text and raise :class:`DeviceError`, an mpremote
-  ``TransportExecError`` (so mpremote's file operations still recognise it) that also
-  carries the errno. CircuitPython prints ``OSError: [Errno 2] No such file/directory``,
-  a number with a text and no errno name, which mpremote's ``_convert_filesystem_error``
-  does not read (it matches MicroPython's ``ENOENT``-style names or a bare number); both
-  forms come out as a DeviceError with ``errno`` set.
-* ``ls`` lists with ``os.listdir`` and ``os.stat``: CircuitPython has no
-  ``os.ilistdir``, which mpremote's ``fs_listdir`` needs.
-* ``sha256`` hashes on the board with ``hashlib.new("sha256")`` where there is no
-  ``hashlib.sha256`` (CircuitPython has only ``new``); mpremote's ``fs_hashfile`` calls
-  ``hashlib.sha256()`` and so would copy every file back to hash it here. Boards without
-  hashlib at all do get mpremote's ``fs_hashfile``, which does exactly that.
-* ``board_info`` and the NVM reads and writes: CircuitPython's ``board.board_id`` and
-  ``microcontroller.nvm``, which mpremote does not know.
-
-Nothing here logs the bytes it writes: NVM writes carry the device key.
+A concrete transport (``transport_serial.SerialTransport``) only has to provide
+``exec_raw(code) -> (stdout, stderr)``; everything here is Python source sent to the board's
+raw REPL. The snippets run on CircuitPython and MicroPython alike (``hashlib.sha256`` or
+``hashlib.new("sha256")``; ``binascii`` for binary data). Nothing here logs the bytes it
+writes: NVM writes carry the device key.
 """
 
 from __future__ import annotations
 
+import abc
 import ast
 import binascii
 import errno
-import os
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from mpremote import transport as mp
+from typing import Any
 
 CHUNK = 512  # bytes per exec when reading or writing files
 
-T = TypeVar("T")
 
-
-class TransportError(mp.TransportError):
+class TransportError(Exception):
     """The board is unreachable or not a raw REPL; ``hint`` says what to do."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        # Not super().__init__: in DeviceError's MRO the next class is mpremote's
-        # TransportExecError, whose __init__ takes other arguments.
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.hint = hint
 
 
-class DeviceError(TransportError, mp.TransportExecError):
-    """Code ran on the board and raised; ``errno`` is set for OSError. ``error_output``
-    (the whole traceback) and ``status_code`` (stdout) are what mpremote reads."""
+class DeviceError(TransportError):
+    """Code ran on the board and raised; ``errno`` is set for OSError."""
 
-    def __init__(self, message: str, errno_: int | None = None, error_output: str = "",
-                 stdout: bytes = b"") -> None:
+    def __init__(self, message: str, errno_: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno_
-        self.error_output = error_output or message
-        self.status_code = stdout
 
 
 @dataclass
@@ -72,32 +47,21 @@ class Entry:
     size: int
 
 
+def _pystr(s: str) -> str:
+    """A Python literal for ``s`` that the board's parser accepts (repr is enough for str)."""
+    return repr(s)
+
+
 _OSERROR = re.compile(r"OSError: (?:\[Errno (\d+)\]|(\d+))")
 
 
 def _parse_oserror(stderr: str) -> int | None:
-    """errno of the last ``OSError`` in a board traceback, in MicroPython's
-    (``[Errno 2] ENOENT``, ``OSError: 2``) and CircuitPython's (``[Errno 2] No such
-    file/directory``) forms."""
+    """errno of the last ``OSError`` in a board traceback (MicroPython and CircuitPython forms)."""
     found = _OSERROR.findall(stderr)
     if not found:
         return None
     a, b = found[-1]
     return int(a or b)
-
-
-def _deltas(progress: Callable[[int], None] | None) -> Callable[[int, int], None] | None:
-    """mpremote's progress callback (done, total) as ours (bytes since the last call)."""
-    if progress is None:
-        return None
-    last = 0
-
-    def report(done: int, _total: int) -> None:
-        nonlocal last
-        progress(done - last)
-        last = done
-
-    return report
 
 
 _SHA = (
@@ -106,19 +70,21 @@ _SHA = (
 )
 
 
-class Transport(mp.Transport):
-    """mpremote's file operations with a panic button's errors and additions."""
+class Transport(abc.ABC):
+    """File operations over ``exec_raw``; subclasses implement the connection."""
 
-    # -- the two primitives (over the subclass's exec_raw) ----------------------------
+    @abc.abstractmethod
+    def exec_raw(self, code: str, timeout: float = 10.0) -> tuple[bytes, bytes]:
+        """Run ``code`` on the board; (stdout, stderr) of that run."""
 
-    def exec(self, code: str, timeout: float = 10.0,
-             data_consumer: Callable[[bytes], None] | None = None) -> str:
+    # -- the two primitives -------------------------------------------------------------------
+
+    def exec(self, code: str, timeout: float = 10.0) -> str:
         """Run ``code``; its printed output. A traceback on the board raises DeviceError."""
-        out, err = self.exec_raw(code, timeout, data_consumer)  # type: ignore[attr-defined]
+        out, err = self.exec_raw(code, timeout)
         if err:
             text = err.decode("utf-8", "replace").strip()
-            raise DeviceError(text.splitlines()[-1] if text else "error", _parse_oserror(text),
-                              text, out)
+            raise DeviceError(text.splitlines()[-1] if text else "error", _parse_oserror(text))
         return out.decode("utf-8", "replace")
 
     def eval(self, expr: str, timeout: float = 10.0) -> Any:
@@ -129,7 +95,7 @@ class Transport(mp.Transport):
         except (ValueError, SyntaxError):
             raise TransportError(f"board answered something unexpected: {text[:80]!r}") from None
 
-    # -- board identity ---------------------------------------------------------------
+    # -- board identity ---------------------------------------------------------------------------
 
     def board_info(self) -> dict[str, Any]:
         """board_id, implementation name and version tuple, and the NVM size (0 if none)."""
@@ -148,27 +114,21 @@ class Transport(mp.Transport):
         return {"board_id": board_id, "implementation": impl,
                 "version": list(version), "nvm_size": nvm}
 
-    # -- files ------------------------------------------------------------------------
-
-    def _fs(self, op: Callable[..., T], path: str, *args: Any, **kw: Any) -> T:
-        """An mpremote file operation; the OSError it makes of a board error it
-        recognised comes back as a DeviceError, as the ones it did not recognise are."""
-        try:
-            return op(path, *args, **kw)
-        except OSError as e:
-            raise DeviceError(f"{path}: {os.strerror(e.errno or 0)}", e.errno) from None
+    # -- files ------------------------------------------------------------------------------------
 
     def ls(self, path: str = "/") -> list[Entry]:
         code = (
             "import os\n"
-            f"_p={path!r}\n"
-            "for _n in os.listdir(_p):\n"
-            " _s=os.stat((_p.rstrip('/') or '')+'/'+_n)\n"
-            " _d=_s[0]&0x4000!=0\n"
-            " print(repr((_n,_d,0 if _d else _s[6])))\n"
+            f"_p={_pystr(path)}\n"
+            "for _e in os.ilistdir(_p):\n"
+            " _n=_e[0]\n"
+            " _d=_e[1]&0x4000!=0\n"
+            " _s=0 if _d else os.stat((_p.rstrip('/') or '')+'/'+_n)[6]\n"
+            " print(repr((_n,_d,_s)))\n"
         )
+        out = self.exec(code)
         entries = []
-        for line in self.exec(code).splitlines():
+        for line in out.splitlines():
             if line.strip():
                 name, is_dir, size = ast.literal_eval(line.strip())
                 entries.append(Entry(name, bool(is_dir), int(size)))
@@ -176,36 +136,58 @@ class Transport(mp.Transport):
 
     def stat_size(self, path: str) -> int | None:
         """Size of a file, or None when it does not exist."""
-        try:
-            return int(self._fs(self.fs_stat, path).st_size)
-        except DeviceError as e:
-            if e.errno is None:
-                raise
-            return None
+        code = f"import os\ntry:\n print(os.stat({_pystr(path)})[6])\nexcept OSError:\n print(-1)\n"
+        n = int(self.exec(code).strip())
+        return None if n < 0 else n
 
     def read(self, path: str, progress: Callable[[int], None] | None = None) -> bytes:
-        """Whole file contents (mpremote's reader: chunks sent back as bytes literals)."""
-        return bytes(self._fs(self.fs_readfile, path, chunk_size=CHUNK,
-                              progress_callback=_deltas(progress)))
+        """Whole file contents, sent back as hex lines (binary-safe on any console)."""
+        code = (
+            "import binascii\n"
+            f"with open({_pystr(path)},'rb') as _f:\n"
+            " while True:\n"
+            f"  _b=_f.read({CHUNK})\n"
+            "  if not _b:\n   break\n"
+            "  print(binascii.hexlify(_b).decode())\n"
+        )
+        out = self.exec(code, timeout=60.0)
+        data = bytearray()
+        for line in out.splitlines():
+            line = line.strip()
+            if line:
+                data += binascii.unhexlify(line)
+                if progress:
+                    progress(len(line) // 2)
+        return bytes(data)
 
     def write(self, path: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
         """Write a file in chunks. On CircuitPython this fails with EROFS while the CIRCUITPY
         drive is mounted by the computer: copy through the drive instead."""
         try:
-            self._fs(self.fs_writefile, path, data, chunk_size=CHUNK,
-                     progress_callback=_deltas(progress))
+            self.exec(f"_f=open({_pystr(path)},'wb')\nimport binascii\n")
         except DeviceError as e:
             if e.errno == errno.EROFS:
                 raise DeviceError(
                     f"{path}: the board's filesystem is read-only while the computer has the "
                     "CIRCUITPY drive mounted; copy files through the drive", e.errno) from None
             raise
+        try:
+            for i in range(0, len(data), CHUNK):
+                part = data[i:i + CHUNK]
+                self.exec(f"_f.write(binascii.unhexlify({part.hex()!r}))\n")
+                if progress:
+                    progress(len(part))
+        finally:
+            self.exec("_f.close()\n")
 
     def sha256(self, path: str) -> str | None:
-        """Hex SHA-256 of a file computed on the board (None when it does not exist)."""
+        """Hex SHA-256 of a file computed on the board (None when it does not exist).
+
+        Boards without ``hashlib`` send the file back and it is hashed here.
+        """
         code = _SHA + (
             "try:\n"
-            f" _f=open({path!r},'rb')\n"
+            f" _f=open({_pystr(path)},'rb')\n"
             "except OSError:\n _f=None\n"
             "if _f is None:\n print('MISSING')\nelse:\n"
             " _x=_H()\n"
@@ -224,15 +206,17 @@ class Transport(mp.Transport):
                 raise
             if self.stat_size(path) is None:
                 return None
-            return self._fs(self.fs_hashfile, path, "sha256", chunk_size=CHUNK).hex()
+            return hashlib.sha256(self.read(path)).hexdigest()
         return None if out == "MISSING" else out
 
     def mkdir(self, path: str, exist_ok: bool = True) -> None:
-        try:
-            self._fs(self.fs_mkdir, path)
-        except DeviceError as e:
-            if not (exist_ok and e.errno == errno.EEXIST):
-                raise
+        code = (
+            "import os\n"
+            f"try:\n os.mkdir({_pystr(path)})\n"
+            "except OSError as _e:\n"
+            f" if {not exist_ok!r} or _e.args[0]!=17:\n  raise\n"
+        )
+        self.exec(code)
 
     def makedirs(self, path: str) -> None:
         """mkdir -p."""
@@ -243,9 +227,9 @@ class Transport(mp.Transport):
             self.mkdir(cur)
 
     def remove(self, path: str) -> None:
-        self._fs(self.fs_rmfile, path)
+        self.exec(f"import os\nos.remove({_pystr(path)})\n")
 
-    # -- NVM --------------------------------------------------------------------------
+    # -- NVM --------------------------------------------------------------------------------------
 
     def nvm_read(self, offset: int, length: int) -> bytes:
         code = (

@@ -1,58 +1,28 @@
-"""The raw REPL over a USB serial port: mpremote's SerialTransport, with CircuitPython's ways.
+"""The raw REPL over a USB serial port (pyserial), as CircuitPython and MicroPython offer it.
 
-mpremote (``mpremote.transport_serial.SerialTransport``) speaks the raw REPL. This
-subclass runs its code as it is for sending code (raw-paste with its flow-control window,
-or plain raw mode where a board lacks it: ``exec_raw_no_follow``, ``raw_paste_write``),
-for the ``OK`` / stdout / ``\\x04`` / stderr / ``\\x04`` answer (``follow``), for reading
-up to a marker (``read_until``) and for closing the port, and adds what CircuitPython needs:
+Protocol (the same one mpremote speaks): Ctrl-C interrupts the running program; a
+CircuitPython board then waits at "Press any key to enter the REPL", so we send a key; Ctrl-A
+enters the raw REPL (banner "raw REPL; CTRL-B to exit", prompt ``>``). Code is sent either in
+raw-paste mode (Ctrl-E A Ctrl-A; the board answers ``R\\x01`` and a flow-control window, and
+sends ``\\x01`` each time another window may be sent) or, when the board does not offer it, in
+plain raw mode; then Ctrl-D. The board answers ``OK``, the program's stdout, ``\\x04``, its
+stderr, ``\\x04``, ``>``. Ctrl-B leaves the raw REPL; Ctrl-D at the normal prompt reloads
+(CircuitPython runs code.py again).
 
-* Stopping a CircuitPython board: after Ctrl-C it prints "Press any key to enter the
-  REPL. Use CTRL-D to reload." and waits for a key, and a board a tool left in the raw
-  REPL answers Ctrl-C with nothing. mpremote sends Ctrl-C and Ctrl-A back to back, so
-  the Ctrl-A is taken as that key (or arrives while code.py is still stopping);
-  ``interrupt`` gets the board to a prompt first (retried: a board auto-reloading after
-  a file copy swallows the first attempt), then Ctrl-A: mpremote's ``enter_raw_repl``
-  without its first step, "\\r" and Ctrl-C. At a prompt that Ctrl-C is one too many: a
-  board that turns Ctrl-C into an interrupt (MicroPython's unix port, the test suite's
-  real board, via SIGINT) can take it while it handles the "\\r" line, keep it pending
-  and raise it in the next command (the test suite's board then hangs in the raw-paste
-  exchange).
-* Restarting code.py: a button whose code.py a tool stopped sends nothing, alarms
-  included, until it runs again, so the session is a context manager that restarts it on
-  every way out (done, refused, failed, Ctrl-C in the tool); ``run_code`` leaves the raw
-  REPL (Ctrl-B) and soft-reboots from the friendly prompt (Ctrl-D), which on CircuitPython
-  runs code.py, and waits for its "soft reboot". mpremote's soft reset happens inside the
-  raw REPL, where CircuitPython does not run code.py. A port that vanished leaves the board
-  halted, and the error's hint says how to restart it.
-* Opening the port: mpremote's constructor turns every failure into "failed to access
-  <port>", losing the errno that tells a missing port from a busy one (another program
-  holds it: exclusive open, as mpremote's) or a user not in the dialout group; so the port
-  is opened here and mpremote's attributes set as its constructor would. Reads time out
-  after ``answer_timeout`` (mpremote's block forever: a board that stops answering mid-way
-  hangs it) and ``is_pty`` is False: mpremote reads a pty with blocking one-byte reads,
-  which with a timeout would stretch every silence to ``answer_timeout``; Linux reports
-  ``in_waiting`` for ptys as for USB ports, and an unplugged port fails there at once.
-* Errors: pyserial's and the OS's errors and mpremote's TransportError become a
-  :class:`~panictool.transport.TransportError` with a hint for the installer, and
-  mpremote's diagnostic prints (the bytes it got, on stdout) are kept off stdout, where
-  ``--json`` output goes.
-* Reading the console: code.py's output for ``console`` and ``verify`` (mpremote's own
-  console is an interactive terminal).
+A button whose code.py a tool stopped sends nothing (no alarm, no heartbeat) until it runs
+again, so the session is a context manager that restarts code.py on every way out: done,
+refused, failed, Ctrl-C in the tool, or the board gone (then there is nothing to restart:
+a board that comes back powers up into code.py by itself).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import struct
 import termios
 import time
-from collections.abc import Callable, Iterator
 
 import serial
-from mpremote import transport as mp
-from mpremote import transport_serial as mp_serial
 
 from panicgw import ports
 from panictool.transport import Transport, TransportError
@@ -84,32 +54,29 @@ def auto_port() -> str:
         raise TransportError(str(e), e.hint) from None
 
 
-class SerialTransport(Transport, mp_serial.SerialTransport):
+class SerialTransport(Transport):
     """A raw-REPL session on one serial port. Use as a context manager."""
 
     def __init__(self, port: str, baudrate: int = 115200, *, answer_timeout: float = 5.0,
                  use_raw_paste: bool = True) -> None:
-        # mpremote's state, as its constructor sets it (not called: see the docstring).
-        self.device_name = port
-        self.in_raw_repl = False
-        self.use_raw_paste = use_raw_paste
-        self.mounted = False
-        self.is_pty = False
-        self.serial: serial.Serial | None = None
         self.port = port
         self.answer_timeout = answer_timeout
-        self.execs = 0  # code blocks run this session
+        self.use_raw_paste = use_raw_paste
+        self.in_raw = False
+        self.raw_paste_used = False
         # True from the first Ctrl-C we send until code.py runs again: the board is halted
         # because of us, and close() must restart it.
         self.halted = False
         self.answered = False  # the board showed a REPL prompt in this session
         self.restarts = 0  # soft reboots into code.py this session did (tests, reports)
         self.left_halted = False  # closed without getting code.py to run (port gone)
-        self._replay = b""  # console output already read, that read_console gives first
+        self._pushback = b""
         try:
-            self.serial = serial.Serial(port, baudrate, timeout=answer_timeout,
-                                        write_timeout=5.0, exclusive=True)
-        except (serial.SerialException, OSError) as e:
+            self.serial = serial.Serial(port, baudrate, timeout=0.05, write_timeout=5.0,
+                                        exclusive=True)
+        except serial.SerialException as e:
+            raise self._open_error(e) from None
+        except OSError as e:
             raise self._open_error(e) from None
 
     def _open_error(self, e: Exception) -> TransportError:
@@ -124,12 +91,7 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
                                   "check the cable; `panictool console --list` shows the ports")
         return TransportError(f"cannot open {self.port}: {text}")
 
-    @property
-    def raw_paste_used(self) -> bool:
-        """Code went in raw-paste mode (mpremote drops it after a board refused it)."""
-        return bool(self.use_raw_paste and self.execs)
-
-    # -- context ----------------------------------------------------------------------
+    # -- context ------------------------------------------------------------------------------
 
     def __enter__(self) -> SerialTransport:
         return self
@@ -140,66 +102,85 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
             exc.hint = ((exc.hint + "; ") if exc.hint else "") + LEFT_HALTED_HINT
 
     def close(self) -> None:
-        """Restart code.py if this session stopped it, then close the port (mpremote's
-        close). Never raises: it runs on every way out of a command, including a
-        vanished port."""
-        if self.serial is None:
+        """Restart code.py if this session stopped it, then close the port. Never raises:
+        it runs on every way out of a command, including a vanished port."""
+        if getattr(self, "serial", None) is None:
             return
         if self.halted and not self.run_code(best_effort=True):
             self.left_halted = True
-        self.in_raw_repl = False
+        self.in_raw = False
         try:
-            super().close()
+            self.serial.close()
         except PORT_ERRORS:
-            with contextlib.suppress(*PORT_ERRORS):
-                self.serial.close()
+            pass
         self.serial = None
 
-    # -- errors -----------------------------------------------------------------------
+    # -- low-level I/O ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _io(self, no_answer: Callable[[Exception], str] | None = None) -> Iterator[None]:
-        """Serial I/O here and in mpremote, its errors as TransportErrors with a hint.
-        ``no_answer`` words mpremote's own TransportError (the board answered wrongly or
-        not at all)."""
+    def _write(self, data: bytes) -> None:
         try:
-            yield
-        except TransportError:
-            raise
+            self.serial.write(data)
+            self.serial.flush()
         except serial.SerialTimeoutException:
             raise TransportError(f"{self.port}: the board stopped reading",
                                  NO_ANSWER_HINT) from None
         except PORT_ERRORS as e:
-            raise TransportError(f"{self.port}: {e}; was the board unplugged?") from None
-        except (mp.TransportError, struct.error) as e:
-            self.in_raw_repl = False  # where the board is now is unknown: enter afresh
-            text = no_answer(e) if no_answer else f"the board on {self.port} does not answer"
-            raise TransportError(text, NO_ANSWER_HINT) from None
+            raise TransportError(f"{self.port}: write failed ({e}); was the board unplugged?") \
+                from None
 
-    @contextlib.contextmanager
-    def _mpremote(self, no_answer: Callable[[Exception], str]) -> Iterator[None]:
-        """A call into mpremote's raw-REPL code: ``_io``'s errors, and what it prints when
-        the board answers wrongly (the bytes it got) kept off stdout, where --json output
-        goes (panictool is single-threaded: nothing else prints meanwhile)."""
-        with self._io(no_answer), contextlib.redirect_stdout(io.StringIO()):
-            yield
-
-    def _write(self, data: bytes) -> None:
-        with self._io():
-            self.serial.write(data)
-            self.serial.flush()
+    def _in_waiting(self) -> int:
+        try:
+            return int(self.serial.in_waiting)
+        except PORT_ERRORS as e:
+            raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
+                from None
 
     def _read_some(self) -> bytes:
-        """Whatever has arrived (a short wait when nothing has)."""
-        if self._replay:
-            data, self._replay = self._replay, b""
-            return data
-        with self._io():
+        if self._pushback:
+            return self._take_pushback(len(self._pushback))
+        try:
             n = self.serial.in_waiting
-            if n:
-                return self.serial.read(n)
-        time.sleep(0.01)
-        return b""
+            return self.serial.read(max(1, n))
+        except PORT_ERRORS as e:
+            raise TransportError(f"{self.port}: read failed ({e}); was the board unplugged?") \
+                from None
+
+    def read_until(self, ending: bytes, timeout: float, *, max_bytes: int = 1 << 20) -> bytes:
+        """Bytes up to and including ``ending``; whatever came when ``timeout`` (seconds of
+        silence) ran out is returned without it, so callers test ``endswith``."""
+        data = bytearray()
+        last = time.monotonic()
+        while True:
+            chunk = self._read_some()
+            if chunk:
+                data += chunk
+                last = time.monotonic()
+                idx = data.find(ending)
+                if idx >= 0:
+                    extra = bytes(data[idx + len(ending):])
+                    if extra:
+                        self._pushback = extra + self._pushback
+                    return bytes(data[:idx + len(ending)])
+                if len(data) > max_bytes:
+                    raise TransportError(f"{self.port}: the board sent too much output")
+            elif time.monotonic() - last > timeout:
+                return bytes(data)
+
+    def _read_exact(self, n: int, timeout: float) -> bytes:
+        data = bytearray(self._take_pushback(n))
+        end = time.monotonic() + timeout
+        while len(data) < n and time.monotonic() < end:
+            try:
+                data += self.serial.read(n - len(data))
+            except PORT_ERRORS as e:
+                raise TransportError(f"{self.port}: read failed ({e}); was the board "
+                                     "unplugged?") from None
+        return bytes(data)
+
+    def _take_pushback(self, n: int) -> bytes:
+        pb = self._pushback
+        self._pushback = pb[n:]
+        return pb[:n]
 
     def drain(self, quiet: float = 0.15, limit: float = 2.0) -> bytes:
         """Read until the board has been quiet for ``quiet`` seconds (at most ``limit``)."""
@@ -212,16 +193,16 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
                 last = time.monotonic()
         return bytes(data)
 
-    # -- REPL states ------------------------------------------------------------------
+    # -- REPL states --------------------------------------------------------------------------
 
     def interrupt(self) -> bytes:
-        """Stop the running program and get to a prompt; returns what the board printed
-        (code.py's last output, banners)."""
+        """Stop the running program and get to the normal ``>>>`` prompt; returns what the
+        board printed (code.py's last output, banners)."""
         seen = bytearray()
         self.halted = True  # from here on code.py may be stopped: close() restarts it
-        # One Ctrl-C, then another only on silence: one sent blindly reaches a board that
-        # has already stopped, between two of its prompts (see the module docstring).
         self._write(b"\r\x03")
+        time.sleep(0.05)
+        self._write(b"\x03")
         deadline = time.monotonic() + self.answer_timeout
         pressed = False
         while time.monotonic() < deadline:
@@ -240,53 +221,47 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
             self._write(b"\x02\r\x03")
         raise TransportError(f"the board on {self.port} does not answer", NO_ANSWER_HINT)
 
-    def enter_raw_repl(self, soft_reset: bool = False, timeout_overall: float | None = None,
-                       ) -> None:
-        """Interrupt whatever runs, then Ctrl-A and the raw REPL's banner, as mpremote's
-        ``enter_raw_repl`` (whose own leading Ctrl-C is left out: see the module docstring);
-        tried three times. ``soft_reset``: then a soft reboot inside the raw REPL, which
-        keeps code.py stopped."""
-        wait = timeout_overall or self.answer_timeout / 2
-        banner = RAW_BANNER + b"\r\n"
+    def enter_raw_repl(self) -> None:
+        """Interrupt whatever runs and enter the raw REPL (retried once: a board that was
+        auto-reloading after a file copy may swallow the first attempt)."""
         for attempt in range(3):
             self.interrupt()
             self._write(b"\r\x01")
-            if self.read_until(1, banner, timeout=wait, timeout_overall=wait).endswith(banner):
-                break
-            if attempt == 2:
-                raise TransportError(f"the board on {self.port} does not enter the raw REPL",
-                                     NO_ANSWER_HINT)
-            self._write(b"\x02")
-            self.drain()
-        if soft_reset:
-            self._write(b"\x04")
-            if not (self.read_until(1, b"soft reboot\r\n", timeout_overall=wait)
-                    .endswith(b"soft reboot\r\n")
-                    and self.read_until(1, banner, timeout_overall=wait).endswith(banner)):
-                raise TransportError(f"the board on {self.port} did not come back after a "
-                                     "soft reboot", NO_ANSWER_HINT)
-        self.in_raw_repl = True  # its ">" prompt is left for mpremote's exec to read
+            data = self.read_until(RAW_BANNER, timeout=self.answer_timeout / 2)
+            if data.endswith(RAW_BANNER):
+                prompt = self.read_until(b">", timeout=self.answer_timeout / 2)
+                if prompt.endswith(b">"):
+                    self.in_raw = True
+                    return
+            if attempt < 2:
+                self._write(b"\x02")
+                self.drain()
+        raise TransportError(f"the board on {self.port} does not enter the raw REPL",
+                             NO_ANSWER_HINT)
 
-    def read_until(self, min_num_bytes: int, ending: bytes, timeout: float = 10,
-                   data_consumer: Callable[[bytes], None] | None = None,
-                   timeout_overall: float | None = None) -> bytes:
-        """mpremote's ``read_until`` (``timeout``: seconds of silence), its port errors
-        as TransportErrors."""
-        with self._io():
-            return super().read_until(min_num_bytes, ending, timeout, data_consumer,
-                                      timeout_overall)
+    def exit_raw_repl(self) -> None:
+        if self.in_raw:
+            self._write(b"\r\x02")
+            self.in_raw = False
 
     def soft_reboot(self, run_code: bool = True) -> None:
         """Reload the board. With ``run_code`` code.py runs (the caller then reads the
         console, e.g. the boot report); without, the board stays in a fresh raw REPL."""
-        if not run_code:
-            self.enter_raw_repl(soft_reset=True)
+        if run_code:
+            if not self.halted:
+                self.interrupt()
+            if not self.run_code():
+                raise TransportError(f"the board on {self.port} did not restart its code.py",
+                                     NO_ANSWER_HINT)
             return
-        if not self.halted:
-            self.interrupt()
-        if not self.run_code():
-            raise TransportError(f"the board on {self.port} did not restart its code.py",
+        if not self.in_raw:
+            self.enter_raw_repl()
+        self._write(b"\x04")
+        data = self.read_until(RAW_BANNER, timeout=self.answer_timeout)
+        if not data.endswith(RAW_BANNER):
+            raise TransportError(f"the board on {self.port} did not come back after reboot",
                                  NO_ANSWER_HINT)
+        self.read_until(b">", timeout=1.0)
 
     def run_code(self, best_effort: bool = False) -> bool:
         """Get the board from wherever this session left it (raw REPL, a snippet still
@@ -298,13 +273,13 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
             else self.answer_timeout / 4
         for _ in range(2):
             try:
-                self._replay = b""
+                self._pushback = b""
                 self._write(b"\r\x03")  # a snippet still running (Ctrl-C in the tool)
                 self.drain(quiet=0.1, limit=min(1.0, wait))
                 self._write(b"\x02")  # leave the raw REPL (at the friendly prompt: a banner)
-                self.read_until(1, FRIENDLY_PROMPT, timeout=min(1.0, wait))
+                self.read_until(FRIENDLY_PROMPT, timeout=min(1.0, wait))
                 self._write(b"\x04")
-                seen = self.read_until(1, b"soft reboot", timeout=wait)
+                seen = self.read_until(b"soft reboot", timeout=wait)
             except TransportError:
                 if best_effort:
                     return False
@@ -312,8 +287,8 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
             if seen.endswith(b"soft reboot"):
                 # What follows is code.py's console, which the caller may read (the boot
                 # report): it starts at the reboot line.
-                self._replay = b"\r\nsoft reboot"
-                self.in_raw_repl = False
+                self._pushback = b"\r\nsoft reboot" + self._pushback
+                self.in_raw = False
                 self.halted = False
                 self.restarts += 1
                 return True
@@ -326,22 +301,82 @@ class SerialTransport(Transport, mp_serial.SerialTransport):
         data = bytearray()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            data += self._read_some()
+            chunk = self._read_some()
+            if chunk:
+                data += chunk
         return bytes(data)
 
     def write_console(self, data: bytes) -> None:
         self._write(data)
 
-    # -- exec -------------------------------------------------------------------------
+    # -- exec --------------------------------------------------------------------------------
 
-    def exec_raw(self, command: str | bytes, timeout: float = 10.0,
-                 data_consumer: Callable[[bytes], None] | None = None) -> tuple[bytes, bytes]:
-        """mpremote's ``exec_raw`` (raw-paste where the board offers it), entering the raw
-        REPL first when this session is not in it; (stdout, stderr) with ``\\n`` lines."""
-        if not self.in_raw_repl:
+    def _raw_paste(self, code: bytes) -> bool:
+        """Send ``code`` in raw-paste mode; False when the board does not offer it."""
+        self._write(b"\x05A\x01")
+        head = self._read_exact(2, self.answer_timeout)
+        if head == b"R\x00":
+            return False
+        if head != b"R\x01":
+            # An old firmware took it as text: get back to the clean raw prompt.
+            data = self.read_until(RAW_BANNER, timeout=1.0)
+            if data.endswith(RAW_BANNER):
+                self.read_until(b">", timeout=1.0)
+                return False
+            raise TransportError(f"the board on {self.port} answered raw-paste with {head!r}",
+                                 NO_ANSWER_HINT)
+        win = self._read_exact(2, self.answer_timeout)
+        if len(win) != 2:
+            raise TransportError(f"the board on {self.port} stopped during raw-paste setup")
+        window = struct.unpack("<H", win)[0]
+        remain = window
+        i = 0
+        while i < len(code):
+            while remain == 0 or self._pushback or self._in_waiting():
+                b = self._read_exact(1, self.answer_timeout)
+                if b == b"\x01":
+                    remain += window
+                elif b == b"\x04":  # the board ended the paste (e.g. a syntax error early)
+                    self._write(b"\x04")
+                    return True
+                else:
+                    raise TransportError(f"unexpected {b!r} from the board during raw-paste")
+            part = code[i:i + remain]
+            self._write(part)
+            remain -= len(part)
+            i += len(part)
+        self._write(b"\x04")
+        ack = self.read_until(b"\x04", timeout=self.answer_timeout)
+        if not ack.endswith(b"\x04"):
+            raise TransportError(f"the board on {self.port} did not finish the raw-paste")
+        return True
+
+    def exec_raw(self, code: str, timeout: float = 10.0) -> tuple[bytes, bytes]:
+        if not self.in_raw:
             self.enter_raw_repl()
-        with self._mpremote(lambda e: f"the board on {self.port} does not answer as a raw "
-                            f"REPL ({e})"):
-            out, err = super().exec_raw(command, timeout, data_consumer)
-        self.execs += 1
-        return out.replace(b"\r\n", b"\n"), err.replace(b"\r\n", b"\n")
+        body = code.encode("utf-8")
+        sent = False
+        if self.use_raw_paste:
+            sent = self._raw_paste(body)
+            if not sent:
+                self.use_raw_paste = False
+            else:
+                self.raw_paste_used = True
+        if not sent:
+            for i in range(0, len(body), 256):
+                self._write(body[i:i + 256])
+                time.sleep(0.01)
+            self._write(b"\x04")
+            ok = self._read_exact(2, self.answer_timeout)
+            if ok != b"OK":
+                self.in_raw = False
+                raise TransportError(f"the board on {self.port} refused the code ({ok!r})",
+                                     NO_ANSWER_HINT)
+        out = self.read_until(b"\x04", timeout=timeout)
+        if not out.endswith(b"\x04"):
+            self.in_raw = False
+            raise TransportError(f"no answer from the board on {self.port} within {timeout:.0f} s",
+                                 NO_ANSWER_HINT)
+        err = self.read_until(b"\x04", timeout=timeout)
+        self.read_until(b">", timeout=timeout)
+        return out[:-1].replace(b"\r\n", b"\n"), err[:-1].replace(b"\r\n", b"\n")
